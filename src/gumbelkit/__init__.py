@@ -1,0 +1,32 @@
+"""gumbelkit: learning through discrete choices in PyTorch."""
+
+from . import nn, schedules
+from ._rng import gumbel_noise
+from .functional import (
+    binary_concrete,
+    gumbel_max,
+    gumbel_softmax,
+    gumbel_topk,
+    hard_concrete,
+    hard_concrete_deterministic,
+    hard_concrete_prob_nonzero,
+    straight_through,
+)
+from .kernels import backend
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "gumbel_noise",
+    "gumbel_max",
+    "gumbel_topk",
+    "gumbel_softmax",
+    "straight_through",
+    "binary_concrete",
+    "hard_concrete",
+    "hard_concrete_prob_nonzero",
+    "hard_concrete_deterministic",
+    "backend",
+    "schedules",
+    "nn",
+]

@@ -1,0 +1,5 @@
+"""``python -m gumbelkit``: the command line tool."""
+
+from gumbelkit.cli import main
+
+raise SystemExit(main())

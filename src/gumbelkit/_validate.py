@@ -1,0 +1,145 @@
+"""Argument checks shared by every public function.
+
+Every check raises ``ValueError`` (or ``TypeError`` for a wrong kind of
+object) with the value that was given and the range that was expected. Nothing
+is clamped silently.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+
+Temperature = float | torch.Tensor
+
+
+def check_dim(x: torch.Tensor, dim: int) -> int:
+    """Return ``dim`` as a non-negative axis of ``x``."""
+    if x.dim() == 0:
+        raise ValueError("logits must have at least one axis (the category axis), got a scalar")
+    if not -x.dim() <= dim < x.dim():
+        raise ValueError(f"dim must lie in [{-x.dim()}, {x.dim() - 1}] for a tensor of "
+                         f"shape {tuple(x.shape)}, got {dim}")
+    return dim % x.dim()
+
+
+def check_floating(x: torch.Tensor, name: str = "logits") -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"{name} must have a floating dtype, got {x.dtype}")
+
+
+def _row_name(index: int, batch_shape: tuple[int, ...]) -> str:
+    if len(batch_shape) == 0:
+        return "the only row"
+    if len(batch_shape) == 1:
+        return f"row {index}"
+    return f"row {tuple(int(i) for i in torch.unravel_index(torch.tensor(index), batch_shape))}"
+
+
+def check_logits(logits: torch.Tensor, dim: int = -1, *, masked_ok: bool = True) -> int:
+    """Categorical logits along ``dim``: no NaN, no +inf, not every entry -inf.
+
+    ``-inf`` entries are masked categories (allowed when ``masked_ok``).
+    Returns the normalised ``dim``.
+    """
+    check_floating(logits)
+    dim = check_dim(logits, dim)
+    if logits.numel() == 0:
+        return dim
+    moved = logits.detach().movedim(dim, -1)
+    batch_shape = tuple(moved.shape[:-1])
+    flat = moved.reshape(-1, moved.shape[-1])
+    bad = torch.isnan(flat).any(-1) | (flat == math.inf).any(-1)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(f"logits contain NaN or +inf in {_row_name(row, batch_shape)} "
+                         f"(along dim={dim}); logits must be finite or -inf (masked)")
+    masked = flat == -math.inf
+    if masked_ok:
+        empty = masked.all(-1)
+        if bool(empty.any()):
+            row = int(empty.nonzero()[0, 0])
+            raise ValueError(f"every logit is -inf in {_row_name(row, batch_shape)} "
+                             f"(along dim={dim}): no category can be sampled")
+    elif bool(masked.any()):
+        row = int(masked.any(-1).nonzero()[0, 0])
+        raise ValueError(f"logits contain -inf in {_row_name(row, batch_shape)}; "
+                         f"this function needs finite logits")
+    return dim
+
+
+def check_binary_logits(logits: torch.Tensor) -> None:
+    """Bernoulli logits: any value but NaN (+-inf are the certain outcomes)."""
+    check_floating(logits)
+    if bool(torch.isnan(logits.detach()).any()):
+        index = tuple(int(i) for i in torch.isnan(logits.detach()).nonzero()[0])
+        raise ValueError(f"logits contain NaN at index {index}")
+
+
+def check_positive_real(value: float, name: str) -> float:
+    """A Python number that is > 0 and finite."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be > 0 and finite, got {value}")
+    return value
+
+
+def check_temperature(tau: Temperature, logits: torch.Tensor | None = None,
+                      dim: int | None = None, name: str = "tau") -> Temperature:
+    """A temperature: a float > 0 and finite, or a tensor of such values.
+
+    A tensor must broadcast against ``logits`` and have size 1 along ``dim``
+    (one temperature per row).
+    """
+    if not isinstance(tau, torch.Tensor):
+        return check_positive_real(tau, name)
+    if not tau.dtype.is_floating_point:
+        raise ValueError(f"{name} must be a floating tensor, got dtype {tau.dtype}")
+    detached = tau.detach()
+    bad = ~(torch.isfinite(detached) & (detached > 0))
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{name} must be > 0 and finite everywhere, got "
+                         f"{float(detached[index])} at index {index}")
+    if logits is not None:
+        try:
+            shape = torch.broadcast_shapes(tau.shape, logits.shape)
+        except RuntimeError:
+            raise ValueError(f"{name} of shape {tuple(tau.shape)} does not broadcast against "
+                             f"logits of shape {tuple(logits.shape)}") from None
+        if shape != logits.shape:
+            raise ValueError(f"{name} of shape {tuple(tau.shape)} would enlarge logits of shape "
+                             f"{tuple(logits.shape)}; give one temperature per row")
+        if dim is not None:
+            axis = dim - logits.dim() + tau.dim()
+            if 0 <= axis < tau.dim() and tau.shape[axis] != 1:
+                raise ValueError(f"{name} must have size 1 along the category axis dim={dim} "
+                                 f"(one temperature per row), got shape {tuple(tau.shape)}")
+    return tau
+
+
+def check_stretch(gamma: float, zeta: float) -> tuple[float, float]:
+    """Hard Concrete stretch interval: gamma < 0 and zeta > 1, both finite."""
+    if isinstance(gamma, bool) or not isinstance(gamma, Real) or not math.isfinite(gamma) \
+            or not gamma < 0:
+        raise ValueError(f"gamma must be a finite number < 0, got {gamma}")
+    if isinstance(zeta, bool) or not isinstance(zeta, Real) or not math.isfinite(zeta) \
+            or not zeta > 1:
+        raise ValueError(f"zeta must be a finite number > 1, got {zeta}")
+    return float(gamma), float(zeta)
+
+
+def check_int_range(value: int, name: str, low: int, high: int | None = None) -> int:
+    """An int in [low, high] (high=None: no upper bound)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        upper = "inf)" if high is None else f"{high}]"
+        raise ValueError(f"{name} must lie in [{low}, {upper}, got {value}")
+    return value

@@ -1,0 +1,304 @@
+"""Functional ops: Gumbel-max, Gumbel-top-k, Gumbel-Softmax, straight-through,
+Binary Concrete and Hard Concrete.
+
+All noise comes from :mod:`gumbelkit._rng` (counter-based Philox), so every op
+is reproducible with ``seed=`` and batch-invariant with a per-row seed tensor.
+Internal math is float32, or float64 for float64 inputs; outputs have the
+input's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import _rng
+from ._validate import (
+    Temperature,
+    check_binary_logits,
+    check_floating,
+    check_int_range,
+    check_logits,
+    check_stretch,
+    check_temperature,
+)
+
+__all__ = [
+    "gumbel_max",
+    "gumbel_topk",
+    "gumbel_softmax",
+    "straight_through",
+    "binary_concrete",
+    "hard_concrete",
+    "hard_concrete_prob_nonzero",
+    "hard_concrete_deterministic",
+]
+
+SeedLike = int | torch.Tensor | None
+
+
+def _category_noise(logits: torch.Tensor, dim: int, kind: str, seed: SeedLike,
+                    generator: torch.Generator | None, stream: int = 0) -> torch.Tensor:
+    """Noise shaped like ``logits`` whose columns run along ``dim`` (noise dtype)."""
+    moved_shape = logits.movedim(dim, -1).shape
+    resolved = _rng.resolve_seed(seed, generator)
+    g = _rng.noise(kind, tuple(moved_shape[:-1]), moved_shape[-1], resolved,
+                   _rng.noise_dtype(logits.dtype), logits.device, stream=stream)
+    return g.movedim(-1, dim)
+
+
+def _perturbed(logits: torch.Tensor, dim: int, seed: SeedLike,
+               generator: torch.Generator | None) -> torch.Tensor:
+    """logits + Gumbel noise, in the noise dtype (masked entries stay -inf)."""
+    g = _category_noise(logits, dim, "gumbel", seed, generator)
+    return logits.to(g.dtype) + g
+
+
+def _scaled_temperature(tau: Temperature, dtype: torch.dtype) -> Temperature:
+    return tau.to(dtype) if isinstance(tau, torch.Tensor) else tau
+
+
+def gumbel_max(logits: torch.Tensor, dim: int = -1, *, seed: SeedLike = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Exact categorical sample: ``argmax_i (logits_i + G_i)``, ``G_i ~ Gumbel(0, 1)``.
+
+    ``P(index = i) = softmax(logits)_i`` (Gumbel 1954; Maddison et al. 2014).
+    Logits need not be normalised; ``-inf`` entries are never chosen.
+
+    Args:
+        logits: floating tensor, categories along ``dim``; finite or ``-inf``,
+            at least one finite entry per row.
+        dim: the category axis.
+        seed, generator: see :func:`gumbelkit.gumbel_noise`.
+
+    Returns:
+        int64 tensor of the logits' shape without ``dim``.
+
+    Example:
+        >>> gumbelkit.gumbel_max(torch.tensor([[0.0, 1.0, 2.0]]), seed=0)
+        tensor([2])
+    """
+    dim = check_logits(logits, dim)
+    return _perturbed(logits.detach(), dim, seed, generator).argmax(dim)
+
+
+def gumbel_topk(logits: torch.Tensor, k: int, dim: int = -1, *, seed: SeedLike = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """``k`` distinct categories without replacement, in sampling order.
+
+    The indices of the ``k`` largest ``logits_i + G_i`` are an ordered sample of
+    the Plackett-Luce model: ``P(i1, ..., ik) = prod_j p_ij / (1 - sum_{l<j}
+    p_il)`` (Vieira 2014; Kool et al. 2019).
+
+    Args:
+        logits: as in :func:`gumbel_max`; every row needs at least ``k``
+            finite entries.
+        k: number of categories, 1 <= k <= K.
+
+    Returns:
+        int64 tensor: the logits' shape with ``dim`` of size ``k``.
+
+    Example:
+        >>> gumbelkit.gumbel_topk(torch.zeros(4), k=2, seed=1).shape
+        torch.Size([2])
+    """
+    dim = check_logits(logits, dim)
+    n_categories = logits.shape[dim]
+    check_int_range(k, "k", 1, n_categories)
+    finite = torch.isfinite(logits.detach()).sum(dim)
+    short = finite < k
+    if bool(short.any()):
+        row = tuple(int(i) for i in short.nonzero()[0])
+        raise ValueError(f"k={k} exceeds the {int(finite[row])} unmasked categories of row {row}")
+    return _perturbed(logits.detach(), dim, seed, generator).topk(k, dim).indices
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the given one-hot; backward: the gradient goes to ``soft`` unchanged."""
+
+    @staticmethod
+    def forward(ctx, soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+        return hard
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
+
+
+def _one_hot_like(scores: torch.Tensor, index: torch.Tensor, dim: int,
+                  dtype: torch.dtype) -> torch.Tensor:
+    hard = torch.zeros(scores.shape, dtype=dtype, device=scores.device)
+    return hard.scatter_(dim, index.unsqueeze(dim), 1.0)
+
+
+def straight_through(soft: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """One-hot of ``argmax(soft)`` forward, identity gradient backward.
+
+    The forward value is exactly one-hot (unlike ``hard - soft.detach() + soft``,
+    whose rounding can leave 1 - 1e-8 or 1e-9 off the zeros); the backward
+    passes the incoming gradient to ``soft`` as if the op were the identity
+    (Bengio et al. 2013). Ties go to the lowest index.
+
+    Example:
+        >>> y = gumbelkit.straight_through(torch.tensor([0.2, 0.7, 0.1], requires_grad=True))
+        >>> y
+        tensor([0., 1., 0.], grad_fn=<_StraightThroughBackward>)
+    """
+    check_floating(soft, "soft")
+    dim = check_logits(soft, dim)
+    hard = _one_hot_like(soft, soft.detach().argmax(dim), dim, soft.dtype)
+    return _StraightThrough.apply(soft, hard)
+
+
+def gumbel_softmax(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = False,
+                   dim: int = -1, *, seed: SeedLike = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gumbel-Softmax (Concrete) sample: ``y = softmax((logits + G) / tau)``.
+
+    Jang et al. 2017; Maddison et al. 2017. Low ``tau`` gives nearly one-hot
+    samples with high-variance gradients; high ``tau`` gives smooth, biased
+    ones. With ``hard=True`` the forward value is the exact one-hot of
+    ``argmax(logits + G)`` (the same category :func:`gumbel_max` draws with the
+    same seed) and the gradient is that of the soft sample (straight-through
+    Gumbel-Softmax). A drop-in for ``torch.nn.functional.gumbel_softmax``
+    (same order of ``logits, tau, hard``), but seedable, and ``tau <= 0``
+    raises instead of returning NaN.
+
+    Args:
+        logits: floating tensor, categories along ``dim``; finite or ``-inf``
+            (masked: probability and gradient exactly 0).
+        tau: temperature > 0 and finite: a float, or a tensor broadcasting
+            against ``logits`` with size 1 along ``dim`` (one per row).
+        hard: straight-through one-hot forward.
+        dim: the category axis.
+        seed, generator: see :func:`gumbelkit.gumbel_noise`.
+
+    Example:
+        >>> y = gumbelkit.gumbel_softmax(torch.zeros(2, 3), tau=0.5, seed=0)
+        >>> torch.allclose(y.sum(-1), torch.ones(2))
+        True
+    """
+    dim = check_logits(logits, dim)
+    tau = check_temperature(tau, logits, dim)
+    perturbed = _perturbed(logits, dim, seed, generator)
+    soft = torch.softmax(perturbed / _scaled_temperature(tau, perturbed.dtype), dim)
+    if not hard:
+        return soft.to(logits.dtype)
+    one_hot = _one_hot_like(perturbed, perturbed.detach().argmax(dim), dim, perturbed.dtype)
+    return _StraightThrough.apply(soft, one_hot).to(logits.dtype)
+
+
+def _bernoulli_relaxation(logits: torch.Tensor, tau: Temperature, seed: SeedLike,
+                          generator: torch.Generator | None) -> torch.Tensor:
+    """sigmoid((logits + L) / tau) in the noise dtype, L ~ Logistic(0, 1)."""
+    shape = logits.shape if logits.dim() > 0 else (1,)
+    resolved = _rng.resolve_seed(seed, generator)
+    noise = _rng.noise("logistic", tuple(shape[:-1]), shape[-1], resolved,
+                       _rng.noise_dtype(logits.dtype), logits.device).reshape(logits.shape)
+    return torch.sigmoid((logits.to(noise.dtype) + noise) / _scaled_temperature(tau, noise.dtype))
+
+
+class _HardThreshold(torch.autograd.Function):
+    """Forward: 1 where soft > 1/2 else 0; backward: identity to ``soft``."""
+
+    @staticmethod
+    def forward(ctx, soft: torch.Tensor) -> torch.Tensor:
+        return (soft > 0.5).to(soft.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+def binary_concrete(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = False, *,
+                    seed: SeedLike = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Binary Concrete (relaxed Bernoulli): ``y = sigmoid((logits + L) / tau)``.
+
+    ``L = log U - log(1 - U)`` is standard logistic noise (Maddison et al.
+    2017, Jang et al. 2017). ``P(y > 1/2) = sigmoid(logits)`` at every ``tau``.
+    ``hard=True`` returns the exact {0, 1} value ``y > 1/2`` forward with the
+    soft gradient (straight-through). Each element is one independent choice;
+    the last axis counts as columns and the leading axes as rows for seeding.
+
+    Args:
+        logits: floating tensor of Bernoulli logits (``-inf``/``+inf`` give
+            exact 0/1 with zero gradient; NaN raises).
+        tau: temperature > 0 and finite: a float or a tensor broadcasting
+            against ``logits`` without enlarging it.
+        hard: straight-through {0, 1} forward.
+
+    Example:
+        >>> gumbelkit.binary_concrete(torch.tensor([-1.0, 0.0, 3.0]), tau=0.5, seed=0).shape
+        torch.Size([3])
+    """
+    check_binary_logits(logits)
+    tau = check_temperature(tau, logits)
+    soft = _bernoulli_relaxation(logits, tau, seed, generator)
+    if hard:
+        soft = _HardThreshold.apply(soft)
+    return soft.to(logits.dtype)
+
+
+def hard_concrete(logits: torch.Tensor, tau: Temperature = 2.0 / 3.0, gamma: float = -0.1,
+                  zeta: float = 1.1, *, seed: SeedLike = None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Hard Concrete gate: ``z = clamp(sigmoid((logits + L)/tau) (zeta - gamma) + gamma, 0, 1)``.
+
+    Louizos, Welling & Kingma 2018, "Learning Sparse Neural Networks through
+    L0 Regularization". The Binary Concrete sample is stretched to
+    ``(gamma, zeta)`` and clamped, so ``z`` is exactly 0 with probability
+    ``sigmoid(tau log(-gamma/zeta) - logits)`` and exactly 1 with probability
+    ``sigmoid(logits - tau log((1 - gamma)/(zeta - 1)))``; in between the
+    gradient is pathwise, at the endpoints it is 0.
+
+    Args:
+        logits: ``log alpha``, floating, no NaN.
+        tau: temperature > 0 (default 2/3, the paper's beta).
+        gamma: lower stretch limit, < 0 (default -0.1).
+        zeta: upper stretch limit, > 1 (default 1.1).
+
+    Example:
+        >>> z = gumbelkit.hard_concrete(torch.zeros(1000), seed=0)
+        >>> bool(((z == 0) | (z == 1)).any())
+        True
+    """
+    check_binary_logits(logits)
+    tau = check_temperature(tau, logits)
+    gamma, zeta = check_stretch(gamma, zeta)
+    soft = _bernoulli_relaxation(logits, tau, seed, generator)
+    return torch.clamp(soft * (zeta - gamma) + gamma, 0.0, 1.0).to(logits.dtype)
+
+
+
+def hard_concrete_prob_nonzero(logits: torch.Tensor, tau: Temperature = 2.0 / 3.0,
+                               gamma: float = -0.1, zeta: float = 1.1) -> torch.Tensor:
+    """Closed-form expected L0: ``P(z != 0) = sigmoid(logits - tau log(-gamma / zeta))``.
+
+    Louizos et al. 2018, eq. 12: summed over gates this is the differentiable
+    expected number of non-zero gates.
+
+    Example:
+        >>> gumbelkit.hard_concrete_prob_nonzero(torch.zeros(1))
+        tensor([0.8347])
+    """
+    check_binary_logits(logits)
+    tau = check_temperature(tau, logits)
+    gamma, zeta = check_stretch(gamma, zeta)
+    return torch.sigmoid(logits - tau * math.log(-gamma / zeta))
+
+
+def hard_concrete_deterministic(logits: torch.Tensor, gamma: float = -0.1,
+                                zeta: float = 1.1) -> torch.Tensor:
+    """Test-time gate ``min(1, max(0, sigmoid(logits) (zeta - gamma) + gamma))``.
+
+    Louizos et al. 2018, eq. 13.
+
+    Example:
+        >>> gumbelkit.hard_concrete_deterministic(torch.tensor([-5.0, 0.0, 5.0]))
+        tensor([0.0000, 0.5000, 1.0000])
+    """
+    check_binary_logits(logits)
+    gamma, zeta = check_stretch(gamma, zeta)
+    return torch.clamp(torch.sigmoid(logits) * (zeta - gamma) + gamma, 0.0, 1.0)

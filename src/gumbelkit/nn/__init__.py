@@ -1,0 +1,5 @@
+"""Modules built from gumbelkit's ops."""
+
+from .temperature import LearnableTemperature
+
+__all__ = ["LearnableTemperature"]
