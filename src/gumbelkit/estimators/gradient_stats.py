@@ -12,6 +12,7 @@ import torch
 from .._validate import check_int_range
 from .dispatch import ESTIMATORS, estimate
 from .problems import Problem, make_problem
+from .relax import relax_variance_loss
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class GradientStats:
     exact: torch.Tensor
 
 
-def _replicated(f: Callable[[torch.Tensor], torch.Tensor], n_draws: int
+def replicated(f: Callable[[torch.Tensor], torch.Tensor], n_draws: int
                 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``f`` on samples with an extra leading batch axis of ``n_draws`` independent copies."""
 
@@ -53,6 +54,54 @@ def _replicated(f: Callable[[torch.Tensor], torch.Tensor], n_draws: int
     return f_draws
 
 
+def fit_control(problem: Problem, *, tau: float = 1.0, steps: int = 40, copies: int = 128,
+                seed: int = 0, lr: float = 0.02) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A RELAX control ``c(y) = eta f(y) + sum(w * y)`` trained to minimise variance.
+
+    The RELAX paper's form (Grathwohl et al. 2018, section 3.3: the relaxed
+    objective plus a learned correction, here linear). ``eta`` starts at 1 and
+    ``w`` at 0 (that is REBAR); ``steps`` Adam steps on
+    :func:`relax_variance_loss` over ``copies`` replicated draws (seeds
+    ``seed + 1 ...``). The fitted parameters are kept only if they lower the
+    variance loss on held-out draws; otherwise the REBAR start is returned.
+    """
+    eta = torch.ones((), dtype=problem.logits.dtype, requires_grad=True)
+    weight = torch.zeros(problem.logits.shape, dtype=problem.logits.dtype, requires_grad=True)
+    n_axes = problem.logits.dim() - (problem.f(problem.logits.detach()[None]).dim() - 1)
+
+    def control(y: torch.Tensor) -> torch.Tensor:
+        return eta * problem.f(y) + (y * weight).flatten(-n_axes).sum(-1)
+
+    f = replicated(problem.f, copies)
+    c = replicated(control, copies)
+
+    def variance_loss(draw_seed: int) -> torch.Tensor:
+        logits = problem.logits.detach().expand(copies, *problem.logits.shape).clone()
+        logits.requires_grad_()
+        value = estimate(f, logits, "relax", tau=tau, seed=draw_seed, control=c)
+        return relax_variance_loss(value, logits)[1]
+
+    held_out = [seed + steps + 1 + i for i in range(4)]
+
+    def held_out_loss() -> float:
+        return sum(float(variance_loss(s).detach()) for s in held_out)
+
+    start_loss = held_out_loss()
+    optimizer = torch.optim.Adam([eta, weight], lr=lr)
+    for step in range(steps):
+        grads = torch.autograd.grad(variance_loss(seed + 1 + step), [eta, weight])
+        for param, grad in zip((eta, weight), grads):
+            param.grad = grad
+        optimizer.step()
+    if held_out_loss() >= start_loss:
+        with torch.no_grad():
+            eta.fill_(1.0)
+            weight.zero_()
+    eta.requires_grad_(False)
+    weight.requires_grad_(False)
+    return control
+
+
 def draw_gradients(method: str, problem: Problem, n_draws: int, seed: int,
                    **options: object) -> tuple[torch.Tensor, float]:
     """``n_draws`` independent gradient estimates, shape ``(n_draws, *logits.shape)``,
@@ -60,13 +109,16 @@ def draw_gradients(method: str, problem: Problem, n_draws: int, seed: int,
 
     Draw ``i`` is batch element ``i`` of one :func:`estimate` call on the
     logits replicated ``n_draws`` times (a scalar seed keys the rows apart, so
-    the draws are independent). For ``"relax"`` without a ``control`` the
-    REBAR control ``c = f`` is used.
+    the draws are independent). For ``"relax"`` without a ``control``, one
+    is trained first by :func:`fit_control`; a ``control`` given here acts
+    on samples of the problem's shape ``(m, *problem.logits.shape)``.
     """
-    f = _replicated(problem.f, n_draws)
+    f = replicated(problem.f, n_draws)
     options = {"n_samples": ESTIMATORS[method].min_samples, **options}
     if method == "relax":
-        options.setdefault("control", f)
+        control = options.get("control") or fit_control(
+            problem, tau=float(options.get("tau", 1.0)), seed=seed)
+        options["control"] = replicated(control, n_draws)
     logits = problem.logits.detach().expand(n_draws, *problem.logits.shape).clone()
     logits.requires_grad_()
     start = time.perf_counter()
