@@ -2,7 +2,8 @@
 
 The expected loss starts at 0.2525 (every p_i = 1/2) and its optimum is
 0.45**2 = 0.2025; each method must bring the exact expected loss within 2% of
-it. Sizes were measured: about 25-60 Adam steps per method. Straight-through
+it. Sizes were measured: about 25-50 Adam steps per method (under 1 s each
+single-threaded on an idle core). Straight-through
 Gumbel needs a low temperature here: its expected gradient has the wrong sign
 for this quadratic at tau >= 0.3 once p_i < 0.2 (first-order bias), so it is
 run at tau = 0.05 with more samples per step to tame the variance.
@@ -17,16 +18,11 @@ from gumbelkit.estimators.problems import poly
 OPTIMUM = 0.45 ** 2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("method,n_samples,tau,lr", [
-    ("reinmax", 16, 1.0, 0.3),
+    ("reinmax", 32, 1.0, 0.5),
     ("rloo", 16, 1.0, 0.3),
     ("st_gumbel", 512, 0.05, 0.5),
 ])

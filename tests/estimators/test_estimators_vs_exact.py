@@ -10,7 +10,7 @@ import torch
 
 import gumbelkit
 from gumbelkit.estimators import ESTIMATORS
-from gumbelkit.estimators.gradient_stats import (
+from gumbelkit.estimators.measurement import (
     draw_gradients,
     fit_control,
     gradient_stats,
@@ -50,13 +50,7 @@ BUILDERS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The pure-PyTorch Philox path is fastest single-threaded on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("method,problem", CASES)

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from gumbelkit.estimators import ESTIMATORS
-    from gumbelkit.estimators.gradient_stats import gradient_stats
+    from gumbelkit.estimators.measurement import gradient_stats
     from gumbelkit.estimators.problems import make_problem
 
     if args.draws < 2:
