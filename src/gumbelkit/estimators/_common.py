@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from .. import _rng
+from ..functional import gumbel_max
 
 SeedLike = int | torch.Tensor | None
 
@@ -142,15 +143,8 @@ def evaluate(f: Callable[[torch.Tensor], torch.Tensor], samples: torch.Tensor,
     return values
 
 
-def split_values(values: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
-    """Split values of stacked samples back into ``parts`` equal groups."""
-    return tuple(values.chunk(parts, 0))
-
-
 def draw_index(logits: torch.Tensor, n_samples: int, seed: _rng.Seed) -> torch.Tensor:
     """``n_samples`` categorical draws by Gumbel-max: int64 of shape (n, *logits.shape[:-1])."""
-    from ..functional import gumbel_max
-
     expanded = logits.detach().expand(n_samples, *logits.shape)
     return gumbel_max(expanded, -1, seed=seed_argument(seed))
 
