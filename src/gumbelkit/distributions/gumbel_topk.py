@@ -49,8 +49,10 @@ class GumbelTopK(Distribution):
     k-hot relaxation of Xie & Ermon 2019 ("Reparameterizable Subset Sampling via
     Continuous Relaxations"): with ``alpha_1 = logits + G``, ``p_j =
     softmax(alpha_j / tau)``, ``alpha_(j+1) = alpha_j + log(1 - p_j)``, the sample
-    is ``sum_j p_j`` (entries in [0, 1], summing to ``k``); ``hard=True`` makes its
-    forward the exact k-hot of the same draw with the relaxed gradient.
+    is ``sum_j p_j`` (entries >= 0 summing to ``k``; it tends to the k-hot of the
+    draw as ``tau -> 0``, but where perturbed logits are within about ``tau`` of
+    each other an entry can exceed 1 slightly); ``hard=True`` makes its forward
+    the exact k-hot of the same draw with the relaxed gradient.
     Replaces hand-written ``torch.topk(logits + gumbel)`` code: no torch or Pyro
     class exists for it.
 

@@ -44,7 +44,8 @@ class HardConcrete(Distribution):
     * ``cdf(z) = sigmoid(tau logit(s) - logits)`` on [0, 1);
     * ``mean = int_a^b (zeta - gamma) sigmoid'(x) sigmoid(logits - tau x) dx``
       (``E z = int_0^1 P(z > t) dt``), by Gauss-Legendre quadrature split at the
-      step ``x = logits / tau``: differentiable, about 1e-12 accurate in float64.
+      step ``x = logits / tau``: differentiable; in float64 it agrees with adaptive
+      quadrature to 1e-15 for tau in [0.01, 20] and logits in [-6, 6].
 
     ``log_prob`` is the log mass at 0 and at 1 and the log density inside (the
     density w.r.t. Lebesgue measure plus two atoms). ``rsample`` goes through
