@@ -320,3 +320,15 @@ def test_bad_parameters(example):
     for make, message in example.bad:
         with pytest.raises(ValueError, match=message):
             make()
+
+
+@pytest.mark.parametrize("module", ["concrete", "exp_concrete", "binary_concrete",
+                                    "logit_binary_concrete", "hard_concrete", "straight_through",
+                                    "gumbel_topk"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"gumbelkit.distributions.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
