@@ -68,11 +68,11 @@ def test_topk_sample_frequencies():
     logits = torch.tensor([0.2, -0.5, 1.0, 0.0])
     d = GumbelTopK(logits, k=2)
     pairs = list(itertools.permutations(range(4), 2))
-    samples = d.sample((40_000,), seed=51)
+    samples = d.sample((20_000,), seed=51)
     codes = (samples[:, 0] * 4 + samples[:, 1]).numpy()
     counts = np.bincount(codes, minlength=16)[[a * 4 + b for a, b in pairs]]
     probs = d.log_prob(torch.tensor(pairs)).exp().double().numpy()
-    assert counts.sum() == 40_000
+    assert counts.sum() == 20_000
     assert_chisquare(counts, probs)
 
 
@@ -114,9 +114,9 @@ def test_relaxed_topk_tends_to_the_hard_draw():
 
 
 def test_relaxed_topk_gradcheck():
-    logits = torch.randn(2, 5, dtype=F64, generator=torch.Generator().manual_seed(4))
+    logits = torch.randn(2, 4, dtype=F64, generator=torch.Generator().manual_seed(4))
     tau = torch.tensor([0.4, 1.3], dtype=F64)
     logits.requires_grad_()
     tau.requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda l, t: GumbelTopK(l, k=3).relaxed_rsample(t, (2,), seed=5), (logits, tau))
+        lambda l, t: GumbelTopK(l, k=2).relaxed_rsample(t, seed=5), (logits, tau))

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import Distribution, constraints
+from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
-from .._validate import Temperature, check_unit_interval
-from ._common import SampleCache, SeedLike, ShapeLike, describe
+from .._validate import check_unit_interval
+from ._base import RoundedRelaxation
 from .logit_binary_concrete import LogitBinaryConcrete, logistic_log_density, logit
 
 __all__ = ["BinaryConcrete"]
 
 
-class BinaryConcrete(Distribution):
+class BinaryConcrete(RoundedRelaxation):
     r"""Binary Concrete (relaxed Bernoulli): ``y = sigmoid((logits + L) / tau)``.
 
     ``L`` is standard logistic noise (Maddison, Mnih & Teh 2017; Jang et al.
@@ -54,52 +54,19 @@ class BinaryConcrete(Distribution):
     support = constraints.unit_interval
     has_rsample = True
 
-    def __init__(self, temperature: Temperature, probs: torch.Tensor | None = None,
-                 logits: torch.Tensor | None = None, validate_args: bool | None = None) -> None:
-        self.base_dist = LogitBinaryConcrete(temperature, probs=probs, logits=logits,
-                                             validate_args=False)
-        self._bind()
-        super().__init__(self.base_dist.batch_shape, torch.Size(), validate_args=validate_args)
-
-    def _bind(self) -> None:
-        self.logits = self.base_dist.logits
-        self.temperature = self.base_dist.temperature
-        self._cache = SampleCache()
+    base_cls = LogitBinaryConcrete
 
     @lazy_property
     def probs(self) -> torch.Tensor:
         return torch.sigmoid(self.logits)
 
-    def expand(self, batch_shape: torch.Size, _instance=None) -> BinaryConcrete:
-        new = self._get_checked_instance(BinaryConcrete, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.base_dist = self.base_dist.expand(batch_shape)
-        new._bind()
-        super(BinaryConcrete, new).__init__(batch_shape, torch.Size(), validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    def rsample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised sample, shape ``sample_shape + batch_shape``.
-
-        Equals :func:`gumbelkit.binary_concrete` of the logits expanded to that
-        shape with the same ``seed`` (up to rounding).
-        """
-        x = self.base_dist.logit_sample(sample_shape, seed=seed, generator=generator)
-        y = torch.sigmoid(x).to(self.logits.dtype)
-        self._cache.remember(y, x)
-        return y
-
-    def sample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape, seed=seed, generator=generator)
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        x = self._cache.lookup(value)
+        x = self.kept_sample(value)
         if x is None:
             x = logit(value)
         dtype = torch.promote_types(self.temperature.dtype, x.dtype)
@@ -124,6 +91,3 @@ class BinaryConcrete(Distribution):
         """``sigmoid((logits + logit(q)) / tau)`` for ``q`` in [0, 1]."""
         check_unit_interval(value, "q", closed=True)
         return torch.sigmoid(self.base_dist.icdf(value))
-
-    def __repr__(self) -> str:
-        return describe(type(self).__name__, temperature=self.temperature, logits=self.logits)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import torch
-from torch.distributions import Distribution, constraints
+from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
-from .._validate import Temperature
-from ._common import SampleCache, SeedLike, ShapeLike, describe, simplex
+from ._base import RoundedRelaxation
+from ._common import simplex
 from .exp_concrete import ExpConcrete, exp_concrete_log_density
 
 __all__ = ["Concrete", "RelaxedOneHotCategorical"]
 
 
-class Concrete(Distribution):
+class Concrete(RoundedRelaxation):
     r"""The Concrete / Gumbel-Softmax distribution on the probability simplex.
 
     ``y = softmax((logits + G) / tau)`` with ``G_i`` i.i.d. standard Gumbel (Jang,
@@ -64,54 +64,19 @@ class Concrete(Distribution):
     support = simplex
     has_rsample = True
 
-    def __init__(self, temperature: Temperature, probs: torch.Tensor | None = None,
-                 logits: torch.Tensor | None = None, validate_args: bool | None = None) -> None:
-        self.base_dist = ExpConcrete(temperature, probs=probs, logits=logits,
-                                     validate_args=False)
-        self._bind()
-        super().__init__(self.base_dist.batch_shape, self.base_dist.event_shape,
-                         validate_args=validate_args)
-
-    def _bind(self) -> None:
-        self.logits = self.base_dist.logits
-        self.temperature = self.base_dist.temperature
-        self._cache = SampleCache()
+    base_cls = ExpConcrete
 
     @lazy_property
     def probs(self) -> torch.Tensor:
         return self.logits.exp()
 
-    def expand(self, batch_shape: torch.Size, _instance=None) -> Concrete:
-        new = self._get_checked_instance(Concrete, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.base_dist = self.base_dist.expand(batch_shape)
-        new._bind()
-        super(Concrete, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    def rsample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised sample, shape ``sample_shape + batch_shape + (K,)``.
-
-        Equals :func:`gumbelkit.gumbel_softmax` of the logits expanded to that
-        shape with the same ``seed`` (up to rounding): rows are keyed by their
-        flat index over ``sample_shape + batch_shape``.
-        """
-        x = self.base_dist.log_sample(sample_shape, seed=seed, generator=generator)
-        y = x.exp().to(self.logits.dtype)
-        self._cache.remember(y, x)
-        return y
-
-    def sample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape, seed=seed, generator=generator)
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        return x.exp()
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        x = self._cache.lookup(value)
+        x = self.kept_sample(value)
         if x is None:
             unmasked_zero = (value == 0) & (self.logits > -torch.inf)
             if bool(unmasked_zero.any()):
@@ -125,9 +90,6 @@ class Concrete(Distribution):
         log_p = exp_concrete_log_density(self.logits, self.temperature, x)
         jacobian = torch.where(self.logits == -torch.inf, 0.0, x.to(log_p.dtype)).sum(-1)
         return (log_p - jacobian).to(torch.promote_types(self.logits.dtype, value.dtype))
-
-    def __repr__(self) -> str:
-        return describe(type(self).__name__, temperature=self.temperature, logits=self.logits)
 
 
 RelaxedOneHotCategorical = Concrete

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import torch
-from torch.distributions import Distribution, constraints
+from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
 from .._validate import Temperature
+from ._base import DirectRelaxation
 from ._common import (
     SeedLike,
     ShapeLike,
     batch_temperature,
     categorical_logits,
-    describe,
     log_simplex,
     noise,
 )
@@ -46,7 +46,7 @@ def exp_concrete_log_density(logits: torch.Tensor, temperature: torch.Tensor,
     return log_p.masked_fill(off_support.any(-1), -torch.inf)
 
 
-class ExpConcrete(Distribution):
+class ExpConcrete(DirectRelaxation):
     r"""The Concrete distribution over log-samples ``x = log y``.
 
     ``x = log_softmax((logits + G) / tau)`` with ``G_i`` i.i.d. standard Gumbel
@@ -92,43 +92,21 @@ class ExpConcrete(Distribution):
     def probs(self) -> torch.Tensor:
         return self.logits.exp()
 
-    def expand(self, batch_shape: torch.Size, _instance=None) -> ExpConcrete:
-        new = self._get_checked_instance(ExpConcrete, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.logits = self.logits.expand(batch_shape + self.event_shape)
-        new.temperature = self.temperature.expand(batch_shape)
-        super(ExpConcrete, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    def log_sample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-        """``log_softmax((logits + G) / tau)`` in the noise dtype (float32, or float64)."""
-        shape = self._extended_shape(torch.Size(sample_shape))
-        g = noise("gumbel", shape, seed, generator, self.logits)
-        perturbed = self.logits.to(g.dtype) + g
-        return (perturbed / self.temperature.unsqueeze(-1)).log_softmax(-1)
-
-    def rsample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised log-sample, shape ``sample_shape + batch_shape + (K,)``.
+    def sample_in_noise_dtype(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
+                              generator: torch.Generator | None = None) -> torch.Tensor:
+        """``log_softmax((logits + G) / tau)`` in the noise dtype (float32, or float64).
 
         The Gumbel noise of element ``(row, i)`` is keyed by the flat row index over
         ``sample_shape + batch_shape``, as in :func:`gumbelkit.gumbel_softmax` on
         logits expanded to that shape; ``seed`` may be one seed per row.
         """
-        return self.log_sample(sample_shape, seed=seed, generator=generator).to(self.logits.dtype)
-
-    def sample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape, seed=seed, generator=generator)
+        shape = self._extended_shape(torch.Size(sample_shape))
+        g = noise("gumbel", shape, seed, generator, self.logits)
+        perturbed = self.logits.to(g.dtype) + g
+        return (perturbed / self.temperature.unsqueeze(-1)).log_softmax(-1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         log_p = exp_concrete_log_density(self.logits, self.temperature, value)
         return log_p.to(torch.promote_types(self.logits.dtype, value.dtype))
-
-    def __repr__(self) -> str:
-        return describe(type(self).__name__, temperature=self.temperature, logits=self.logits)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import torch
-from torch.distributions import Distribution, constraints
+from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
 from .._validate import Temperature, check_int_range
 from ..functional import gumbel_topk
+from ._base import SeededDistribution
 from ._common import (
     SeedLike,
     ShapeLike,
     batch_temperature,
     categorical_logits,
-    describe,
     noise,
     ordered_subset,
 )
@@ -35,7 +35,7 @@ def _log1m_softmax(a: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
     return torch.where(top, top_value, rest)
 
 
-class GumbelTopK(Distribution):
+class GumbelTopK(SeededDistribution):
     r"""Ordered ``k``-subsets without replacement: the Plackett-Luce model.
 
     The indices of the ``k`` largest ``logits_i + G_i`` (``G_i`` i.i.d. standard
@@ -71,6 +71,9 @@ class GumbelTopK(Distribution):
 
     arg_constraints = {"logits": constraints.real_vector, "probs": constraints.simplex}
     has_rsample = False
+    _batched = ("logits",)
+    _shared = ("k",)
+    _shown = ("logits", "k")
 
     def __init__(self, logits: torch.Tensor | None = None, k: int | None = None,
                  probs: torch.Tensor | None = None, validate_args: bool | None = None) -> None:
@@ -93,15 +96,6 @@ class GumbelTopK(Distribution):
     @property
     def support(self) -> constraints.Constraint:
         return ordered_subset(self.logits.shape[-1])
-
-    def expand(self, batch_shape: torch.Size, _instance=None) -> GumbelTopK:
-        new = self._get_checked_instance(GumbelTopK, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.logits = self.logits.expand(batch_shape + self.logits.shape[-1:])
-        new.k = self.k
-        super(GumbelTopK, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
     def _expanded_logits(self, sample_shape: torch.Size) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.logits.shape
@@ -155,6 +149,3 @@ class GumbelTopK(Distribution):
             exact = torch.zeros_like(khot).scatter_(-1, chosen, 1.0)
             khot = exact + (khot - khot.detach())
         return khot.to(self.logits.dtype)
-
-    def __repr__(self) -> str:
-        return describe(type(self).__name__, logits=self.logits, k=self.k)

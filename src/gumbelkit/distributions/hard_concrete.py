@@ -7,11 +7,12 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.distributions import Distribution, constraints
+from torch.distributions import constraints
 
 from .._validate import Temperature, check_finite, check_stretch
 from ..functional import hard_concrete, hard_concrete_deterministic, hard_concrete_prob_nonzero
-from ._common import SeedLike, ShapeLike, batch_temperature, describe
+from ._base import SeededDistribution
+from ._common import SeedLike, ShapeLike, batch_temperature
 from .logit_binary_concrete import logistic_log_density, logit
 
 __all__ = ["HardConcrete"]
@@ -28,7 +29,7 @@ def _gauss_legendre(f, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     return (half * weights * f(mid + half * nodes)).sum(-1)
 
 
-class HardConcrete(Distribution):
+class HardConcrete(SeededDistribution):
     r"""The Hard Concrete gate: a mixed distribution on [0, 1] with atoms at 0 and 1.
 
     ``s = sigmoid((logits + L) / tau)`` (Binary Concrete), stretched to
@@ -69,6 +70,8 @@ class HardConcrete(Distribution):
     arg_constraints = {"logits": constraints.real, "temperature": constraints.positive}
     support = constraints.unit_interval
     has_rsample = True
+    _shared = ("gamma", "zeta")
+    _shown = ("logits", "temperature", "gamma", "zeta")
 
     def __init__(self, logits: torch.Tensor, temperature: Temperature = 2.0 / 3.0,
                  gamma: float = -0.1, zeta: float = 1.1,
@@ -78,16 +81,6 @@ class HardConcrete(Distribution):
         self.logits = logits
         self.temperature = batch_temperature(temperature, logits.shape, logits)
         super().__init__(logits.shape, torch.Size(), validate_args=validate_args)
-
-    def expand(self, batch_shape: torch.Size, _instance=None) -> HardConcrete:
-        new = self._get_checked_instance(HardConcrete, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.logits = self.logits.expand(batch_shape)
-        new.temperature = self.temperature.expand(batch_shape)
-        new.gamma, new.zeta = self.gamma, self.zeta
-        super(HardConcrete, new).__init__(batch_shape, torch.Size(), validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
     @property
     def _lower_logit(self) -> float:
@@ -152,11 +145,6 @@ class HardConcrete(Distribution):
         return hard_concrete(self.logits.expand(shape), self.temperature.expand(shape),
                              self.gamma, self.zeta, seed=seed, generator=generator)
 
-    def sample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape, seed=seed, generator=generator)
-
     def _stretched_logit(self, value: torch.Tensor) -> torch.Tensor:
         """``logit(s)`` with ``s = (z - gamma) / (zeta - gamma)``."""
         return logit((value - self.gamma) / (self.zeta - self.gamma))
@@ -187,7 +175,3 @@ class HardConcrete(Distribution):
         cdf = torch.sigmoid(tau * x - logits)
         cdf = torch.where(inside, cdf, (z >= 1).to(dtype))
         return cdf.to(torch.promote_types(self.logits.dtype, value.dtype))
-
-    def __repr__(self) -> str:
-        return describe(type(self).__name__, logits=self.logits, temperature=self.temperature,
-                        gamma=self.gamma, zeta=self.zeta)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import Distribution, constraints
+from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
 from .._validate import Temperature, check_unit_interval
-from ._common import SeedLike, ShapeLike, batch_temperature, binary_logits, describe, noise
+from ._base import DirectRelaxation
+from ._common import SeedLike, ShapeLike, batch_temperature, binary_logits, noise
 
 __all__ = ["LogitBinaryConcrete"]
 
@@ -25,7 +26,7 @@ def logit(q: torch.Tensor) -> torch.Tensor:
     return torch.log(q) - torch.log1p(-q)
 
 
-class LogitBinaryConcrete(Distribution):
+class LogitBinaryConcrete(DirectRelaxation):
     r"""The relaxed Bernoulli over logit-samples: ``x = (logits + L) / tau``.
 
     ``L = log U - log(1 - U)`` is standard logistic noise (Maddison, Mnih & Teh
@@ -67,17 +68,8 @@ class LogitBinaryConcrete(Distribution):
     def probs(self) -> torch.Tensor:
         return torch.sigmoid(self.logits)
 
-    def expand(self, batch_shape: torch.Size, _instance=None) -> LogitBinaryConcrete:
-        new = self._get_checked_instance(LogitBinaryConcrete, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.logits = self.logits.expand(batch_shape)
-        new.temperature = self.temperature.expand(batch_shape)
-        super(LogitBinaryConcrete, new).__init__(batch_shape, torch.Size(), validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    def logit_sample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_in_noise_dtype(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
+                              generator: torch.Generator | None = None) -> torch.Tensor:
         """``(logits + L) / tau`` in the noise dtype (float32, or float64).
 
         The logistic noise is laid out as in :func:`gumbelkit.binary_concrete` on
@@ -87,16 +79,6 @@ class LogitBinaryConcrete(Distribution):
         shape = self._extended_shape(torch.Size(sample_shape))
         noise_l = noise("logistic", shape, seed, generator, self.logits)
         return (self.logits.to(noise_l.dtype) + noise_l) / self.temperature
-
-    def rsample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised logit-sample, shape ``sample_shape + batch_shape``."""
-        return self.logit_sample(sample_shape, seed=seed, generator=generator).to(self.logits.dtype)
-
-    def sample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape, seed=seed, generator=generator)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
@@ -116,6 +98,3 @@ class LogitBinaryConcrete(Distribution):
         """``(logits + logit(q)) / tau`` for ``q`` in [0, 1] (``-inf``/``+inf`` at the ends)."""
         check_unit_interval(value, "q", closed=True)
         return (self.logits + logit(value)) / self.temperature
-
-    def __repr__(self) -> str:
-        return describe(type(self).__name__, temperature=self.temperature, logits=self.logits)

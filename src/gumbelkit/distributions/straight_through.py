@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
-from torch.distributions import Distribution, constraints
+from torch.distributions import constraints
 
 from ..functional import straight_through
+from ._base import SeededDistribution
 from ._common import SampleCache, SeedLike, ShapeLike
 from .binary_concrete import BinaryConcrete
 from .concrete import Concrete
@@ -13,7 +14,7 @@ from .concrete import Concrete
 __all__ = ["StraightThrough"]
 
 
-class StraightThrough(Distribution):
+class StraightThrough(SeededDistribution):
     r"""Wraps :class:`Concrete` or :class:`BinaryConcrete`: hard forward, soft backward.
 
     ``rsample`` draws a relaxed sample ``y`` from the wrapped distribution and
@@ -39,6 +40,7 @@ class StraightThrough(Distribution):
 
     arg_constraints: dict = {}
     has_rsample = True
+    _batched = ("base_dist",)
 
     def __init__(self, base_dist: Concrete | BinaryConcrete,
                  validate_args: bool | None = None) -> None:
@@ -46,7 +48,7 @@ class StraightThrough(Distribution):
             raise TypeError(f"base_dist must be a Concrete or BinaryConcrete distribution, "
                             f"got {type(base_dist).__name__}")
         self.base_dist = base_dist
-        self._cache = SampleCache()
+        self._refresh()
         super().__init__(base_dist.batch_shape, base_dist.event_shape,
                          validate_args=validate_args)
 
@@ -56,14 +58,8 @@ class StraightThrough(Distribution):
             return constraints.one_hot
         return constraints.boolean
 
-    def expand(self, batch_shape: torch.Size, _instance=None) -> StraightThrough:
-        new = self._get_checked_instance(StraightThrough, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.base_dist = self.base_dist.expand(batch_shape)
-        new._cache = SampleCache()
-        super(StraightThrough, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+    def _refresh(self) -> None:
+        self._cache = SampleCache()
 
     def rsample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -75,11 +71,6 @@ class StraightThrough(Distribution):
             hard = (soft > 0.5).to(soft.dtype) + (soft - soft.detach())
         self._cache.remember(hard, soft)
         return hard
-
-    def sample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape, seed=seed, generator=generator)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """``base_dist.log_prob`` of the soft sample behind the hard sample ``value``."""
