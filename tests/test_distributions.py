@@ -198,6 +198,17 @@ def test_expand(example):
 
 
 @pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_dtypes(example, dtype):
+    """Samples and log_prob keep the logits' dtype (noise and math in float32 or wider)."""
+    d = example.build(0.1, logits_for((3, 4), dtype))
+    s = d.sample((5,), seed=0)
+    assert s.dtype == (dtype if d.has_rsample else torch.int64)
+    log_p = d.log_prob(s)
+    assert log_p.dtype == dtype and bool(log_p.isfinite().all())
+
+
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
 def test_reproducible(example):
     d = example.build(0.5, logits_for((3, 4)))
     a = d.sample((4,), seed=7)

@@ -6,6 +6,7 @@ import torch
 from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
+from .. import _rng
 from .._validate import Temperature, check_int_range
 from ..functional import gumbel_topk
 from ._base import SeededDistribution
@@ -113,12 +114,13 @@ class GumbelTopK(SeededDistribution):
         if self._validate_args:
             self._validate_sample(value)
         index = value.long()
-        remaining = self.logits.expand(index.shape[:-1] + self.logits.shape[-1:])
+        logits = self.logits.to(_rng.noise_dtype(self.logits.dtype))
+        remaining = logits.expand(index.shape[:-1] + logits.shape[-1:])
         log_p = remaining.gather(-1, index).sum(-1)
         for j in range(self.k):
             log_p = log_p - remaining.logsumexp(-1)
             remaining = remaining.scatter(-1, index[..., j:j + 1], -torch.inf)
-        return log_p
+        return log_p.to(self.logits.dtype)
 
     def relaxed_rsample(self, temperature: Temperature,
                         sample_shape: ShapeLike = (), hard: bool = False, *,

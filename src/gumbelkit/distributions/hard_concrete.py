@@ -99,17 +99,21 @@ class HardConcrete(SeededDistribution):
     @property
     def prob_zero(self) -> torch.Tensor:
         """``P(z = 0) = sigmoid(tau log(-gamma/zeta) - logits)``."""
-        return torch.sigmoid(self.temperature * self._lower_logit - self.logits)
+        probability = torch.sigmoid(self.temperature * self._lower_logit - self.logits)
+        return probability.to(self.logits.dtype)
 
     @property
     def prob_one(self) -> torch.Tensor:
         """``P(z = 1) = sigmoid(logits - tau log((1 - gamma)/(zeta - 1)))``."""
-        return torch.sigmoid(self.logits - self.temperature * self._upper_logit)
+        probability = torch.sigmoid(self.logits - self.temperature * self._upper_logit)
+        return probability.to(self.logits.dtype)
 
     @property
     def prob_nonzero(self) -> torch.Tensor:
         """``P(z != 0) = sigmoid(logits - tau log(-gamma/zeta))``: the expected L0 norm."""
-        return hard_concrete_prob_nonzero(self.logits, self.temperature, self.gamma, self.zeta)
+        probability = hard_concrete_prob_nonzero(self.logits, self.temperature, self.gamma,
+                                                 self.zeta)
+        return probability.to(self.logits.dtype)
 
     @property
     def mean(self) -> torch.Tensor:
