@@ -274,13 +274,16 @@ def test_log_prob_finite_on_own_samples(example, many, n_categories):
 
     ``example.finite_samples`` samples of every row (100,000; 20,000 for the
     wrappers whose log_prob is their base's and for the temperature-free
-    GumbelTopK) at K = 2, and 5 samples of every row at K = 10,000 (elementwise
-    families: one gate per row, or 10,000 independent gates per row), all with
+    GumbelTopK) at K = 2, and 5 samples of every row at K = 10,000; elementwise
+    families draw the same number of gates per temperature as 1/4 as many
+    samples of 4 gates, and 5 samples of 10,000 gates. All with
     ``validate_args=True``, so the support check must accept them.
     """
     n_samples = example.finite_samples if many else 5
     tau = torch.tensor(TAUS)
-    width = n_categories if example.event(1) or n_categories > 2 else 1
+    width = n_categories
+    if not example.event(1) and many:  # 4 gates per row: a quarter of the draws, same count
+        width, n_samples = 4, n_samples // 4
     logits = logits_for((len(TAUS), width), scale=3.0)
     if not example.event(1):
         tau = tau.unsqueeze(-1).expand(logits.shape)

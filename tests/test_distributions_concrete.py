@@ -40,6 +40,7 @@ def test_density_integrates_to_one_k2(tau):
     assert abs(torch.trapezoid(_density_k2(d, t), dx=h).item() - 1) < 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tau", [0.5, 1.0, 3.0])
 def test_density_integrates_to_one_k3(tau):
     d = Concrete(tau, logits=torch.tensor([0.4, -0.7, 0.1], dtype=F64))
@@ -51,6 +52,7 @@ def test_density_integrates_to_one_k3(tau):
     assert abs(total - 1) < 1e-5
 
 
+@pytest.mark.slow
 def test_histogram_matches_density_k2():
     tau, logits = 0.6, torch.tensor([0.4, -0.7])
     d = Concrete(tau, logits=logits)
@@ -77,6 +79,7 @@ def _midpoints(center: float, unit: float, per_unit: int,
     return center + (i + 0.5) * h, h
 
 
+@pytest.mark.slow
 def test_histogram_matches_density_k3():
     tau, logits = 0.7, torch.tensor([0.4, -0.7, 0.1])
     x = ExpConcrete(tau, logits=logits).sample((40_000,), seed=22).double()

@@ -64,6 +64,7 @@ def test_topk_log_prob_is_plackett_luce_and_normalised():
     assert abs(lp.exp().sum().item() - 1) < 1e-12
 
 
+@pytest.mark.slow
 def test_topk_sample_frequencies():
     logits = torch.tensor([0.2, -0.5, 1.0, 0.0])
     d = GumbelTopK(logits, k=2)
