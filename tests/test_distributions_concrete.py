@@ -146,7 +146,8 @@ def test_validation_accepts_own_samples_that_torch_rejects():
 
 def test_masked_categories():
     logits = torch.tensor([0.5, -math.inf, 1.0, -0.3], dtype=F64, requires_grad=True)
-    d = Concrete(0.5, logits=logits, validate_args=True)
+    tau = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    d = Concrete(tau, logits=logits, validate_args=True)
     y = d.rsample((1_000,), seed=5)
     assert bool((y[:, 1] == 0).all())
     lp = d.log_prob(y)
@@ -155,6 +156,7 @@ def test_masked_categories():
     torch.testing.assert_close(lp, reduced.log_prob(y.detach()[:, [0, 2, 3]]))
     (lp.sum() + (y * torch.arange(4.0, dtype=F64)).sum()).backward()
     assert bool(logits.grad.isfinite().all()) and logits.grad[1] == 0
+    assert bool(tau.grad.isfinite())
     probs = Concrete(0.5, probs=torch.tensor([0.3, 0.0, 0.7]))
     assert bool((probs.sample((100,), seed=0)[:, 1] == 0).all())
 

@@ -82,8 +82,11 @@ def test_topk_masked_and_probs():
     s = d.sample((500,), seed=2)
     assert not bool((s == 1).any())
     assert d.log_prob(torch.tensor([0, 1, 2])) == -math.inf
-    relaxed = d.relaxed_rsample(0.5, (20,), seed=2)
+    tau = torch.tensor(0.5, requires_grad=True)
+    relaxed = d.relaxed_rsample(tau, (20,), seed=2)
     assert bool((relaxed[..., 1] == 0).all())
+    (relaxed * torch.arange(4.0)).sum().backward()
+    assert bool(tau.grad.isfinite())
     with pytest.raises(ValueError, match="Expected value argument"):
         d.log_prob(torch.tensor([0, 0, 2]))
 

@@ -75,6 +75,13 @@ def noise(kind: str, shape: torch.Size, seed: SeedLike, generator: torch.Generat
     return out.reshape(shape)
 
 
+def divide_unmasked(perturbed: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """``perturbed / temperature`` with masked (``-inf``) entries kept at ``-inf`` and
+    out of the temperature's gradient (``d(-inf / tau)/d tau`` would be NaN)."""
+    masked = perturbed == -torch.inf
+    return torch.where(masked, -torch.inf, torch.where(masked, 0.0, perturbed) / temperature)
+
+
 def describe(name: str, **params: float | torch.Tensor) -> str:
     """``Name(param=value, ...)``: a scalar value in full, a larger tensor by its shape."""
     parts = []

@@ -13,6 +13,7 @@ from ._common import (
     ShapeLike,
     batch_temperature,
     categorical_logits,
+    divide_unmasked,
     log_simplex,
     noise,
 )
@@ -103,7 +104,7 @@ class ExpConcrete(DirectRelaxation):
         shape = self._extended_shape(torch.Size(sample_shape))
         g = noise("gumbel", shape, seed, generator, self.logits)
         perturbed = self.logits.to(g.dtype) + g
-        return (perturbed / self.temperature.unsqueeze(-1)).log_softmax(-1)
+        return divide_unmasked(perturbed, self.temperature.unsqueeze(-1)).log_softmax(-1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:

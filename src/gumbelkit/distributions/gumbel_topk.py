@@ -15,6 +15,7 @@ from ._common import (
     ShapeLike,
     batch_temperature,
     categorical_logits,
+    divide_unmasked,
     noise,
     ordered_subset,
 )
@@ -141,7 +142,7 @@ class GumbelTopK(SeededDistribution):
         alpha = perturbed
         khot = torch.zeros_like(perturbed)
         for j in range(self.k):
-            a = alpha / tau
+            a = divide_unmasked(alpha, tau)
             log_p = a.log_softmax(-1)
             khot = khot + log_p.exp()
             if j + 1 < self.k:
