@@ -1,6 +1,6 @@
 """gumbelkit: learning through discrete choices in PyTorch."""
 
-from . import nn, schedules
+from . import nn, sampling, schedules
 from ._rng import gumbel_noise
 from .functional import (
     binary_concrete,
@@ -29,4 +29,5 @@ __all__ = [
     "backend",
     "schedules",
     "nn",
+    "sampling",
 ]

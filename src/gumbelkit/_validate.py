@@ -143,3 +143,10 @@ def check_int_range(value: int, name: str, low: int, high: int | None = None) ->
         upper = "inf)" if high is None else f"{high}]"
         raise ValueError(f"{name} must lie in [{low}, {upper}, got {value}")
     return value
+
+
+def check_rows(values: torch.Tensor, ok: torch.Tensor, name: str, allowed: str) -> None:
+    """Per-row values: raise naming the first row where ``ok`` is False."""
+    if not bool(ok.all()):
+        row = int((~ok).nonzero()[0, 0])
+        raise ValueError(f"{name} must be {allowed}, got {values[row].item()} in row {row}")

@@ -1,0 +1,453 @@
+/* Fused token sampler: temperature -> top-k -> top-p -> min-p -> Gumbel-max, one row at a time.
+ *
+ * The twin of gumbelkit/sampling/_torch.py; both compute, for every row,
+ *   z_i = fl32(x_i / T),  m = max_i z_i,  w_i = exp((double) z_i - (double) m),
+ *   K   = kept tokens (filters below),  token = argmax_{i in K} fl32(z_i + G_i)
+ * with G_i the Gumbel noise of (seed, row key, column i), ties to the lowest index.
+ * Filters (tie-inclusive, so no order among equal logits is ever needed):
+ *   top-k  keep z_i >= v_k, the k-th largest z (with multiplicity);
+ *   top-p  keep i iff the sum of w_j over kept j with z_j > z_i is < p * S,
+ *          S the sum of w over the tokens kept by top-k;
+ *   min-p  keep (double) z_i - (double) m >= log(min_p).
+ *
+ * No buffer the size of the vocabulary: candidates are gathered only after a
+ * selection (a k-element min-heap over the logits gives the k-th largest
+ * value; fl32(x / T) is monotone, so it is the k-th largest z), and without a
+ * top-k/top-p filter the Gumbel race runs over the row in chunks with the
+ * noise of a token evaluated only when its random word can still beat the
+ * current winner (see race_row).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "noise.h"
+
+enum { GK_SAMPLE_OK = 0, GK_SAMPLE_BAD_LOGIT = 1, GK_SAMPLE_NO_TOKEN = 2,
+       GK_SAMPLE_OVERFLOW = 3, GK_SAMPLE_TOO_FEW = 4, GK_SAMPLE_NO_MEMORY = 5 };
+
+#define GK_CHUNK 256           /* columns per noise chunk (a multiple of 16) */
+#define GK_GUMBEL_BOUND 23.5   /* every Gumbel value of _rng lies below 22.87 */
+
+typedef struct {
+    float z;       /* x / T */
+    float key;     /* z + G */
+    double w;      /* exp(z - m) */
+    int64_t idx;
+} gk_cand;
+
+typedef struct {
+    gk_cand *c;
+    int64_t n, cap;
+} gk_cands;
+
+static int cands_push(gk_cands *a, float z, int64_t idx) {
+    if (a->n == a->cap) {
+        int64_t cap = a->cap ? 2 * a->cap : 64;
+        gk_cand *c = realloc(a->c, (size_t)cap * sizeof(gk_cand));
+        if (!c) return 0;
+        a->c = c;
+        a->cap = cap;
+    }
+    a->c[a->n].z = z;
+    a->c[a->n].idx = idx;
+    a->n++;
+    return 1;
+}
+
+/* Bit j set iff x[j] > t, for the 16 floats at x. */
+static inline int gt16(const float *x, float t) {
+#if defined(__SSE2__)
+    __m128 tv = _mm_set1_ps(t);
+    return _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(x), tv))
+           | _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(x + 4), tv)) << 4
+           | _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(x + 8), tv)) << 8
+           | _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(x + 12), tv)) << 12;
+#else
+    int mask = 0;
+    for (int j = 0; j < 16; ++j) mask |= (x[j] > t) << j;
+    return mask;
+#endif
+}
+
+/* Largest entry (NaN ignored), whether any entry is NaN, and how many are > -inf. */
+static void scan_row(const float *x, int64_t V, float *xmax, int *bad, int64_t *nfinite) {
+    float m = -INFINITY;
+    int b = 0;
+    int64_t c = 0, i = 0;
+#if defined(__SSE2__)
+    __m128 mx = _mm_set1_ps(-INFINITY), nan = _mm_setzero_ps(), ninf = _mm_set1_ps(-INFINITY);
+    __m128i cnt = _mm_setzero_si128();
+    for (; i + 4 <= V; i += 4) {
+        __m128 v = _mm_loadu_ps(x + i);
+        mx = _mm_max_ps(v, mx);   /* a NaN v leaves mx unchanged */
+        nan = _mm_or_ps(nan, _mm_cmpunord_ps(v, v));
+        cnt = _mm_sub_epi32(cnt, _mm_castps_si128(_mm_cmpgt_ps(v, ninf)));
+    }
+    float m4[4];
+    int32_t c4[4];
+    _mm_storeu_ps(m4, mx);
+    _mm_storeu_si128((__m128i *)c4, cnt);
+    for (int j = 0; j < 4; ++j) {
+        m = m4[j] > m ? m4[j] : m;
+        c += c4[j];
+    }
+    b = _mm_movemask_ps(nan) != 0;
+#endif
+    for (; i < V; ++i) {
+        float v = x[i];
+        m = v > m ? v : m;
+        b |= v != v;
+        c += v > -INFINITY;
+    }
+    *xmax = m;
+    *bad = b;
+    *nfinite = c;
+}
+
+/* Largest entry of x[0..n), NaN-free. */
+static float block_max(const float *x, int64_t n) {
+    float m = -INFINITY;
+    int64_t i = 0;
+#if defined(__SSE2__)
+    __m128 mx = _mm_set1_ps(-INFINITY);
+    for (; i + 4 <= n; i += 4) mx = _mm_max_ps(_mm_loadu_ps(x + i), mx);
+    float m4[4];
+    _mm_storeu_ps(m4, mx);
+    for (int j = 0; j < 4; ++j) m = m4[j] > m ? m4[j] : m;
+#endif
+    for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+/* z descending, then index ascending. */
+static int by_z(const void *pa, const void *pb) {
+    const gk_cand *a = pa, *b = pb;
+    if (a->z != b->z) return a->z > b->z ? -1 : 1;
+    return (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+/* key descending, then index ascending. */
+static int by_key(const void *pa, const void *pb) {
+    const gk_cand *a = pa, *b = pb;
+    if (a->key != b->key) return a->key > b->key ? -1 : 1;
+    return (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+/* Move h[i] down the min-heap h[0..k) until both children are >= it. */
+static void heap_sift_down(float *h, int64_t k, int64_t i) {
+    float v = h[i];
+    for (;;) {
+        int64_t l = 2 * i + 1, m = l;
+        if (l >= k) break;
+        if (l + 1 < k && h[l + 1] < h[l]) m = l + 1;
+        if (!(h[m] < v)) break;
+        h[i] = h[m];
+        i = m;
+    }
+    h[i] = v;
+}
+
+/* The k-th largest of x[0..V) with multiplicity (1 <= k <= V), by a k-element min-heap:
+ * O(V) comparisons against the heap's root plus O(log k) per replacement. */
+static int kth_largest(const float *x, int64_t V, int64_t k, float *out) {
+    float *h = malloc((size_t)k * sizeof(float));
+    if (!h) return 0;
+    memcpy(h, x, (size_t)k * sizeof(float));
+    for (int64_t i = k / 2 - 1; i >= 0; --i) heap_sift_down(h, k, i);
+    int64_t j = k;
+    for (; j + 16 <= V; j += 16)
+        for (int mask = gt16(x + j, h[0]); mask; mask &= mask - 1) {
+            int64_t i = j + __builtin_ctz((unsigned)mask);
+            if (x[i] > h[0]) {
+                h[0] = x[i];
+                heap_sift_down(h, k, 0);
+            }
+        }
+    for (; j < V; ++j)
+        if (x[j] > h[0]) {
+            h[0] = x[j];
+            heap_sift_down(h, k, 0);
+        }
+    *out = h[0];
+    free(h);
+    return 1;
+}
+
+/* Every i with fl32(x_i / T) >= fl32(L / T), with its z. Exact: x_i >= L is kept by
+ * monotonicity; below xlo the quotient is provably smaller; the band between is divided. */
+static int gather_one(const float *x, int64_t i, float T, float L, float vk, double xlo,
+                      gk_cands *out) {
+    float v = x[i], z = v / T;
+    if (L == -INFINITY ? z > -INFINITY : (double)v >= xlo && (v >= L || z >= vk))
+        return cands_push(out, z, i);
+    return 1;
+}
+
+static int gather(const float *x, int64_t V, float T, float L, gk_cands *out) {
+    out->n = 0;
+    float vk = L / T;
+    double xlo = L == -INFINITY ? -INFINITY
+                 : (double)L - fabs((double)L) * 0x1p-20 - (double)T * 0x1p-100;
+    float below = (float)xlo;   /* a float below xlo: every v >= xlo has v > below */
+    while ((double)below >= xlo && below > -INFINITY) below = nextafterf(below, -INFINITY);
+    int64_t i = 0;
+    for (; i + 16 <= V; i += 16)
+        for (int mask = gt16(x + i, below); mask; mask &= mask - 1)
+            if (!gather_one(x, i + __builtin_ctz((unsigned)mask), T, L, vk, xlo, out)) return 0;
+    for (; i < V; ++i)
+        if (!gather_one(x, i, T, L, vk, xlo, out)) return 0;
+    return 1;
+}
+
+/* Keep the sorted candidates that pass top-p (p < 1) and min-p; returns how many. */
+static int64_t cut(gk_cand *c, int64_t nc, double p, double S, double m, double log_min_p) {
+    int64_t kept = nc;
+    if (p < 1.0) {
+        double target = p * S, run = 0.0;
+        int64_t i = 0;
+        while (i < nc && run < target) {
+            float z = c[i].z;
+            while (i < nc && c[i].z == z) run += c[i++].w;
+        }
+        kept = i;
+    }
+    int64_t j = 0;
+    while (j < kept && (double)c[j].z - m >= log_min_p) ++j;
+    return j;
+}
+
+/* Noise for the kept candidates, then the n best keys to the front (sorted). */
+static void race_candidates(gk_cand *c, int64_t kept, int64_t n, uint64_t seed, uint64_t key) {
+    for (int64_t j = 0; j < kept; ++j) {
+        float g;
+        gk_fill_gumbel_f32(seed, key, 0, c[j].idx, 1, &g);
+        c[j].key = c[j].z + g;
+    }
+    if (n == 1) {
+        int64_t b = 0;
+        for (int64_t j = 1; j < kept; ++j)
+            if (c[j].key > c[b].key || (c[j].key == c[b].key && c[j].idx < c[b].idx)) b = j;
+        gk_cand t = c[0]; c[0] = c[b]; c[b] = t;
+    } else {
+        qsort(c, (size_t)kept, sizeof(gk_cand), by_key);
+    }
+}
+
+/* ---------------------------------------------------------------- Gumbel race over a row */
+
+typedef struct {
+    gk_cand *h;      /* min-heap by (key, -idx): the worst of the n best at h[0] */
+    int64_t n, size;
+    double bar;      /* a token needs z + G >= bar to beat h[0] (-inf until the heap is full) */
+    double xcut;     /* a logit below xcut cannot beat h[0] whatever its noise */
+} gk_race;
+
+static int worse(const gk_cand *a, const gk_cand *b) {
+    return a->key < b->key || (a->key == b->key && a->idx > b->idx);
+}
+
+static void race_sift_down(gk_race *r) {
+    int64_t i = 0, n = r->size;
+    for (;;) {
+        int64_t l = 2 * i + 1, rr = l + 1, m = i;
+        if (l < n && worse(&r->h[l], &r->h[m])) m = l;
+        if (rr < n && worse(&r->h[rr], &r->h[m])) m = rr;
+        if (m == i) return;
+        gk_cand t = r->h[i]; r->h[i] = r->h[m]; r->h[m] = t;
+        i = m;
+    }
+}
+
+/* Bars from the current n-th best key: skipped tokens have key < best, strictly.
+ * The margin covers the noise's rounding (< 1e-5) and float32 rounding of z and z + G. */
+static void race_thresholds(gk_race *r, double m, float T) {
+    double best = r->h[0].key;
+    r->bar = best - (1e-4 + 0x1p-20 * (fabs(best) + fabs(m) + 32.0));
+    r->xcut = (r->bar - GK_GUMBEL_BOUND) * (double)T;
+}
+
+/* Words below the result give G < t (true value; P(G < t) = exp(-exp(-t))), minus a margin. */
+static uint32_t word_bar(double t) {
+    if (!(t > -3.5)) return 0u;
+    double wm = floor(exp(-exp(-t)) * 0x1p32) - 2.0;
+    return wm <= 0.0 ? 0u : wm >= 4294967295.0 ? 4294967295u : (uint32_t)wm;
+}
+
+static void race_offer(gk_race *r, float z, float g, int64_t idx, double m, float T) {
+    gk_cand c = {z, z + g, 0.0, idx};
+    if (r->size < r->n) {
+        int64_t i = r->size++;
+        while (i > 0) {
+            int64_t parent = (i - 1) / 2;
+            if (!worse(&c, &r->h[parent])) break;
+            r->h[i] = r->h[parent];
+            i = parent;
+        }
+        r->h[i] = c;
+        if (r->size == r->n) race_thresholds(r, m, T);
+    } else if (worse(&r->h[0], &c)) {
+        r->h[0] = c;
+        race_sift_down(r);
+        race_thresholds(r, m, T);
+    }
+}
+
+/* Words of columns [col0, col0 + n) (col0 a multiple of 4), four per Philox call. */
+static void race_words(uint64_t seed, uint64_t key, int64_t col0, int64_t n, uint32_t *w) {
+    for (int64_t b = 0; b < (n + 3) / 4; ++b)
+        gk_philox4x32_10((uint32_t)((uint64_t)(col0 / 4 + b)), 0, (uint32_t)key,
+                         (uint32_t)(key >> 32), (uint32_t)seed, (uint32_t)(seed >> 32), w + 4 * b);
+}
+
+/* The n best keys over every kept token (finite, passing min-p), by the exponential race
+ * in log space. The first max (key known to be kept) seeds the race; afterwards a column
+ * is evaluated only if its chunk holds a logit >= xcut (else z + G_max < bar) and its word
+ * is >= the chunk's word bar (a word below gives G < bar - z_chunk_max <= bar - z). Both
+ * skips are strict, so the result equals the full argmax over all keys, ties to the
+ * lowest index. */
+static int race_row(const float *x, int64_t V, float T, double m, int64_t imax, double log_min_p,
+                    uint64_t seed, uint64_t key, int64_t n, gk_cand *out) {
+    gk_race r = {malloc((size_t)n * sizeof(gk_cand)), n, 0, -INFINITY, -INFINITY};
+    if (!r.h) return 0;
+    uint32_t w[GK_CHUNK];
+    float g;
+    gk_fill_gumbel_f32(seed, key, 0, imax, 1, &g);
+    race_offer(&r, (float)m, g, imax, m, T);
+    for (int64_t c0 = 0; c0 < V; c0 += GK_CHUNK) {
+        int64_t len = V - c0 < GK_CHUNK ? V - c0 : GK_CHUNK;
+        const float *xc = x + c0;
+        float cmax = block_max(xc, len);
+        if ((double)cmax < r.xcut || cmax == -INFINITY) continue;
+        uint32_t wmin = word_bar(r.bar - (double)(cmax / T));   /* z <= cmax / T here */
+        race_words(seed, key, c0, len, w);
+        for (int64_t i = 0; i < len; ++i) {
+            if (w[i] < wmin || (double)xc[i] < r.xcut || c0 + i == imax) continue;
+            float v = xc[i];
+            float z = v / T;
+            if (z == -INFINITY || (double)z - m < log_min_p) continue;
+            race_offer(&r, z, gk_gumbel_f32(w[i]), c0 + i, m, T);
+        }
+    }
+    int64_t got = r.size;
+    qsort(r.h, (size_t)got, sizeof(gk_cand), by_key);
+    memcpy(out, r.h, (size_t)got * sizeof(gk_cand));
+    free(r.h);
+    return got == n ? 1 : -1;
+}
+
+/* ---------------------------------------------------------------- one row */
+
+static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, double log_min_p,
+                      uint64_t seed, uint64_t key, int64_t n, int64_t *tok, float *lp) {
+    float xmax;
+    int bad;
+    int64_t nfinite;
+    scan_row(x, V, &xmax, &bad, &nfinite);
+    if (bad || xmax == INFINITY) return GK_SAMPLE_BAD_LOGIT;
+    if (nfinite == 0) return GK_SAMPLE_NO_TOKEN;
+    int64_t imax = 0;
+    while (x[imax] != xmax) ++imax;
+
+    if (T == 0.0f) {   /* greedy: the n largest logits, ties to the lowest index */
+        if (nfinite < n) return GK_SAMPLE_TOO_FEW;
+        int64_t nmax = 0;
+        for (int64_t i = 0; i < V; ++i) nmax += x[i] == xmax;
+        gk_cands c = {0};
+        float L = xmax;
+        if (n > 1 && !kth_largest(x, V, n, &L)) return GK_SAMPLE_NO_MEMORY;
+        if (!gather(x, V, 1.0f, L, &c)) { free(c.c); return GK_SAMPLE_NO_MEMORY; }
+        qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
+        for (int64_t j = 0; j < n; ++j) {
+            tok[j] = c.c[j].idx;
+            if (lp) lp[j] = c.c[j].z == xmax ? (float)-log((double)nmax) : -INFINITY;
+        }
+        free(c.c);
+        return GK_SAMPLE_OK;
+    }
+
+    float zm32 = xmax / T;
+    if (isinf(zm32)) return GK_SAMPLE_OVERFLOW;
+    double m = zm32;
+    int top_k = k > 0 && k < nfinite;
+    gk_cand *best;
+    int64_t kept;
+    gk_cands c = {0};
+    double S_kept = 0.0;
+
+    if (top_k || p < 1.0) {
+        double S = 0.0;
+        if (top_k) {
+            float L;
+            if (!kth_largest(x, V, k, &L) || !gather(x, V, T, L, &c)) goto oom;
+            qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
+            for (int64_t j = 0; j < c.n; ++j) S += c.c[j].w = exp((double)c.c[j].z - m);
+        } else {   /* top-p alone: the mass S of the row, then the top 4^j * 64 until p * S */
+            for (int64_t i = 0; i < V; ++i)
+                S += exp((double)(x[i] / T) - m);
+            for (int64_t kk = 64;; kk *= 4) {
+                float L = -INFINITY;
+                if (kk < nfinite && !kth_largest(x, V, kk, &L)) goto oom;
+                if (!gather(x, V, T, L, &c)) goto oom;
+                qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
+                double mass = 0.0;
+                for (int64_t j = 0; j < c.n; ++j) mass += c.c[j].w = exp((double)c.c[j].z - m);
+                if (kk >= nfinite || !(mass < p * S)) break;
+            }
+        }
+        kept = cut(c.c, c.n, p, S, m, log_min_p);
+        if (kept < n) { free(c.c); return GK_SAMPLE_TOO_FEW; }
+        for (int64_t j = 0; j < kept; ++j) S_kept += c.c[j].w;
+        race_candidates(c.c, kept, n, seed, key);
+        best = c.c;
+    } else {
+        best = malloc((size_t)n * sizeof(gk_cand));
+        if (!best) return GK_SAMPLE_NO_MEMORY;
+        int got = race_row(x, V, T, m, imax, log_min_p, seed, key, n, best);
+        if (got <= 0) { free(best); return got == 0 ? GK_SAMPLE_NO_MEMORY : GK_SAMPLE_TOO_FEW; }
+        if (lp)
+            for (int64_t i = 0; i < V; ++i) {
+                double d = (double)(x[i] / T) - m;
+                if (d >= log_min_p) S_kept += exp(d);
+            }
+        c.c = best;
+    }
+    double lse = log(S_kept);
+    for (int64_t j = 0; j < n; ++j) {
+        tok[j] = best[j].idx;
+        if (lp) lp[j] = (float)(((double)best[j].z - m) - lse);
+    }
+    free(c.c);
+    return GK_SAMPLE_OK;
+oom:
+    free(c.c);
+    return GK_SAMPLE_NO_MEMORY;
+}
+
+/* logits: [rows, V] float32 with row stride `stride`; per-row controls (temperature 0 =
+ * greedy, top_k <= 0 = off, top_p = 1 = off, log_min_p = -inf = off), 64-bit seeds and row
+ * keys. Writes tokens[rows, n] (-1 on a failed row), logprobs[rows, n] if not NULL
+ * (-inf on a failed row) and status[rows] (GK_SAMPLE_*). Rows run in parallel. */
+void gk_sample_f32(const float *logits, int64_t rows, int64_t V, int64_t stride,
+                   const float *temperature, const int64_t *top_k, const double *top_p,
+                   const double *log_min_p, const int64_t *seeds, const int64_t *keys,
+                   int64_t n, int64_t *tokens, float *logprobs, int8_t *status, int threads) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t r = 0; r < rows; ++r) {
+        int64_t *tok = tokens + r * n;
+        float *lp = logprobs ? logprobs + r * n : NULL;
+        int s = sample_row(logits + r * stride, V, temperature[r], top_k[r], top_p[r],
+                           log_min_p[r], (uint64_t)seeds[r], (uint64_t)keys[r], n, tok, lp);
+        status[r] = (int8_t)s;
+        if (s != GK_SAMPLE_OK)
+            for (int64_t j = 0; j < n; ++j) {
+                tok[j] = -1;
+                if (lp) lp[j] = -INFINITY;
+            }
+    }
+}
