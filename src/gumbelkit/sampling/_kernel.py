@@ -30,6 +30,13 @@ def available(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in KERNEL_DTYPES and _function() is not None
 
 
+def _outputs(rows: int, n: int, logprobs: bool
+             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Uninitialised output buffers; the kernel writes every element."""
+    lp = torch.empty((rows, n), dtype=torch.float32) if logprobs else None
+    return torch.empty((rows, n), dtype=torch.int64), lp, torch.empty(rows, dtype=torch.int8)
+
+
 def sample_rows(x: torch.Tensor, ctl: Controls, n: int, logprobs: bool,
                 threads: int | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -41,9 +48,7 @@ def sample_rows(x: torch.Tensor, ctl: Controls, n: int, logprobs: bool,
     if x.stride(-1) != 1:
         x = x.contiguous()
     rows, vocab = x.shape
-    tokens = torch.empty((rows, n), dtype=torch.int64)
-    lp = torch.empty((rows, n), dtype=torch.float32) if logprobs else None
-    status = torch.empty(rows, dtype=torch.int8)
+    tokens, lp, status = _outputs(rows, n, logprobs)
     args = [c.contiguous() for c in (ctl.temperature, ctl.top_k, ctl.top_p, ctl.log_min_p,
                                      ctl.seeds, ctl.keys)]
     fn(x.data_ptr(), rows, vocab, x.stride(0), *(a.data_ptr() for a in args), n,

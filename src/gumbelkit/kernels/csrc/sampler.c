@@ -60,14 +60,15 @@ static int cands_push(gk_cands *a, float z, int64_t idx) {
     return 1;
 }
 
-/* Bit j set iff x[j] > t, for the 16 floats at x. */
+/* Bit j set iff x[j] > t, for the 16 floats at x (one test when none is). */
 static inline int gt16(const float *x, float t) {
 #if defined(__SSE2__)
     __m128 tv = _mm_set1_ps(t);
-    return _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(x), tv))
-           | _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(x + 4), tv)) << 4
-           | _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(x + 8), tv)) << 8
-           | _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(x + 12), tv)) << 12;
+    __m128 a = _mm_cmpgt_ps(_mm_loadu_ps(x), tv), b = _mm_cmpgt_ps(_mm_loadu_ps(x + 4), tv);
+    __m128 c = _mm_cmpgt_ps(_mm_loadu_ps(x + 8), tv), d = _mm_cmpgt_ps(_mm_loadu_ps(x + 12), tv);
+    if (!_mm_movemask_ps(_mm_or_ps(_mm_or_ps(a, b), _mm_or_ps(c, d)))) return 0;
+    return _mm_movemask_ps(a) | _mm_movemask_ps(b) << 4 | _mm_movemask_ps(c) << 8
+           | _mm_movemask_ps(d) << 12;
 #else
     int mask = 0;
     for (int j = 0; j < 16; ++j) mask |= (x[j] > t) << j;
@@ -108,6 +109,26 @@ static void scan_row(const float *x, int64_t V, float *xmax, int *bad, int64_t *
     *xmax = m;
     *bad = b;
     *nfinite = c;
+}
+
+/* Bit j set iff w[j] >= bar, for the 16 words at w (one test when none is). */
+static inline int words_at_least16(const uint32_t *w, uint32_t bar) {
+    if (bar == 0u) return 0xFFFF;
+#if defined(__SSE2__)
+    const __m128i sign = _mm_set1_epi32((int)0x80000000u);
+    __m128i t = _mm_set1_epi32((int)((bar - 1u) ^ 0x80000000u));
+    __m128 a = _mm_castsi128_ps(_mm_cmpgt_epi32(_mm_xor_si128(_mm_loadu_si128((const __m128i *)w), sign), t));
+    __m128 b = _mm_castsi128_ps(_mm_cmpgt_epi32(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(w + 4)), sign), t));
+    __m128 c = _mm_castsi128_ps(_mm_cmpgt_epi32(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(w + 8)), sign), t));
+    __m128 d = _mm_castsi128_ps(_mm_cmpgt_epi32(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(w + 12)), sign), t));
+    if (!_mm_movemask_ps(_mm_or_ps(_mm_or_ps(a, b), _mm_or_ps(c, d)))) return 0;
+    return _mm_movemask_ps(a) | _mm_movemask_ps(b) << 4 | _mm_movemask_ps(c) << 8
+           | _mm_movemask_ps(d) << 12;
+#else
+    int mask = 0;
+    for (int j = 0; j < 16; ++j) mask |= (w[j] >= bar) << j;
+    return mask;
+#endif
 }
 
 /* Largest entry of x[0..n), NaN-free. */
@@ -272,10 +293,10 @@ static void race_thresholds(gk_race *r, double m, float T) {
     r->xcut = (r->bar - GK_GUMBEL_BOUND) * (double)T;
 }
 
-/* Words below the result give G < t (true value; P(G < t) = exp(-exp(-t))), minus a margin. */
+/* Words below the result give G < t: P(G < t) = exp(-exp(-t)) >= 1 - exp(-t), minus a margin. */
 static uint32_t word_bar(double t) {
-    if (!(t > -3.5)) return 0u;
-    double wm = floor(exp(-exp(-t)) * 0x1p32) - 2.0;
+    if (!(t > 0.0)) return 0u;
+    double wm = floor((1.0 - exp(-t)) * 0x1p32) - 2.0;
     return wm <= 0.0 ? 0u : wm >= 4294967295.0 ? 4294967295u : (uint32_t)wm;
 }
 
@@ -298,11 +319,79 @@ static void race_offer(gk_race *r, float z, float g, int64_t idx, double m, floa
     }
 }
 
-/* Words of columns [col0, col0 + n) (col0 a multiple of 4), four per Philox call. */
-static void race_words(uint64_t seed, uint64_t key, int64_t col0, int64_t n, uint32_t *w) {
+/* Words of columns [col0, col0 + n) (col0 a multiple of 4), four per Philox call: the
+ * portable version, and an AVX2 one (eight Philox blocks per step, lanes = blocks) chosen
+ * at run time; both compute gk_philox4x32_10 of noise.h exactly (integer arithmetic). */
+static void race_words_scalar(uint64_t seed, uint64_t key, int64_t col0, int64_t n,
+                              uint32_t *w) {
     for (int64_t b = 0; b < (n + 3) / 4; ++b)
         gk_philox4x32_10((uint32_t)((uint64_t)(col0 / 4 + b)), 0, (uint32_t)key,
                          (uint32_t)(key >> 32), (uint32_t)seed, (uint32_t)(seed >> 32), w + 4 * b);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define GK_HAVE_AVX2_PATH 1
+
+/* (hi, lo) 32-bit halves of the eight products a_i * m. */
+__attribute__((target("avx2"))) static inline void mulhilo8(__m256i a, __m256i m, __m256i *hi,
+                                                            __m256i *lo) {
+    __m256i even = _mm256_mul_epu32(a, m);
+    __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+    *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+__attribute__((target("avx2"))) static void race_words_avx2(uint64_t seed, uint64_t key,
+                                                            int64_t col0, int64_t n,
+                                                            uint32_t *w) {
+    int64_t blocks = (n + 3) / 4, b = 0;
+    const __m256i m0 = _mm256_set1_epi32((int)GK_PHILOX_M0), m1 = _mm256_set1_epi32((int)GK_PHILOX_M1);
+    const __m256i step = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (; b + 8 <= blocks; b += 8) {
+        __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)(col0 / 4 + b)), step);
+        __m256i c1 = _mm256_setzero_si256();
+        __m256i c2 = _mm256_set1_epi32((int)(uint32_t)key);
+        __m256i c3 = _mm256_set1_epi32((int)(uint32_t)(key >> 32));
+        uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+        for (int r = 0; r < 10; ++r) {
+            if (r > 0) {
+                k0 += GK_PHILOX_W0;
+                k1 += GK_PHILOX_W1;
+            }
+            __m256i hi0, lo0, hi1, lo1;
+            mulhilo8(c0, m0, &hi0, &lo0);
+            mulhilo8(c2, m1, &hi1, &lo1);
+            c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
+            c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
+            c1 = lo1;
+            c3 = lo0;
+        }
+        /* lanes are blocks; transpose to column order: block j's four words at w[4j..]. */
+        __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
+        __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
+        __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+        __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+        __m256i *out = (__m256i *)(w + 4 * b);
+        _mm256_storeu_si256(out, _mm256_permute2x128_si256(u0, u1, 0x20));
+        _mm256_storeu_si256(out + 1, _mm256_permute2x128_si256(u2, u3, 0x20));
+        _mm256_storeu_si256(out + 2, _mm256_permute2x128_si256(u0, u1, 0x31));
+        _mm256_storeu_si256(out + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
+    }
+    if (b < blocks) race_words_scalar(seed, key, col0 + 4 * b, n - 4 * b, w + 4 * b);
+}
+#endif
+
+static int gk_avx2 = -1;   /* set once, before any parallel region (gk_sample_f32) */
+
+static void race_words(uint64_t seed, uint64_t key, int64_t col0, int64_t n, uint32_t *w) {
+#ifdef GK_HAVE_AVX2_PATH
+    if (gk_avx2 > 0) {
+        race_words_avx2(seed, key, col0, n, w);
+        return;
+    }
+#endif
+    race_words_scalar(seed, key, col0, n, w);
 }
 
 /* The n best keys over every kept token (finite, passing min-p), by the exponential race
@@ -326,12 +415,15 @@ static int race_row(const float *x, int64_t V, float T, double m, int64_t imax, 
         if ((double)cmax < r.xcut || cmax == -INFINITY) continue;
         uint32_t wmin = word_bar(r.bar - (double)(cmax / T));   /* z <= cmax / T here */
         race_words(seed, key, c0, len, w);
-        for (int64_t i = 0; i < len; ++i) {
-            if (w[i] < wmin || (double)xc[i] < r.xcut || c0 + i == imax) continue;
-            float v = xc[i];
-            float z = v / T;
-            if (z == -INFINITY || (double)z - m < log_min_p) continue;
-            race_offer(&r, z, gk_gumbel_f32(w[i]), c0 + i, m, T);
+        for (int64_t i0 = 0; i0 < len; i0 += 16) {
+            int mask = len - i0 >= 16 ? words_at_least16(w + i0, wmin) : (1 << (len - i0)) - 1;
+            for (; mask; mask &= mask - 1) {
+                int64_t i = i0 + __builtin_ctz((unsigned)mask);
+                if (w[i] < wmin || (double)xc[i] < r.xcut || c0 + i == imax) continue;
+                float z = xc[i] / T;
+                if (z == -INFINITY || (double)z - m < log_min_p) continue;
+                race_offer(&r, z, gk_gumbel_f32(w[i]), c0 + i, m, T);
+            }
         }
     }
     int64_t got = r.size;
@@ -437,6 +529,11 @@ void gk_sample_f32(const float *logits, int64_t rows, int64_t V, int64_t stride,
                    const float *temperature, const int64_t *top_k, const double *top_p,
                    const double *log_min_p, const int64_t *seeds, const int64_t *keys,
                    int64_t n, int64_t *tokens, float *logprobs, int8_t *status, int threads) {
+#ifdef GK_HAVE_AVX2_PATH
+    if (gk_avx2 < 0) gk_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+#else
+    gk_avx2 = 0;
+#endif
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t r = 0; r < rows; ++r) {
         int64_t *tok = tokens + r * n;
