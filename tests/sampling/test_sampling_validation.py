@@ -122,3 +122,16 @@ def test_dtypes_and_no_grad(path):
         expected = torch.float64 if dtype == torch.float64 else torch.float32
         assert out.logprobs.dtype == expected and not out.logprobs.requires_grad
     assert sample(x, top_k=1, seed=0).tokens.tolist() == x.argmax(-1).tolist()
+
+
+def test_empty_batch_and_strided_logits(path):
+    out = sample(torch.randn(0, 7), return_logprobs=True)
+    assert out.tokens.shape == (0,) and out.logprobs.shape == (0,) and out.valid.shape == (0,)
+    x = torch.randn(30, 12)
+    kw = dict(temperature=0.7, top_k=5, seed=torch.arange(12))
+    assert torch.equal(sample(x.t(), **kw).tokens, sample(x.t().contiguous(), **kw).tokens)
+    wide = torch.randn(12, 60)
+    assert torch.equal(sample(wide[:, ::2], **kw).tokens,
+                       sample(wide[:, ::2].contiguous(), **kw).tokens)
+    assert torch.equal(sample(wide[:, 5:35], **kw).tokens,
+                       sample(wide[:, 5:35].contiguous(), **kw).tokens)

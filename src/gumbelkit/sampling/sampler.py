@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 
+from .. import _rng
 from .._validate import check_floating, check_int_range
 from . import _kernel, _torch
 from ._controls import PerRow, SeedArg, controls
@@ -54,6 +55,11 @@ def _draw(logits: torch.Tensor, n: int, *, temperature: PerRow, top_k: PerRow, t
     check_int_range(n, "n", 1, vocab)
     ctl = controls(rows, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                    seed=seed, positions=positions, generator=generator)
+    if rows == 0:
+        lp = torch.empty((0, n), dtype=_rng.noise_dtype(logits.dtype), device=logits.device)
+        return SamplerOutput(torch.empty((0, n), dtype=torch.int64, device=logits.device),
+                             lp if return_logprobs else None,
+                             torch.empty(0, dtype=torch.bool, device=logits.device))
     path = _kernel if _kernel.available(logits) else _torch
     tokens, lp, status = path.sample_rows(logits, ctl, n, return_logprobs)
     status = status.cpu()
@@ -69,10 +75,9 @@ def _draw(logits: torch.Tensor, n: int, *, temperature: PerRow, top_k: PerRow, t
         raise ValueError(f"{name}: invalid rows ({'; '.join(parts)}); pass on_invalid='flag' to "
                          f"sample the other rows and mark these valid=False")
     valid = (status == 0).to(logits.device)
-    if lp is not None and logits.dtype != torch.float64:
-        lp = lp.to(torch.float32)
-    return SamplerOutput(tokens.to(logits.device), lp if lp is None else lp.to(logits.device),
-                         valid)
+    if lp is not None:
+        lp = lp.to(logits.device, _rng.noise_dtype(logits.dtype))
+    return SamplerOutput(tokens.to(logits.device), lp, valid)
 
 
 def sample(logits: torch.Tensor, *, temperature: PerRow = 1.0, top_k: PerRow = None,
