@@ -33,6 +33,8 @@ enum { GK_SAMPLE_OK = 0, GK_SAMPLE_BAD_LOGIT = 1, GK_SAMPLE_NO_TOKEN = 2,
 
 #define GK_CHUNK 256           /* columns per noise chunk (a multiple of 16) */
 #define GK_GUMBEL_BOUND 23.5   /* every Gumbel value of _rng lies below 22.87 */
+#define GK_BINS 256            /* top-p histogram over m - z ... */
+#define GK_BINS_PER_UNIT 4     /* ... in quarters of a unit of z */
 
 typedef struct {
     float z;       /* x / T */
@@ -58,6 +60,84 @@ static int cands_push(gk_cands *a, float z, int64_t idx) {
     a->c[a->n].idx = idx;
     a->n++;
     return 1;
+}
+
+/* exp(d) for d <= 0 (d = -inf gives 0; below -708, where exp is under 3.4e-308, 0):
+ * d = k ln2 + r with |r| <= ln2 / 2 (Cody-Waite), exp(r) by its Taylor series to r^13
+ * (truncation < 5e-18), times 2^k built from the bits. Branch-free, so loops vectorize;
+ * within about 1 ulp of exp. */
+static inline double gk_exp_nonpos(double d) {
+    const double magic = 0x1.8p52;
+    double keep = d >= -708.0 ? 1.0 : 0.0;
+    d = d >= -708.0 ? d : -708.0;
+    double t = d * 1.4426950408889634 + magic;
+    double kd = t - magic;
+    double r = (d - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10;
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t tb, mb;
+    memcpy(&tb, &t, 8);
+    memcpy(&mb, &magic, 8);
+    int64_t sb = (tb - mb + 1023) << 52;
+    double scale;
+    memcpy(&scale, &sb, 8);
+    return p * scale * keep;
+}
+
+#if defined(__SSE2__)
+/* gk_exp_nonpos on two lanes, the same operations in the same order (bit-identical). */
+static inline __m128d gk_exp_nonpos_x2(__m128d d) {
+    const __m128d magic = _mm_set1_pd(0x1.8p52), low = _mm_set1_pd(-708.0);
+    __m128d keep = _mm_cmpge_pd(d, low);
+    d = _mm_max_pd(d, low);
+    __m128d t = _mm_add_pd(_mm_mul_pd(d, _mm_set1_pd(1.4426950408889634)), magic);
+    __m128d kd = _mm_sub_pd(t, magic);
+    __m128d r = _mm_sub_pd(_mm_sub_pd(d, _mm_mul_pd(kd, _mm_set1_pd(6.93147180369123816490e-01))),
+                           _mm_mul_pd(kd, _mm_set1_pd(1.90821492927058770002e-10)));
+    static const double coef[13] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+                                    1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0,
+                                    1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
+    __m128d p = _mm_set1_pd(1.0 / 6227020800.0);
+    for (int j = 0; j < 13; ++j) p = _mm_add_pd(_mm_mul_pd(p, r), _mm_set1_pd(coef[j]));
+    __m128i sb = _mm_slli_epi64(_mm_add_epi64(_mm_sub_epi64(_mm_castpd_si128(t),
+                                                            _mm_castpd_si128(magic)),
+                                              _mm_set1_epi64x(1023)), 52);
+    return _mm_and_pd(_mm_mul_pd(p, _mm_castsi128_pd(sb)), keep);
+}
+#endif
+
+/* d[i] = fl32(x[i] / T) - m and w[i] = exp(d[i]) (0 for -inf), as gk_exp_nonpos. */
+static void weights(const float *x, int64_t n, float T, double m, double *d, double *w) {
+    int64_t i = 0;
+#if defined(__SSE2__)
+    __m128 tv = _mm_set1_ps(T);
+    __m128d mv = _mm_set1_pd(m);
+    for (; i + 4 <= n; i += 4) {
+        __m128 z = _mm_div_ps(_mm_loadu_ps(x + i), tv);
+        __m128d lo = _mm_sub_pd(_mm_cvtps_pd(z), mv);
+        __m128d hi = _mm_sub_pd(_mm_cvtps_pd(_mm_movehl_ps(z, z)), mv);
+        _mm_storeu_pd(d + i, lo);
+        _mm_storeu_pd(d + i + 2, hi);
+        _mm_storeu_pd(w + i, gk_exp_nonpos_x2(lo));
+        _mm_storeu_pd(w + i + 2, gk_exp_nonpos_x2(hi));
+    }
+#endif
+    for (; i < n; ++i) {
+        d[i] = (double)(x[i] / T) - m;
+        w[i] = gk_exp_nonpos(d[i]);
+    }
 }
 
 /* Bit j set iff x[j] > t, for the 16 floats at x (one test when none is). */
@@ -478,18 +558,34 @@ static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, d
             float L;
             if (!kth_largest(x, V, k, &L) || !gather(x, V, T, L, &c)) goto oom;
             qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
-            for (int64_t j = 0; j < c.n; ++j) S += c.c[j].w = exp((double)c.c[j].z - m);
-        } else {   /* top-p alone: the mass S of the row, then the top 4^j * 64 until p * S */
-            for (int64_t i = 0; i < V; ++i)
-                S += exp((double)(x[i] / T) - m);
-            for (int64_t kk = 64;; kk *= 4) {
-                float L = -INFINITY;
-                if (kk < nfinite && !kth_largest(x, V, kk, &L)) goto oom;
+            for (int64_t j = 0; j < c.n; ++j) S += c.c[j].w = gk_exp_nonpos((double)c.c[j].z - m);
+        } else {
+            /* top-p alone: the mass S of the row with a histogram of it over m - z in
+             * quarter units; the candidates are the tokens above the quarter where the
+             * mass from the top reaches p * S, one quarter lower, widened (four quarters
+             * at a time) until their own mass reaches p * S. The candidate set is closed
+             * upward in z, so the cut below sees every token it needs. */
+            double hist[GK_BINS] = {0.0}, d[GK_CHUNK], w[GK_CHUNK];
+            for (int64_t c0 = 0; c0 < V; c0 += GK_CHUNK) {
+                int64_t len = V - c0 < GK_CHUNK ? V - c0 : GK_CHUNK;
+                weights(x + c0, len, T, m, d, w);
+                for (int64_t i = 0; i < len; ++i) {
+                    double q = -d[i] * GK_BINS_PER_UNIT;
+                    hist[q < GK_BINS - 1 ? (int)q : GK_BINS - 1] += w[i];
+                }
+            }
+            for (int b = 0; b < GK_BINS; ++b) S += hist[b];
+            int bin = 0;
+            for (double cum = hist[0]; bin < GK_BINS - 1 && cum < p * S;) cum += hist[++bin];
+            for (bin += 1;; bin += GK_BINS_PER_UNIT) {
+                double zcut = m - (double)(bin + 1) / GK_BINS_PER_UNIT;
+                float L = bin >= GK_BINS - 1 ? -INFINITY : (float)(zcut * (double)T);
                 if (!gather(x, V, T, L, &c)) goto oom;
                 qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
                 double mass = 0.0;
-                for (int64_t j = 0; j < c.n; ++j) mass += c.c[j].w = exp((double)c.c[j].z - m);
-                if (kk >= nfinite || !(mass < p * S)) break;
+                for (int64_t j = 0; j < c.n; ++j)
+                    mass += c.c[j].w = gk_exp_nonpos((double)c.c[j].z - m);
+                if (L == -INFINITY || !(mass < p * S)) break;
             }
         }
         kept = cut(c.c, c.n, p, S, m, log_min_p);
@@ -502,11 +598,12 @@ static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, d
         if (!best) return GK_SAMPLE_NO_MEMORY;
         int got = race_row(x, V, T, m, imax, log_min_p, seed, key, n, best);
         if (got <= 0) { free(best); return got == 0 ? GK_SAMPLE_NO_MEMORY : GK_SAMPLE_TOO_FEW; }
-        if (lp)
-            for (int64_t i = 0; i < V; ++i) {
-                double d = (double)(x[i] / T) - m;
-                if (d >= log_min_p) S_kept += exp(d);
-            }
+        double d[GK_CHUNK], w[GK_CHUNK];
+        for (int64_t c0 = 0; lp && c0 < V; c0 += GK_CHUNK) {
+            int64_t len = V - c0 < GK_CHUNK ? V - c0 : GK_CHUNK;
+            weights(x + c0, len, T, m, d, w);
+            for (int64_t i = 0; i < len; ++i) S_kept += d[i] >= log_min_p ? w[i] : 0.0;
+        }
         c.c = best;
     }
     double lse = log(S_kept);
