@@ -85,7 +85,7 @@ def sample_rows(x: torch.Tensor, ctl: Controls, n: int, logprobs: bool
         mass = torch.where(keep, torch.exp(z.double() - md), 0.0).sum(-1, keepdim=True)
         ties = (z == m[:, None]).sum(-1, keepdim=True).double()
         lp = torch.where(greedy[:, None],
-                         torch.where(zt == md, -torch.log(ties), -math.inf),
+                         torch.where(zt == md, 0.0 - torch.log(ties), -math.inf),
                          (zt - md) - torch.log(mass))
         lp = torch.where(ok, lp, -math.inf).to(cd)
     return torch.where(ok, tokens, -1), lp, status

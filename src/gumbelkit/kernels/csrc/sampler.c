@@ -537,7 +537,7 @@ static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, d
         qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
         for (int64_t j = 0; j < n; ++j) {
             tok[j] = c.c[j].idx;
-            if (lp) lp[j] = c.c[j].z == xmax ? (float)-log((double)nmax) : -INFINITY;
+            if (lp) lp[j] = c.c[j].z == xmax ? (float)(0.0 - log((double)nmax)) : -INFINITY;
         }
         free(c.c);
         return GK_SAMPLE_OK;
