@@ -152,3 +152,25 @@ def test_without_replacement_distinct_and_invariant(path):
         assert len(set(out[i].tolist())) == 5
         alone = sample_without_replacement(logits[i:i + 1], 5, **_row(kw, i)).tokens
         assert torch.equal(alone[0], out[i])
+
+
+@needs_fused
+@pytest.mark.parametrize("scale, temperature", [(1e4, 1e-3), (1e-30, 1e-20), (1e30, 1e3),
+                                                (1.0, 1e-38), (50.0, 1e6)])
+def test_kernel_equals_pytorch_path_at_extreme_scales(scale, temperature):
+    """Huge and tiny logits and temperatures: the race's skipping margins and the top-k
+    tie band (fl32(x / T) collapsing neighbours) stay exact."""
+    logits = torch.randn(6, 3000, generator=torch.Generator().manual_seed(2)) * scale
+    logits[1, :10] = logits[1].max()
+    ctl = _controls.controls(6, temperature=temperature,
+                             top_k=torch.tensor([0, 0, 40, 3, 0, 700]),
+                             top_p=torch.tensor([1.0, 0.9, 1.0, 0.5, 0.99, 0.8],
+                                                dtype=torch.float64),
+                             min_p=torch.tensor([0.0, 0.0, 0.1, 0.0, 0.0, 0.01]),
+                             seed=torch.arange(6), positions=None, generator=None)
+    for n in (1, 2):
+        fused = _kernel.sample_rows(logits, ctl, n, True)
+        ref = _torch.sample_rows(logits, ctl, n, True)
+        assert torch.equal(fused[2], ref[2])
+        assert torch.equal(fused[0], ref[0])
+        torch.testing.assert_close(fused[1], ref[1], rtol=1e-5, atol=1e-5)
