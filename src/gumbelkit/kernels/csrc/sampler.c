@@ -254,28 +254,67 @@ static void heap_sift_down(float *h, int64_t k, int64_t i) {
     h[i] = v;
 }
 
-/* The k-th largest of x[0..V) with multiplicity (1 <= k <= V), by a k-element min-heap:
- * O(V) comparisons against the heap's root plus O(log k) per replacement. */
-static int kth_largest(const float *x, int64_t V, int64_t k, float *out) {
+/* One pass over x[0..V): the largest entry (NaN ignored), whether any entry is NaN, how
+ * many are > -inf, and, for 1 <= k <= V, the k-th largest entry with multiplicity (*kth)
+ * by a k-element min-heap: 16 logits per SIMD compare against the heap's root, O(log k)
+ * per replacement. Returns 0 when the heap cannot be allocated. */
+static int select_scan(const float *x, int64_t V, int64_t k, float *kth, float *xmax, int *bad,
+                       int64_t *nfinite) {
+    if (k <= 0) {
+        scan_row(x, V, xmax, bad, nfinite);
+        return 1;
+    }
     float *h = malloc((size_t)k * sizeof(float));
     if (!h) return 0;
+    scan_row(x, k, xmax, bad, nfinite);
     memcpy(h, x, (size_t)k * sizeof(float));
     for (int64_t i = k / 2 - 1; i >= 0; --i) heap_sift_down(h, k, i);
-    int64_t j = k;
-    for (; j + 16 <= V; j += 16)
-        for (int mask = gt16(x + j, h[0]); mask; mask &= mask - 1) {
-            int64_t i = j + __builtin_ctz((unsigned)mask);
-            if (x[i] > h[0]) {
-                h[0] = x[i];
-                heap_sift_down(h, k, 0);
-            }
+    float m = *xmax;
+    int b = *bad;
+    int64_t c = *nfinite, j = k;
+#if defined(__SSE2__)
+    __m128 mx = _mm_set1_ps(-INFINITY), nan = _mm_setzero_ps(), ninf = _mm_set1_ps(-INFINITY);
+    __m128i cnt = _mm_setzero_si128();
+    for (; j + 16 <= V; j += 16) {
+        __m128 v[4], any = _mm_setzero_ps(), root = _mm_set1_ps(h[0]);
+        for (int q = 0; q < 4; ++q) {
+            v[q] = _mm_loadu_ps(x + j + 4 * q);
+            mx = _mm_max_ps(v[q], mx);
+            nan = _mm_or_ps(nan, _mm_cmpunord_ps(v[q], v[q]));
+            cnt = _mm_sub_epi32(cnt, _mm_castps_si128(_mm_cmpgt_ps(v[q], ninf)));
+            any = _mm_or_ps(any, _mm_cmpgt_ps(v[q], root));
         }
-    for (; j < V; ++j)
-        if (x[j] > h[0]) {
-            h[0] = x[j];
+        if (_mm_movemask_ps(any))
+            for (int64_t i = j; i < j + 16; ++i)
+                if (x[i] > h[0]) {
+                    h[0] = x[i];
+                    heap_sift_down(h, k, 0);
+                }
+    }
+    float m4[4];
+    int32_t c4[4];
+    _mm_storeu_ps(m4, mx);
+    _mm_storeu_si128((__m128i *)c4, cnt);
+    for (int q = 0; q < 4; ++q) {
+        m = m4[q] > m ? m4[q] : m;
+        c += c4[q];
+    }
+    b |= _mm_movemask_ps(nan) != 0;
+#endif
+    for (; j < V; ++j) {
+        float v = x[j];
+        m = v > m ? v : m;
+        b |= v != v;
+        c += v > -INFINITY;
+        if (v > h[0]) {
+            h[0] = v;
             heap_sift_down(h, k, 0);
         }
-    *out = h[0];
+    }
+    *kth = h[0];
+    *xmax = m;
+    *bad = b;
+    *nfinite = c;
     free(h);
     return 1;
 }
@@ -517,14 +556,14 @@ static int race_row(const float *x, int64_t V, float T, double m, int64_t imax, 
 
 static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, double log_min_p,
                       uint64_t seed, uint64_t key, int64_t n, int64_t *tok, float *lp) {
-    float xmax;
+    float xmax, kth = -INFINITY;
     int bad;
     int64_t nfinite;
-    scan_row(x, V, &xmax, &bad, &nfinite);
+    /* one pass: maximum, checks and (top-k rows) the k-th largest logit */
+    if (!select_scan(x, V, T != 0.0f && k > 0 && k < V ? k : 0, &kth, &xmax, &bad, &nfinite))
+        return GK_SAMPLE_NO_MEMORY;
     if (bad || xmax == INFINITY) return GK_SAMPLE_BAD_LOGIT;
     if (nfinite == 0) return GK_SAMPLE_NO_TOKEN;
-    int64_t imax = 0;
-    while (x[imax] != xmax) ++imax;
 
     if (T == 0.0f) {   /* greedy: the n largest logits, ties to the lowest index */
         if (nfinite < n) return GK_SAMPLE_TOO_FEW;
@@ -532,7 +571,11 @@ static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, d
         for (int64_t i = 0; i < V; ++i) nmax += x[i] == xmax;
         gk_cands c = {0};
         float L = xmax;
-        if (n > 1 && !kth_largest(x, V, n, &L)) return GK_SAMPLE_NO_MEMORY;
+        float unused_max;
+        int unused_bad;
+        int64_t unused_count;
+        if (n > 1 && !select_scan(x, V, n, &L, &unused_max, &unused_bad, &unused_count))
+            return GK_SAMPLE_NO_MEMORY;
         if (!gather(x, V, 1.0f, L, &c)) { free(c.c); return GK_SAMPLE_NO_MEMORY; }
         qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
         for (int64_t j = 0; j < n; ++j) {
@@ -555,8 +598,7 @@ static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, d
     if (top_k || p < 1.0) {
         double S = 0.0;
         if (top_k) {
-            float L;
-            if (!kth_largest(x, V, k, &L) || !gather(x, V, T, L, &c)) goto oom;
+            if (!gather(x, V, T, kth, &c)) goto oom;
             qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
             for (int64_t j = 0; j < c.n; ++j) S += c.c[j].w = gk_exp_nonpos((double)c.c[j].z - m);
         } else {
@@ -594,6 +636,8 @@ static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, d
         race_candidates(c.c, kept, n, seed, key);
         best = c.c;
     } else {
+        int64_t imax = 0;
+        while (x[imax] != xmax) ++imax;
         best = malloc((size_t)n * sizeof(gk_cand));
         if (!best) return GK_SAMPLE_NO_MEMORY;
         int got = race_row(x, V, T, m, imax, log_min_p, seed, key, n, best);
