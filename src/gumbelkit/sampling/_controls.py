@@ -112,6 +112,5 @@ def controls(rows: int, *, temperature: PerRow, top_k: PerRow, top_p: PerRow, mi
         _per_row(positions, "positions", rows, torch.int64, integer=True)
     check_rows(pos, (pos >= 0) & (pos < MAX_POSITION), "positions", f"in [0, {MAX_POSITION})")
     seeds, keys = _seeds_and_keys(seed, generator, rows, pos)
-    log_min_p = torch.tensor([math.log(v) if v > 0 else -math.inf for v in mp.tolist()],
-                             dtype=torch.float64)
+    log_min_p = torch.where(mp > 0, torch.log(mp), -math.inf)
     return Controls(t32, k, p, log_min_p, seeds, keys)
