@@ -135,3 +135,14 @@ def test_empty_batch_and_strided_logits(path):
                        sample(wide[:, ::2].contiguous(), **kw).tokens)
     assert torch.equal(sample(wide[:, 5:35], **kw).tokens,
                        sample(wide[:, 5:35].contiguous(), **kw).tokens)
+
+
+@pytest.mark.parametrize("top_k", [None, 20])
+def test_nan_or_inf_anywhere_in_a_row_is_found(path, top_k):
+    """Every position: inside the first k (heap seed), the SIMD body and the tail."""
+    where = [0, 5, 19, 20, 21, 50, 1000, 2998, 2999]
+    x = torch.randn(len(where) + 1, 3000)
+    for row, col in enumerate(where):
+        x[row, col] = math.nan if row % 2 == 0 else math.inf
+    out = sample(x, top_k=top_k, seed=0, on_invalid="flag")
+    assert out.valid.tolist() == [False] * len(where) + [True]

@@ -162,14 +162,17 @@ static void scan_row(const float *x, int64_t V, float *xmax, int *bad, int64_t *
     int b = 0;
     int64_t c = 0, i = 0;
 #if defined(__SSE2__)
-    __m128 mx = _mm_set1_ps(-INFINITY), nan = _mm_setzero_ps(), ninf = _mm_set1_ps(-INFINITY);
+    __m128 mx = _mm_set1_ps(-INFINITY), my = mx, nan = _mm_setzero_ps(), ninf = mx;
     __m128i cnt = _mm_setzero_si128();
-    for (; i + 4 <= V; i += 4) {
-        __m128 v = _mm_loadu_ps(x + i);
-        mx = _mm_max_ps(v, mx);   /* a NaN v leaves mx unchanged */
-        nan = _mm_or_ps(nan, _mm_cmpunord_ps(v, v));
-        cnt = _mm_sub_epi32(cnt, _mm_castps_si128(_mm_cmpgt_ps(v, ninf)));
+    for (; i + 8 <= V; i += 8) {   /* two max chains; a NaN v leaves the max unchanged */
+        __m128 v = _mm_loadu_ps(x + i), u = _mm_loadu_ps(x + i + 4);
+        mx = _mm_max_ps(v, mx);
+        my = _mm_max_ps(u, my);
+        nan = _mm_or_ps(nan, _mm_cmpunord_ps(v, u));
+        cnt = _mm_sub_epi32(_mm_sub_epi32(cnt, _mm_castps_si128(_mm_cmpgt_ps(v, ninf))),
+                            _mm_castps_si128(_mm_cmpgt_ps(u, ninf)));
     }
+    mx = _mm_max_ps(mx, my);
     float m4[4];
     int32_t c4[4];
     _mm_storeu_ps(m4, mx);
@@ -211,12 +214,36 @@ static inline int words_at_least16(const uint32_t *w, uint32_t bar) {
 #endif
 }
 
+/* The first i with x[i] == v (v occurs in x[0..n)). */
+static int64_t first_equal(const float *x, int64_t n, float v) {
+    int64_t i = 0;
+#if defined(__SSE2__)
+    __m128 vv = _mm_set1_ps(v);
+    for (; i + 16 <= n; i += 16) {
+        int mask = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(x + i), vv))
+                   | _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(x + i + 4), vv)) << 4
+                   | _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(x + i + 8), vv)) << 8
+                   | _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(x + i + 12), vv)) << 12;
+        if (mask) return i + __builtin_ctz((unsigned)mask);
+    }
+#endif
+    while (x[i] != v) ++i;
+    return i;
+}
+
 /* Largest entry of x[0..n), NaN-free. */
 static float block_max(const float *x, int64_t n) {
     float m = -INFINITY;
     int64_t i = 0;
 #if defined(__SSE2__)
-    __m128 mx = _mm_set1_ps(-INFINITY);
+    __m128 mx = _mm_set1_ps(-INFINITY), my = mx, mz = mx, mw = mx;   /* four chains */
+    for (; i + 16 <= n; i += 16) {
+        mx = _mm_max_ps(_mm_loadu_ps(x + i), mx);
+        my = _mm_max_ps(_mm_loadu_ps(x + i + 4), my);
+        mz = _mm_max_ps(_mm_loadu_ps(x + i + 8), mz);
+        mw = _mm_max_ps(_mm_loadu_ps(x + i + 12), mw);
+    }
+    mx = _mm_max_ps(_mm_max_ps(mx, my), _mm_max_ps(mz, mw));
     for (; i + 4 <= n; i += 4) mx = _mm_max_ps(_mm_loadu_ps(x + i), mx);
     float m4[4];
     _mm_storeu_ps(m4, mx);
@@ -636,8 +663,7 @@ static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, d
         race_candidates(c.c, kept, n, seed, key);
         best = c.c;
     } else {
-        int64_t imax = 0;
-        while (x[imax] != xmax) ++imax;
+        int64_t imax = first_equal(x, V, xmax);
         best = malloc((size_t)n * sizeof(gk_cand));
         if (!best) return GK_SAMPLE_NO_MEMORY;
         int got = race_row(x, V, T, m, imax, log_min_p, seed, key, n, best);
