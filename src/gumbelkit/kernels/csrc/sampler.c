@@ -227,7 +227,7 @@ static int64_t first_equal(const float *x, int64_t n, float v) {
         if (mask) return i + __builtin_ctz((unsigned)mask);
     }
 #endif
-    while (x[i] != v) ++i;
+    while (i < n - 1 && x[i] != v) ++i;
     return i;
 }
 
