@@ -156,6 +156,21 @@ static inline int gt16(const float *x, float t) {
 #endif
 }
 
+#if defined(__SSE2__)
+/* Fold the four lanes of a scan's accumulators into (largest, any NaN, count). */
+static inline void scan_fold(__m128 mx, __m128 nan, __m128i cnt, float *m, int *b, int64_t *c) {
+    float m4[4];
+    int32_t c4[4];
+    _mm_storeu_ps(m4, mx);
+    _mm_storeu_si128((__m128i *)c4, cnt);
+    for (int q = 0; q < 4; ++q) {
+        *m = m4[q] > *m ? m4[q] : *m;
+        *c += c4[q];
+    }
+    *b |= _mm_movemask_ps(nan) != 0;
+}
+#endif
+
 /* Largest entry (NaN ignored), whether any entry is NaN, and how many are > -inf. */
 static void scan_row(const float *x, int64_t V, float *xmax, int *bad, int64_t *nfinite) {
     float m = -INFINITY;
@@ -172,16 +187,7 @@ static void scan_row(const float *x, int64_t V, float *xmax, int *bad, int64_t *
         cnt = _mm_sub_epi32(_mm_sub_epi32(cnt, _mm_castps_si128(_mm_cmpgt_ps(v, ninf))),
                             _mm_castps_si128(_mm_cmpgt_ps(u, ninf)));
     }
-    mx = _mm_max_ps(mx, my);
-    float m4[4];
-    int32_t c4[4];
-    _mm_storeu_ps(m4, mx);
-    _mm_storeu_si128((__m128i *)c4, cnt);
-    for (int j = 0; j < 4; ++j) {
-        m = m4[j] > m ? m4[j] : m;
-        c += c4[j];
-    }
-    b = _mm_movemask_ps(nan) != 0;
+    scan_fold(_mm_max_ps(mx, my), nan, cnt, &m, &b, &c);
 #endif
     for (; i < V; ++i) {
         float v = x[i];
@@ -318,26 +324,20 @@ static int select_scan(const float *x, int64_t V, int64_t k, float *kth, float *
                     heap_sift_down(h, k, 0);
                 }
     }
-    float m4[4];
-    int32_t c4[4];
-    _mm_storeu_ps(m4, mx);
-    _mm_storeu_si128((__m128i *)c4, cnt);
-    for (int q = 0; q < 4; ++q) {
-        m = m4[q] > m ? m4[q] : m;
-        c += c4[q];
-    }
-    b |= _mm_movemask_ps(nan) != 0;
+    scan_fold(mx, nan, cnt, &m, &b, &c);
 #endif
-    for (; j < V; ++j) {
-        float v = x[j];
-        m = v > m ? v : m;
-        b |= v != v;
-        c += v > -INFINITY;
-        if (v > h[0]) {
-            h[0] = v;
+    float tail_max;
+    int tail_bad;
+    int64_t tail_count;
+    scan_row(x + j, V - j, &tail_max, &tail_bad, &tail_count);
+    m = tail_max > m ? tail_max : m;
+    b |= tail_bad;
+    c += tail_count;
+    for (; j < V; ++j)
+        if (x[j] > h[0]) {
+            h[0] = x[j];
             heap_sift_down(h, k, 0);
         }
-    }
     *kth = h[0];
     *xmax = m;
     *bad = b;
