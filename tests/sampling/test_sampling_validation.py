@@ -83,11 +83,12 @@ def test_invalid_rows_flagged(path):
 
 
 def test_overflowing_temperature_is_invalid(path):
-    x = torch.zeros(2, 5)
+    x = torch.zeros(3, 5)
     x[1, 0] = 1e38
+    x[2] = -1e38   # every z = -inf: overflow too, not a masked row
     out = sample(x, temperature=1e-3, on_invalid="flag")
-    assert out.valid.tolist() == [True, False]
-    with pytest.raises(ValueError, match=r"rows \[1\]: logits / temperature overflowing"):
+    assert out.valid.tolist() == [True, False, False]
+    with pytest.raises(ValueError, match=r"rows \[1, 2\]: logits / temperature overflowing"):
         sample(x, temperature=1e-3)
 
 

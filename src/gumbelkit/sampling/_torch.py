@@ -52,7 +52,7 @@ def sample_rows(x: torch.Tensor, ctl: Controls, n: int, logprobs: bool
     greedy = temperature == 0
     z = x / torch.where(greedy, 1.0, temperature)[:, None]
     m = z.max(-1).values
-    status[(status == OK) & (m == math.inf)] = OVERFLOW
+    status[(status == OK) & torch.isinf(m)] = OVERFLOW
     failed = status != OK
     z = torch.where(failed[:, None], 0.0, z)
     m = torch.where(failed, 0.0, m)
