@@ -538,7 +538,14 @@ __attribute__((target("avx2"))) static void race_words_avx2(uint64_t seed, uint6
 }
 #endif
 
-static int gk_avx2 = -1;   /* set once, before any parallel region (gk_sample_f32) */
+static int gk_avx2 = 0;   /* set once when the library loads */
+
+#ifdef GK_HAVE_AVX2_PATH
+__attribute__((constructor)) static void gk_sampler_detect_cpu(void) {
+    __builtin_cpu_init();   /* constructors may run before libgcc's own CPU detection */
+    gk_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+}
+#endif
 
 static void race_words(uint64_t seed, uint64_t key, int64_t col0, int64_t n, uint32_t *w) {
 #ifdef GK_HAVE_AVX2_PATH
@@ -706,11 +713,6 @@ void gk_sample_f32(const float *logits, int64_t rows, int64_t V, int64_t stride,
                    const float *temperature, const int64_t *top_k, const double *top_p,
                    const double *log_min_p, const int64_t *seeds, const int64_t *keys,
                    int64_t n, int64_t *tokens, float *logprobs, int8_t *status, int threads) {
-#ifdef GK_HAVE_AVX2_PATH
-    if (gk_avx2 < 0) gk_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-#else
-    gk_avx2 = 0;
-#endif
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t r = 0; r < rows; ++r) {
         int64_t *tok = tokens + r * n;
