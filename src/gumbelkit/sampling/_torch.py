@@ -18,7 +18,8 @@ import torch
 from .. import _rng
 from ._controls import Controls
 
-OK, BAD_LOGIT, NO_TOKEN, OVERFLOW, TOO_FEW = 0, 1, 2, 3, 4
+# Row status codes, shared with kernels/csrc/sampler.c (NO_MEMORY comes from the kernel only).
+OK, BAD_LOGIT, NO_TOKEN, OVERFLOW, TOO_FEW, NO_MEMORY = 0, 1, 2, 3, 4, 5
 
 
 def _top_p_keep(z: torch.Tensor, keep: torch.Tensor, m: torch.Tensor,

@@ -20,7 +20,6 @@ _REASONS = {
     _torch.OVERFLOW: "logits / temperature overflowing float32",
     _torch.TOO_FEW: "fewer allowed tokens than requested after the filters",
 }
-_NO_MEMORY = 5
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ def _draw(logits: torch.Tensor, n: int, *, temperature: PerRow, top_k: PerRow, t
     path = _kernel if _kernel.available(logits) else _torch
     tokens, lp, status = path.sample_rows(logits, ctl, n, return_logprobs)
     status = status.cpu()
-    if bool((status == _NO_MEMORY).any()):
+    if bool((status == _torch.NO_MEMORY).any()):
         raise MemoryError(f"{name}: the fused sampler could not allocate its candidate buffers")
     if on_invalid == "raise" and bool((status != 0).any()):
         parts = []
