@@ -1,6 +1,6 @@
 """gumbelkit: learning through discrete choices in PyTorch."""
 
-from . import distributions, estimators, nn, schedules
+from . import distributions, estimators, nn, sampling, schedules
 from ._rng import gumbel_noise
 from .estimators import estimate
 from .functional import (
@@ -33,4 +33,5 @@ __all__ = [
     "distributions",
     "estimate",
     "estimators",
+    "sampling",
 ]

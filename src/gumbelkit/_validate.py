@@ -201,3 +201,8 @@ def check_broadcasts_to(shape: torch.Size | tuple[int, ...], target: tuple[int, 
     if not ok:
         raise ValueError(f"{name} of shape {tuple(shape)} does not broadcast to the batch shape "
                          f"{tuple(target)}{hint}")
+def check_rows(values: torch.Tensor, ok: torch.Tensor, name: str, allowed: str) -> None:
+    """Per-row values: raise naming the first row where ``ok`` is False."""
+    if not bool(ok.all()):
+        row = int((~ok).nonzero()[0, 0])
+        raise ValueError(f"{name} must be {allowed}, got {values[row].item()} in row {row}")
