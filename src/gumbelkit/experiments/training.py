@@ -47,12 +47,12 @@ class TrainConfig:
     estimator: str = "gumbel_softmax"
     tau: str = "1.0"
     samples: int = 1
-    latents: int = 8
-    classes: int = 10
+    latents: int = 4
+    classes: int = 4
     hidden: int = 256
     steps: int = 1000
     batch_size: int = 100
-    lr: float = 1e-3
+    lr: float = 3e-3
     seed: int = 0
     iw_samples: int = 100
     eval_every: int = 0
@@ -110,8 +110,11 @@ class Interrupted(Exception):
     """Training stopped by SIGINT/SIGTERM after saving a checkpoint at ``step``."""
 
     def __init__(self, signum: int, step: int, folder: Path | None) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}")
+        super().__init__(signum, step, folder)
         self.signum, self.step, self.folder = signum, step, folder
+
+    def __str__(self) -> str:
+        return f"interrupted by {signal.Signals(self.signum).name} at step {self.step}"
 
 
 def derive_seed(*words: int) -> int:

@@ -92,8 +92,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfi
     parser.add_argument("--tau", type=tau_spec, default=d.tau,
                         help="temperature: a number or a schedule, e.g. exp:1.0:0.5:3e-5:1000 "
                         f"(Jang's), linear:1:0.5:1000, cos:1:0.5:1000 (default {d.tau})")
-    parser.add_argument("--samples", type=positive_int, default=d.samples,
-                        help=f"samples per example for the estimator (default {d.samples})")
+    parser.add_argument("--samples", type=positive_int, default=None,
+                        help="samples per example for the estimator (default: the fewest it "
+                        "takes, 1, or 2 for rloo)")
     parser.add_argument("--latents", type=positive_int, default=d.latents,
                         help=f"number of categorical latent variables N (default {d.latents})")
     parser.add_argument("--classes", type=positive_int, default=d.classes,
@@ -134,12 +135,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue the run checkpointed in DIR (give the same flags)")
 
 
-def config_from_args(args: argparse.Namespace, **overrides: object) -> TrainConfig:
+def config_from_args(args: argparse.Namespace, estimator: str, **overrides: object
+                     ) -> TrainConfig:
+    """The run's config from the shared flags; ``--samples`` defaults to the estimator's minimum."""
+    from ..estimators import ESTIMATORS
+
     fields = {name: getattr(args, name) for name in (
-        "data", "tau", "samples", "latents", "classes", "hidden", "steps", "batch_size", "lr",
-        "iw_samples", "eval_every", "device") if hasattr(args, name)}
-    fields.update(overrides)
-    return TrainConfig(**fields)
+        "data", "tau", "latents", "classes", "hidden", "steps", "batch_size", "lr",
+        "iw_samples", "eval_every", "device")}
+    least = ESTIMATORS[estimator].min_samples
+    samples = least if args.samples is None else args.samples
+    if samples < least:
+        raise ValueError(f"estimator {estimator} needs --samples >= {least}, got {samples}")
+    return TrainConfig(estimator=estimator, samples=samples, **fields, **overrides)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.resume or args.out or Path("runs") / f"vae-{args.estimator}"
     try:
         ctx = distributed.setup(args.device)
-        config = config_from_args(args, estimator=args.estimator, seed=args.seed,
+        config = config_from_args(args, args.estimator, seed=args.seed,
                                   checkpoint_every=args.checkpoint_every, world_size=ctx.world)
         try:
             result, job = train(config, out, resume=args.resume is not None,
