@@ -3,7 +3,7 @@
 Redoes the categorical-VAE column of Jang et al. 2017, Table 1 (MNIST test
 -ELBO: score function 110.6, straight-through 110.9, Gumbel-Softmax 101.5,
 ST Gumbel-Softmax 107.8 nats) on this machine's data with today's estimators.
-Each (estimator, seed) run trains in its own process, one thread each, --jobs
+Each (estimator, seed) run trains in a worker process (--threads each), --jobs
 at a time. The defaults finish in under 3 minutes on 2 CPU cores; the flags
 scale it up. Writes report.md (table + overlaid curves), results.json,
 metrics.jsonl (one line per run) and each run's files under runs/.
@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from .training import RunResult, TrainConfig
-from .vae import add_training_arguments, config_from_args, positive_int
+from .training import Interrupted, RunResult, TrainConfig
+from .vae import add_training_arguments, config_from_args, positive_int, set_threads
 
 DEFAULT_ESTIMATORS = ("rloo", "st", "gumbel_softmax", "st_gumbel", "reinmax", "gumbel_rao")
 DEFAULTS = TrainConfig(steps=500, eval_every=100, checkpoint_every=0)
@@ -57,18 +57,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seeds per estimator: 0, 1, ..., N-1 (default 3)")
     add_training_arguments(parser, DEFAULTS)
     parser.add_argument("--jobs", type=positive_int, default=None,
-                        help="runs trained at once, one thread each (default: CPU count)")
+                        help="runs trained at once, in that many processes (default: CPU count)")
     parser.add_argument("--out", type=Path, default=Path("runs/compare"),
                         help="output folder (default runs/compare)")
 
 
-def _train_one(config: TrainConfig, out: Path) -> RunResult:
-    import torch
+def _train_one(config: TrainConfig, out: Path, threads: int) -> RunResult:
+    from .training import train
+
+    set_threads(threads)
+    return train(config, out)[0]
+
+
+def _train_all(configs: list[TrainConfig], folders: list[Path], jobs: int,
+               threads: int) -> list[RunResult]:
+    """Train every run: in this process for one job, else in spawned worker processes."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
 
     from .training import train
 
-    torch.set_num_threads(1)
-    return train(config, out)[0]
+    if jobs == 1:
+        set_threads(threads)
+        return [train(c, f)[0] for c, f in zip(configs, folders)]
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"))
+    try:
+        futures = [pool.submit(_train_one, c, f, threads) for c, f in zip(configs, folders)]
+        results = [f.result() for f in futures]
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
 
 
 def _mean_std(values: list[float]) -> str:
@@ -102,9 +122,6 @@ def results_table(by_estimator: dict[str, list[RunResult]], iw_samples: int) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
     from .data import load_dataset
     from .report import PLOTS, plot_curves
 
@@ -123,20 +140,14 @@ def run(args: argparse.Namespace) -> int:
           flush=True)
     start = time.perf_counter()
     folders = [out / "runs" / f"{c.estimator}-seed{c.seed}" for c in configs]
-    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"))
     try:
-        futures = [pool.submit(_train_one, c, f) for c, f in zip(configs, folders)]
-        results = [f.result() for f in futures]
-    except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
-        sys.stderr.write("gumbelkit compare: interrupted; finished runs are in "
-                         f"{out / 'runs'}\n")
+        results = _train_all(configs, folders, jobs, args.threads)
+    except (KeyboardInterrupt, Interrupted):
+        sys.stderr.write(f"gumbelkit compare: interrupted; finished runs are in {out / 'runs'}\n")
         return 130
     except (ValueError, FloatingPointError) as exc:
-        pool.shutdown(wait=False, cancel_futures=True)
         sys.stderr.write(f"gumbelkit compare: error: {exc}\n")
         return 1
-    pool.shutdown()
     seconds = time.perf_counter() - start
     by_estimator: dict[str, list[RunResult]] = {n: [] for n in args.estimators}
     for result in results:

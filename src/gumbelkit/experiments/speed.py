@@ -20,7 +20,7 @@ import argparse
 import statistics
 import time
 
-from .vae import device_name, positive_int
+from .vae import device_name, positive_int, set_threads
 
 JANG_2017 = {10: "2.0x", 100: "9.9x"}
 
@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="digits", help="'digits' or 'mnist:PATH'")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="CPU threads (default 1)")
 
 
 def _step_times(model, optimizer, batches, method: str, steps: int, seed: int) -> list[float]:
@@ -109,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .report import markdown_table
 
+    set_threads(args.threads)
     rows = []
     for k in args.classes:
         try:
