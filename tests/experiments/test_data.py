@@ -57,9 +57,15 @@ def test_npz_loads(tmp_path, images):
 
 
 def test_digits_split_is_unchanged():
+    from sklearn.datasets import load_digits
+
     train, test = load_digits_binary()
     assert train.shape == (1437, 64) and test.shape == (360, 64)
     assert set(train.unique().tolist()) == {0.0, 1.0}
+    binary = (load_digits().data > 7).astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(binary))
+    assert torch.equal(test, torch.from_numpy(binary[order[:360]]))
+    assert torch.equal(train, torch.from_numpy(binary[order[360:]]))
 
 
 @pytest.mark.parametrize("corrupt, message", [
