@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from gumbelkit.experiments.distributed import Dist
@@ -28,6 +29,7 @@ def test_ranks_get_disjoint_shards_of_one_global_batch():
     assert derive_seed(7, 3, 0) != derive_seed(7, 3, 1)  # distinct noise per rank
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",

@@ -13,6 +13,7 @@ import torch
 
 from gumbelkit.cli import main
 from gumbelkit.experiments.checkpoint import CHECKPOINT_NAME
+from gumbelkit.experiments.training import Run
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 STEPS = 100
@@ -41,8 +42,9 @@ def trained_steps(folder: Path) -> int:
     return len(lines)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_and_resume_matches_uninterrupted(tmp_path, signum, reference, capsys):
+@pytest.mark.slow
+def test_ctrl_c_to_a_subprocess_then_resume_matches_uninterrupted(tmp_path, reference, capsys):
+    signum = signal.SIGINT
     interrupted = tmp_path / "interrupted"
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen([sys.executable, "-m", "gumbelkit", "vae", "--out", str(interrupted),
@@ -61,3 +63,23 @@ def test_interrupt_and_resume_matches_uninterrupted(tmp_path, signum, reference,
     capsys.readouterr()
     assert metrics(interrupted) == reference  # every loss, tau and test score, exactly
     assert torch.load(interrupted / CHECKPOINT_NAME, weights_only=True)["step"] == STEPS
+
+
+def test_sigterm_mid_run_then_resume_matches_uninterrupted(tmp_path, reference, monkeypatch,
+                                                           capsys):
+    """SIGTERM sent to this process right after step 37 (deterministic, still a real signal)."""
+    folder = tmp_path / "terminated"
+    original = Run._step
+
+    def step_then_signal(self, net, bar):
+        original(self, net, bar)
+        if self.result.step == 37:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Run, "_step", step_then_signal)
+    assert main(["vae", "--out", str(folder), *FLAGS]) == 128 + signal.SIGTERM
+    assert "interrupted by SIGTERM at step 37" in capsys.readouterr().err
+    assert torch.load(folder / CHECKPOINT_NAME, weights_only=True)["step"] == 37
+    monkeypatch.setattr(Run, "_step", original)
+    assert main(["vae", "--resume", str(folder), *FLAGS]) == 0
+    assert metrics(folder) == reference
