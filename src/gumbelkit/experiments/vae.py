@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .training import TrainConfig
@@ -25,24 +26,23 @@ from .training import TrainConfig
 DEFAULTS = TrainConfig()
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``low``, else a one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+positive_int = int_at_least(1)
+nonnegative_int = int_at_least(0)
 
 
 def positive_float(text: str) -> float:
@@ -104,9 +104,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfi
                         "takes, 1, or 2 for rloo)")
     parser.add_argument("--latents", type=positive_int, default=d.latents,
                         help=f"number of categorical latent variables N (default {d.latents})")
-    parser.add_argument("--classes", type=positive_int, default=d.classes,
+    parser.add_argument("--classes", type=int_at_least(2), default=d.classes,
                         help=f"classes per latent variable K >= 2 (default {d.classes})")
-    parser.add_argument("--hidden", type=positive_int, default=d.hidden,
+    parser.add_argument("--hidden", type=int_at_least(2), default=d.hidden,
                         help=f"width of the first hidden layer (default {d.hidden})")
     parser.add_argument("--steps", type=positive_int, default=d.steps,
                         help=f"training steps (default {d.steps})")
