@@ -95,6 +95,8 @@ def test_resume_refuses_another_config(tmp_path, capsys):
     assert "different config" in err and "lr=0.003 in the checkpoint but 0.01 now" in err
     assert main(["vae", "--resume", str(tmp_path / "none"), *TINY]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+    assert main(["vae", "--out", str(out), *TINY]) == 2  # never overwrite a run silently
+    assert "already holds a run" in capsys.readouterr().err
 
 
 def test_compare_writes_one_report(tmp_path, capsys):

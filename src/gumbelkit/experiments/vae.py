@@ -162,6 +162,7 @@ def config_from_args(args: argparse.Namespace, estimator: str, **overrides: obje
 
 def run(args: argparse.Namespace) -> int:
     from . import distributed
+    from .checkpoint import CHECKPOINT_NAME
     from .report import fmt, write_run_report
     from .training import Interrupted, train
 
@@ -170,6 +171,10 @@ def run(args: argparse.Namespace) -> int:
                          "differ (a resumed run writes into its own folder)\n")
         return 2
     out = args.resume or args.out or Path("runs") / f"vae-{args.estimator}"
+    if args.resume is None and (out / CHECKPOINT_NAME).exists():
+        sys.stderr.write(f"gumbelkit vae: error: {out} already holds a run; continue it with "
+                         f"--resume {out}, or choose another --out\n")
+        return 2
     set_threads(args.threads)
     try:
         ctx = distributed.setup(args.device)
