@@ -1,6 +1,6 @@
 """gumbelkit: learning through discrete choices in PyTorch."""
 
-from . import estimators, nn, schedules
+from . import distributions, estimators, nn, schedules
 from ._rng import gumbel_noise
 from .estimators import estimate
 from .functional import (
@@ -30,6 +30,7 @@ __all__ = [
     "backend",
     "schedules",
     "nn",
+    "distributions",
     "estimate",
     "estimators",
 ]

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "compare": "gumbelkit.experiments.compare",
     "speed": "gumbelkit.experiments.speed",
     "doctor": "gumbelkit.experiments.doctor",
+    "estimators": "gumbelkit.experiments.estimators_table",
 }
 
 # (name, first docstring line) without importing the heavy modules.
@@ -27,6 +28,7 @@ SUMMARIES: dict[str, str] = {
     "compare": "train the VAE with several estimators and seeds; one table and report",
     "speed": "time Gumbel-Softmax against exact marginalization (K = 10, 100)",
     "doctor": "check this installation: sampling, gradients, numerics, fused kernel",
+    "estimators": "measure every gradient estimator against the exact gradient (markdown table)",
 }
 
 
