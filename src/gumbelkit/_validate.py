@@ -103,19 +103,22 @@ def check_positive_real(value: float, name: str) -> float:
 
 
 def check_temperature(tau: Temperature, logits: torch.Tensor | None = None,
-                      dim: int | None = None, name: str = "tau") -> Temperature:
+                      dim: int | None = None, name: str = "tau", *,
+                      scan: bool = True) -> Temperature:
     """A temperature: a float > 0 and finite, or a tensor of such values.
 
     A tensor must broadcast against ``logits`` and have size 1 along ``dim``
-    (one temperature per row).
+    (one temperature per row). ``scan=False`` skips the check of a tensor's
+    values (the fused path checks them inside a custom op, so that
+    ``torch.compile`` traces it).
     """
     if not isinstance(tau, torch.Tensor):
         return check_positive_real(tau, name)
     if not tau.dtype.is_floating_point:
         raise ValueError(f"{name} must be a floating tensor, got dtype {tau.dtype}")
     detached = tau.detach()
-    bad = ~(torch.isfinite(detached) & (detached > 0))
-    if bool(bad.any()):
+    bad = ~(torch.isfinite(detached) & (detached > 0)) if scan else None
+    if bad is not None and bool(bad.any()):
         index = tuple(int(i) for i in bad.nonzero()[0])
         raise ValueError(f"{name} must be > 0 and finite everywhere, got "
                          f"{float(detached[index])} at index {index}")

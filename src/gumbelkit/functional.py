@@ -70,6 +70,15 @@ def _seed_rows(batch_shape: tuple[int, ...], seed: SeedLike,
     return seeds.contiguous(), keys.contiguous()
 
 
+def _fused_temperature(tau: Temperature, logits: torch.Tensor,
+                       dim: int | None = None) -> Temperature:
+    """check_temperature, with a tensor's values checked inside a custom op."""
+    tau = check_temperature(tau, logits, dim, scan=False)
+    if isinstance(tau, torch.Tensor):
+        tau = torch.ops.gumbelkit.checked_temperature(tau, "tau")
+    return tau
+
+
 def _wants_grad(*tensors: object) -> bool:
     return torch.is_grad_enabled() and any(
         isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
@@ -237,7 +246,7 @@ def gumbel_softmax(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = Fa
     dim = check_logits(logits, dim, scan=False)
     if not _fused(logits, dim):
         return _gumbel_softmax_reference(logits, tau, hard, dim, seed, generator)
-    tau = check_temperature(tau, logits, dim)
+    tau = _fused_temperature(tau, logits, dim)
     dtype = ops.compute_dtype(logits.dtype)
     x, batch_shape = _rows(logits, dim)
     if isinstance(tau, torch.Tensor):
@@ -257,11 +266,18 @@ def _gumbel_softmax_reference(logits: torch.Tensor, tau: Temperature, hard: bool
     dim = check_logits(logits, dim)
     tau = check_temperature(tau, logits, dim)
     perturbed = _perturbed(logits, dim, seed, generator)
-    soft = torch.softmax(perturbed / _scaled_temperature(tau, perturbed.dtype), dim)
+    soft = torch.softmax(_masked_divide(perturbed, _scaled_temperature(tau, perturbed.dtype)),
+                         dim)
     if not hard:
         return soft.to(logits.dtype)
     one_hot = _one_hot_like(perturbed, perturbed.detach().argmax(dim), dim, perturbed.dtype)
     return _StraightThrough.apply(soft, one_hot).to(logits.dtype)
+
+
+def _masked_divide(z: torch.Tensor, tau: Temperature) -> torch.Tensor:
+    """``z / tau`` whose gradient is exactly 0 (not 0 * inf = NaN) where z is infinite."""
+    infinite = torch.isinf(z)
+    return torch.where(infinite, z, torch.where(infinite, 0.0, z) / tau)
 
 
 def _bernoulli_relaxation(logits: torch.Tensor, tau: Temperature, seed: SeedLike,
@@ -271,7 +287,8 @@ def _bernoulli_relaxation(logits: torch.Tensor, tau: Temperature, seed: SeedLike
     resolved = _rng.resolve_seed(seed, generator)
     noise = _rng.noise("logistic", tuple(shape[:-1]), shape[-1], resolved,
                        _rng.noise_dtype(logits.dtype), logits.device).reshape(logits.shape)
-    return torch.sigmoid((logits.to(noise.dtype) + noise) / _scaled_temperature(tau, noise.dtype))
+    perturbed = logits.to(noise.dtype) + noise
+    return torch.sigmoid(_masked_divide(perturbed, _scaled_temperature(tau, noise.dtype)))
 
 
 class _HardThreshold(torch.autograd.Function):
@@ -310,7 +327,7 @@ def binary_concrete(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = F
     """
     check_floating(logits)
     if _fused(logits):
-        tau = check_temperature(tau, logits)
+        tau = _fused_temperature(tau, logits)
         return _concrete_fused(logits, tau, 1 if hard else 0, 0.0, 1.0, seed, generator)
     return _binary_concrete_reference(logits, tau, hard, seed, generator)
 
@@ -366,7 +383,7 @@ def hard_concrete(logits: torch.Tensor, tau: Temperature = 2.0 / 3.0, gamma: flo
     """
     check_floating(logits)
     if _fused(logits):
-        tau = check_temperature(tau, logits)
+        tau = _fused_temperature(tau, logits)
         gamma, zeta = check_stretch(gamma, zeta)
         return _concrete_fused(logits, tau, 2, gamma, zeta - gamma, seed, generator)
     return _hard_concrete_reference(logits, tau, gamma, zeta, seed, generator)

@@ -21,7 +21,7 @@ import ctypes
 import torch
 from torch import Tensor
 
-from .._validate import raise_bad_logits_row
+from .._validate import check_temperature, raise_bad_logits_row
 from ._lib import KINDS, library
 
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
@@ -54,6 +54,11 @@ def _rows_cols(x: Tensor) -> tuple[int, int]:
     return int(x.shape[0]), int(x.shape[1])
 
 
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """Every output buffer comes from here (tests poison it with NaN)."""
+    return torch.empty(shape, dtype=dtype)
+
+
 def _status() -> Tensor:
     return torch.empty(2, dtype=torch.int64)
 
@@ -66,6 +71,25 @@ def _raise_for_status(status: Tensor, batch_shape: list[int], dim: int) -> None:
         raise_bad_logits_row("empty", empty_row, tuple(batch_shape), dim)
 
 
+# ------------------------------------------------------------ temperature
+
+
+@torch.library.custom_op("gumbelkit::checked_temperature", mutates_args=())
+def checked_temperature(tau: Tensor, name: str) -> Tensor:
+    """``tau`` (a copy) after checking every value is > 0 and finite."""
+    check_temperature(tau, name=name)
+    return tau.clone()
+
+
+@checked_temperature.register_fake
+def _(tau, name):
+    return torch.empty_like(tau)
+
+
+checked_temperature.register_autograd(lambda ctx, grad: (grad, None),
+                                      setup_context=lambda ctx, inputs, output: None)
+
+
 # ------------------------------------------------------------------ noise
 
 
@@ -74,7 +98,7 @@ def noise(seeds: Tensor, keys: Tensor, cols: int, stream: int, kind: str,
           dtype: torch.dtype) -> Tensor:
     """``[rows, cols]`` noise of ``kind``, bit-identical to ``_rng.noise``."""
     rows = int(seeds.shape[0])
-    out = torch.empty((rows, cols), dtype=dtype)
+    out = _empty((rows, cols), dtype)
     if out.numel() > 0:
         fill = getattr(library(), "gk_noise_fill" + _suffix(dtype))
         fill(_ptr(out), _ptr(seeds.contiguous()), _ptr(keys.contiguous()), rows, cols,
@@ -97,8 +121,8 @@ def gumbel_softmax(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, hard: bo
     when ``hard and save_soft`` (for the backward), else empty."""
     rows, cols = _rows_cols(x)
     dtype = compute_dtype(x.dtype)
-    y = torch.empty((rows, cols), dtype=dtype)
-    soft = torch.empty((rows, cols) if hard and save_soft else (0,), dtype=dtype)
+    y = _empty((rows, cols), dtype)
+    soft = _empty((rows, cols) if hard and save_soft else (0,), dtype)
     status = _status()
     kernel = getattr(library(), "gk_gumbel_softmax" + _suffix(dtype))
     kernel(_ptr(x), DTYPE_CODES[x.dtype], x.stride(0), x.stride(1), rows, cols, _ptr(tau),
@@ -121,8 +145,8 @@ def gumbel_softmax_backward(grad: Tensor, soft: Tensor, tau: Tensor,
     """``(grad_logits, grad_tau)`` from the saved relaxed sample ``soft``."""
     rows, cols = _rows_cols(soft)
     grad = grad.to(soft.dtype)
-    gx = torch.empty_like(soft)
-    gtau = torch.empty((rows,) if need_tau else (0,), dtype=soft.dtype)
+    gx = _empty((rows, cols), soft.dtype)
+    gtau = _empty((rows,) if need_tau else (0,), soft.dtype)
     kernel = getattr(library(), "gk_gumbel_softmax_backward" + _suffix(soft.dtype))
     kernel(_ptr(grad), DTYPE_CODES[grad.dtype], grad.stride(0), grad.stride(1), _ptr(soft),
            rows, cols, _ptr(tau), _stride(tau), _ptr(gx), _ptr(gtau), _threads())
@@ -160,7 +184,7 @@ def gumbel_max(x: Tensor, seeds: Tensor, keys: Tensor, batch_shape: list[int],
     """``argmax(x + G)`` per row, int64 ``[rows]`` (no relaxed sample is formed)."""
     rows, cols = _rows_cols(x)
     dtype = compute_dtype(x.dtype)
-    index = torch.empty(rows, dtype=torch.int64)
+    index = _empty((rows,), torch.int64)
     tau = torch.ones(1, dtype=dtype)
     status = _status()
     kernel = getattr(library(), "gk_gumbel_softmax" + _suffix(dtype))
@@ -186,9 +210,9 @@ def concrete(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, mode: int, sav
     relaxed sample when ``mode == BINARY_HARD and save_soft``, else empty."""
     rows, cols = _rows_cols(x)
     dtype = compute_dtype(x.dtype)
-    y = torch.empty((rows, cols), dtype=dtype)
+    y = _empty((rows, cols), dtype)
     with_soft = mode == BINARY_HARD and save_soft
-    soft = torch.empty((rows, cols) if with_soft else (0,), dtype=dtype)
+    soft = _empty((rows, cols) if with_soft else (0,), dtype)
     status = _status()
     kernel = getattr(library(), "gk_concrete" + _suffix(dtype))
     kernel(_ptr(x), DTYPE_CODES[x.dtype], x.stride(0), x.stride(1), rows, cols, _ptr(tau),
@@ -216,8 +240,8 @@ def concrete_backward(grad: Tensor, saved: Tensor, tau: Tensor, mode: int, gamma
     rows, cols = _rows_cols(saved)
     grad = grad.to(saved.dtype)
     tau = tau.to(saved.dtype)
-    gx = torch.empty_like(saved)
-    gtau = torch.empty((rows, cols) if need_tau else (0,), dtype=saved.dtype)
+    gx = _empty((rows, cols), saved.dtype)
+    gtau = _empty((rows, cols) if need_tau else (0,), saved.dtype)
     kernel = getattr(library(), "gk_concrete_backward" + _suffix(saved.dtype))
     kernel(_ptr(grad), DTYPE_CODES[grad.dtype], grad.stride(0), grad.stride(1), _ptr(saved),
            rows, cols, _ptr(tau), tau.stride(0), tau.stride(1),
