@@ -14,11 +14,13 @@ import sys
 # name -> module implementing it; adding a command is adding one entry.
 COMMANDS: dict[str, str] = {
     "demo": "gumbelkit.experiments.demo",
+    "bench": "gumbelkit.experiments.bench",
 }
 
 # (name, first docstring line) without importing the heavy modules.
 SUMMARIES: dict[str, str] = {
     "demo": "a short, honest demonstration of Gumbel-max and Gumbel-Softmax",
+    "bench": "time the fused CPU kernels against PyTorch and against a plain copy",
 }
 
 

@@ -162,6 +162,7 @@ def _gumbel_softmax_setup(ctx, inputs, output) -> None:
     x, tau, _, _, hard, _, _, _ = inputs
     y, soft = output
     ctx.save_for_backward(soft if hard else y, tau)
+    ctx.set_materialize_grads(False)  # soft is never used downstream: no zero-filled grad
     ctx.x_dtype = x.dtype
 
 
@@ -259,6 +260,7 @@ def _concrete_setup(ctx, inputs, output) -> None:
     x, tau, _, _, mode, _, gamma, span, _ = inputs
     y, soft = output
     ctx.save_for_backward(soft if mode == BINARY_HARD else y, tau)
+    ctx.set_materialize_grads(False)
     ctx.x_dtype, ctx.mode, ctx.gamma, ctx.span = x.dtype, mode, gamma, span
 
 
