@@ -167,6 +167,8 @@ def _gumbel_softmax_setup(ctx, inputs, output) -> None:
 
 
 def _gumbel_softmax_grad(ctx, grad_y, grad_soft):
+    if grad_y is None:  # only the auxiliary soft output was used: no gradient
+        return (None,) * 8
     soft, tau = ctx.saved_tensors
     need_tau = bool(ctx.needs_input_grad[1])
     gx, gtau = torch.ops.gumbelkit.gumbel_softmax_backward(grad_y, soft, tau, need_tau)
@@ -265,6 +267,8 @@ def _concrete_setup(ctx, inputs, output) -> None:
 
 
 def _concrete_grad(ctx, grad_y, grad_soft):
+    if grad_y is None:
+        return (None,) * 9
     saved, tau = ctx.saved_tensors
     need_tau = bool(ctx.needs_input_grad[1])
     gx, gtau = torch.ops.gumbelkit.concrete_backward(grad_y, saved, tau, ctx.mode, ctx.gamma,

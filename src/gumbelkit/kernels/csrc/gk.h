@@ -16,13 +16,13 @@ typedef void (*gk_fill_f32_fn)(uint64_t seed, uint64_t key, uint32_t stream, int
 typedef struct {
     const char *name;
     gk_fill_f32_fn fill[3]; /* gumbel, exponential, logistic */
-    void (*zpass)(const float *x, float *io, int64_t n, float tau, int store, int64_t col0,
+    void (*zpass)(const float *x, float *io, int64_t n, float inv_tau, int store, int64_t col0,
                   float *best, int64_t *arg, int *bad);
     float (*expsum)(float *io, int64_t n, float m);
     void (*scale)(float *io, int64_t n, float c);
     double (*dot)(const float *a, const float *b, int64_t n);
     void (*softmax_grad)(const float *g, const float *y, float *out, int64_t n, float s,
-                         float tau);
+                         float inv_tau);
     void (*concrete)(const float *x, const float *tau, float *io, int64_t n, int mode,
                      float gamma, float span);
 } gk_ops_f32;

@@ -65,7 +65,7 @@ static void gk_record_min(int64_t *slot, int64_t value) {
 
 /* ----------------------------------------------------- float64 primitives */
 
-static void gk_row_zpass_f64(const double *x, double *io, int64_t n, double tau, int store,
+static void gk_row_zpass_f64(const double *x, double *io, int64_t n, double inv_tau, int store,
                          int64_t col0, double *best, int64_t *arg, int *bad) {
     for (int64_t i = 0; i < n; ++i) {
         double z = x[i] + io[i];
@@ -74,7 +74,7 @@ static void gk_row_zpass_f64(const double *x, double *io, int64_t n, double tau,
             *best = z;
             *arg = col0 + i;
         }
-        if (store) io[i] = z / tau;
+        if (store) io[i] = z * inv_tau;
     }
 }
 
@@ -98,8 +98,8 @@ static double gk_row_dot_f64(const double *a, const double *b, int64_t n) {
 }
 
 static void gk_row_softmax_grad_f64(const double *g, const double *y, double *out, int64_t n,
-                                double s, double tau) {
-    for (int64_t i = 0; i < n; ++i) out[i] = y[i] * (g[i] - s) / tau;
+                                double s, double inv_tau) {
+    for (int64_t i = 0; i < n; ++i) out[i] = y[i] * (g[i] - s) * inv_tau;
 }
 
 static void gk_row_concrete_f64(const double *x, const double *tau, double *io, int64_t n, int mode,
@@ -159,7 +159,7 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
             _Pragma("omp for schedule(static)") for (int64_t r = 0; r < rows; ++r) {         \
                 const char *xrow = gk_row(x, xdtype, xrs, r);                                \
                 T *srow = hard ? (soft ? soft + r * cols : NULL) : y + r * cols;             \
-                T t = tau[r * tau_stride];                                                   \
+                T inv = (T)1 / tau[r * tau_stride];                                          \
                 T best = -INFINITY;                                                          \
                 int64_t arg = -1;                                                            \
                 int bad = 0;                                                                 \
@@ -169,7 +169,7 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
                     if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);                \
                     T *io = srow ? srow + c0 : nbuf;                                         \
                     gk_fill_##SUF(GK_KIND_GUMBEL, GK_SEED(r), GK_KEY(r), stream, c0, n, io); \
-                    (OPS)->zpass(xc, io, n, t, srow != NULL, c0, &best, &arg, &bad);         \
+                    (OPS)->zpass(xc, io, n, inv, srow != NULL, c0, &best, &arg, &bad);         \
                 }                                                                            \
                 if (bad) {                                                                   \
                     gk_record_min(&status[0], r);                                            \
@@ -180,7 +180,7 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
                     continue;                                                                \
                 }                                                                            \
                 if (srow) {                                                                  \
-                    T sum = (OPS)->expsum(srow, cols, best / t);                             \
+                    T sum = (OPS)->expsum(srow, cols, best * inv);                             \
                     (OPS)->scale(srow, cols, (T)1 / sum);                                    \
                 }                                                                            \
                 if (hard && y) {                                                             \
@@ -201,10 +201,11 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
         for (int64_t r = 0; r < rows; ++r) {                                                 \
             T *out = gx + r * cols;                                                          \
             const T *yr = y + r * cols;                                                      \
-            gk_load_##T(gk_row(g, gdtype, grs, r), gdtype, gcs, 0, cols, out);               \
-            T t = tau[r * tau_stride];                                                       \
-            T s = (T)(OPS)->dot(out, yr, cols);                                              \
-            (OPS)->softmax_grad(out, yr, out, cols, s, t);                                   \
+            const T *gr = out;                                                               \
+            if (gdtype == NATIVE && gcs == 1) gr = (const T *)gk_row(g, gdtype, grs, r);     \
+            else gk_load_##T(gk_row(g, gdtype, grs, r), gdtype, gcs, 0, cols, out);          \
+            T s = (T)(OPS)->dot(gr, yr, cols);                                               \
+            (OPS)->softmax_grad(gr, yr, out, cols, s, (T)1 / tau[r * tau_stride]);                                   \
             if (gtau) {                                                                      \
                 double acc = 0.0;                                                            \
                 for (int64_t i = 0; i < cols; ++i)                                           \

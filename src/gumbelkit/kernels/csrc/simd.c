@@ -17,12 +17,8 @@
 #define GK_MUL_EVEN(a, b) ((vq)_mm512_mul_epu32((__m512i)(a), (__m512i)(b)))
 #define GK_ILO {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}
 #define GK_IHI {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}
+#define GK_EVEN {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}
 #include "simd_impl.h"
-#undef W
-#undef SFX
-#undef GK_MUL_EVEN
-#undef GK_ILO
-#undef GK_IHI
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -32,12 +28,8 @@
 #define GK_MUL_EVEN(a, b) ((vq)_mm256_mul_epu32((__m256i)(a), (__m256i)(b)))
 #define GK_ILO {0, 8, 1, 9, 2, 10, 3, 11}
 #define GK_IHI {4, 12, 5, 13, 6, 14, 7, 15}
+#define GK_EVEN {0, 2, 4, 6, 8, 10, 12, 14}
 #include "simd_impl.h"
-#undef W
-#undef SFX
-#undef GK_MUL_EVEN
-#undef GK_ILO
-#undef GK_IHI
 #pragma GCC pop_options
 
 #define GK_MUL_EVEN(a, b) ((vq)_mm_mul_epu32((__m128i)(a), (__m128i)(b)))
@@ -50,12 +42,8 @@
 #define SFX portable
 #define GK_ILO {0, 4, 1, 5}
 #define GK_IHI {2, 6, 3, 7}
+#define GK_EVEN {0, 2, 4, 6}
 #include "simd_impl.h"
-#undef W
-#undef SFX
-#undef GK_MUL_EVEN
-#undef GK_ILO
-#undef GK_IHI
 
 static const gk_ops_f32 *gk_active = &gk_ops_portable;
 

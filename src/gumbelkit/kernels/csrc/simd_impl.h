@@ -3,7 +3,7 @@
  *
  * The includer defines W (float lanes), SFX (name suffix), GK_MUL_EVEN(a, b)
  * (unsigned 32x32->64 products of the even 32-bit lanes) and the interleave
- * masks GK_ILO / GK_IHI. Every lane performs the IEEE operations of noise.h in
+ * masks GK_ILO / GK_IHI and the even-lane mask GK_EVEN; this file undefines them at its end. Every lane performs the IEEE operations of noise.h in
  * the same order (no FMA: the build passes -ffp-contract=off; divisions are
  * real divisions), so the noise is bit-identical to the scalar twin and to
  * gumbelkit/_rng.py.
@@ -28,35 +28,43 @@ static inline vf FN(splat)(float s) { return (vf){} + s; }
 
 /* -------------------------------------------------------------- Philox */
 
-static inline void FN(mulhilo)(vu a, uint32_t m, vu *hi, vu *lo) {
-    vq mv = (vq){} + (uint64_t)m;
-    vq even = GK_MUL_EVEN((vq)a, mv);
-    vq odd = GK_MUL_EVEN((vq)a >> 32, mv);
-    *hi = (vu)((even >> 32) | (odd & 0xFFFFFFFF00000000ull));
-    *lo = (vu)((even & 0xFFFFFFFFull) | (odd << 32));
-}
+/* One Philox round on W/2 counters held in the low halves of 64-bit lanes
+ * (the high halves carry garbage that never reaches a low half: the multiply
+ * reads only the low 32 bits, shifts move the true high product down). */
+#define GK_PHILOX_ROUND(c0, c1, c2, c3, k0, k1)                                             \
+    do {                                                                                    \
+        vq p0 = GK_MUL_EVEN(c0, m0), p1 = GK_MUL_EVEN(c2, m1);                              \
+        c0 = (p1 >> 32) ^ c1 ^ k0;                                                          \
+        c2 = (p0 >> 32) ^ c3 ^ k1;                                                          \
+        c1 = p1;                                                                            \
+        c3 = p0;                                                                            \
+    } while (0)
 
 /* Words for the 4W columns of blocks [block0, block0 + W), in column order. */
 static inline void FN(words)(uint64_t seed, uint64_t key, uint32_t stream, uint32_t block0,
                              vu out[4]) {
-    vu c0 = (vu){} + block0;
-    for (int j = 0; j < W; ++j) c0[j] += (uint32_t)j;
-    vu c1 = (vu){} + stream, c2 = (vu){} + (uint32_t)key, c3 = (vu){} + (uint32_t)(key >> 32);
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    const vq m0 = (vq){} + (uint64_t)GK_PHILOX_M0, m1 = (vq){} + (uint64_t)GK_PHILOX_M1;
+    vq a0, b0; /* blocks block0 + [0, W/2) and block0 + [W/2, W) */
+    for (int j = 0; j < W / 2; ++j) {
+        a0[j] = (uint32_t)(block0 + (uint32_t)j);
+        b0[j] = (uint32_t)(block0 + (uint32_t)(j + W / 2));
+    }
+    vq a1 = (vq){} + (uint64_t)stream, a2 = (vq){} + (uint64_t)(uint32_t)key;
+    vq a3 = (vq){} + (key >> 32);
+    vq b1 = a1, b2 = a2, b3 = a3;
+    vq k0 = (vq){} + (uint64_t)(uint32_t)seed, k1 = (vq){} + (seed >> 32);
     for (int r = 0; r < 10; ++r) {
-        if (r > 0) {
+        if (r > 0) { /* low halves wrap mod 2^32; carries go to the unused high halves */
             k0 += GK_PHILOX_W0;
             k1 += GK_PHILOX_W1;
         }
-        vu hi0, lo0, hi1, lo1;
-        FN(mulhilo)(c0, GK_PHILOX_M0, &hi0, &lo0);
-        FN(mulhilo)(c2, GK_PHILOX_M1, &hi1, &lo1);
-        vu n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
-        c1 = lo1;
-        c3 = lo0;
-        c0 = n0;
-        c2 = n2;
+        GK_PHILOX_ROUND(a0, a1, a2, a3, k0, k1);
+        GK_PHILOX_ROUND(b0, b1, b2, b3, k0, k1);
     }
+    /* low halves of (a, b) -> W 32-bit lanes, blocks in order */
+    const vi even = GK_EVEN;
+    vu c0 = __builtin_shuffle((vu)a0, (vu)b0, even), c1 = __builtin_shuffle((vu)a1, (vu)b1, even);
+    vu c2 = __builtin_shuffle((vu)a2, (vu)b2, even), c3 = __builtin_shuffle((vu)a3, (vu)b3, even);
     /* 4 x W (word-major) -> W x 4 (column-major): two rounds of interleaving. */
     const vi lo = GK_ILO, hi = GK_IHI;
     vu ac_lo = __builtin_shuffle(c0, c2, lo), ac_hi = __builtin_shuffle(c0, c2, hi);
@@ -108,12 +116,20 @@ static inline vf FN(exp)(vf x) {
 /* ------------------------------------------------------- words -> noise */
 
 /* -(upper ? log1m(a) : log(a)) with a the small side of the word (noise.h). */
-static inline vf FN(exponential)(vu w) {
+/* gk_small_side_f32 and the pieces of gk_log1m_f32: up = (u >= 1/2), a the
+ * small side, 1 - a and the bits that 1 - a rounded away. */
+static inline vi FN(small_side)(vu w, vf *a, vf *one_minus, vf *correction) {
     vi up = (vi)w < 0;
     vi r = (up & (vi)~w) | (~up & (vi)w);
-    vf a = (__builtin_convertvector(r, vf) + 0.5f) * 0x1p-32f;
-    vf one_minus = 1.0f - a;
-    vf correction = (1.0f - one_minus) - a;
+    *a = (__builtin_convertvector(r, vf) + 0.5f) * 0x1p-32f;
+    *one_minus = 1.0f - *a;
+    *correction = (1.0f - *one_minus) - *a;
+    return up;
+}
+
+static inline vf FN(exponential)(vu w) {
+    vf a, one_minus, correction;
+    vi up = FN(small_side)(w, &a, &one_minus, &correction);
     vf l = FN(log)(FN(sel)(up, one_minus, a));
     return -FN(sel)(up, l + correction / one_minus, l);
 }
@@ -121,11 +137,8 @@ static inline vf FN(exponential)(vu w) {
 static inline vf FN(gumbel)(vu w) { return -FN(log)(FN(exponential)(w)); }
 
 static inline vf FN(logistic)(vu w) {
-    vi up = (vi)w < 0;
-    vi r = (up & (vi)~w) | (~up & (vi)w);
-    vf a = (__builtin_convertvector(r, vf) + 0.5f) * 0x1p-32f;
-    vf one_minus = 1.0f - a;
-    vf correction = (1.0f - one_minus) - a;
+    vf a, one_minus, correction;
+    vi up = FN(small_side)(w, &a, &one_minus, &correction);
     vf lower = FN(log)(a) - (FN(log)(one_minus) + correction / one_minus);
     return FN(sel)(up, -lower, lower);
 }
@@ -157,15 +170,15 @@ GK_DEFINE_SIMD_FILL(logistic)
 
 /* ------------------------------------------------------ row primitives */
 
-/* z = x + g (into io), then io = z / tau when store; running max/argmax of z
+/* z = x + g (into io), then io = z * inv_tau when store; running max/argmax of z
  * (first index on ties) and *bad when some z is NaN or +inf. Indices from col0. */
-static void FN(zpass)(const float *x, float *io, int64_t n, float tau, int store, int64_t col0,
+static void FN(zpass)(const float *x, float *io, int64_t n, float inv_tau, int store, int64_t col0,
                       float *best, int64_t *arg, int *bad) {
     vf bv = FN(splat)(-__builtin_inff());
     vi bi = (vi){} + 0x7FFFFFFF, idx = (vi){};
     for (int j = 0; j < W; ++j) idx[j] = j;
     vi badv = (vi){};
-    const vf inf = FN(splat)(__builtin_inff()), tv = FN(splat)(tau);
+    const vf inf = FN(splat)(__builtin_inff()), tv = FN(splat)(inv_tau);
     int64_t i = 0;
     for (; i + W <= n; i += W) {
         vf z = FN(load)(x + i) + FN(load)(io + i);
@@ -174,7 +187,7 @@ static void FN(zpass)(const float *x, float *io, int64_t n, float tau, int store
         bv = FN(sel)(gt, z, bv);
         bi = (gt & idx) | (~gt & bi);
         idx += W;
-        if (store) FN(store)(io + i, z / tv);
+        if (store) FN(store)(io + i, z * tv);
     }
     float b = *best;
     int64_t a = *arg;
@@ -193,7 +206,7 @@ static void FN(zpass)(const float *x, float *io, int64_t n, float tau, int store
             b = z;
             a = col0 + i;
         }
-        if (store) io[i] = z / tau;
+        if (store) io[i] = z * inv_tau;
     }
     *best = b;
     *arg = a;
@@ -242,12 +255,12 @@ static double FN(dot)(const float *a, const float *b, int64_t n) {
 
 /* out = y (g - s) / tau: the softmax backward divided by the temperature. */
 static void FN(softmax_grad)(const float *g, const float *y, float *out, int64_t n, float s,
-                             float tau) {
-    const vf sv = FN(splat)(s), tv = FN(splat)(tau);
+                             float inv_tau) {
+    const vf sv = FN(splat)(s), tv = FN(splat)(inv_tau);
     int64_t i = 0;
     for (; i + W <= n; i += W)
-        FN(store)(out + i, FN(load)(y + i) * (FN(load)(g + i) - sv) / tv);
-    for (; i < n; ++i) out[i] = y[i] * (g[i] - s) / tau;
+        FN(store)(out + i, FN(load)(y + i) * (FN(load)(g + i) - sv) * tv);
+    for (; i < n; ++i) out[i] = y[i] * (g[i] - s) * inv_tau;
 }
 
 /* Binary/Hard Concrete forward on one chunk: io holds logistic noise L on
@@ -306,3 +319,10 @@ static const gk_ops_f32 FN(gk_ops) = {
 #undef vq
 #undef FN
 #undef GK_DEFINE_SIMD_FILL
+#undef W
+#undef SFX
+#undef GK_MUL_EVEN
+#undef GK_ILO
+#undef GK_IHI
+#undef GK_EVEN
+#undef GK_PHILOX_ROUND
