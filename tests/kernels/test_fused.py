@@ -21,11 +21,12 @@ from gumbelkit.kernels import _lib, ops
 pytestmark = pytest.mark.skipif(_lib.library() is None, reason="fused kernels not built")
 
 FLOAT_TOL = {torch.float32: dict(rtol=2e-5, atol=1e-6), torch.float64: dict(rtol=1e-10, atol=1e-14),
-             torch.bfloat16: dict(rtol=1e-2, atol=1e-2)}
+             torch.bfloat16: dict(rtol=1e-2, atol=1e-2), torch.float16: dict(rtol=2e-3, atol=1e-3)}
 
 TAU_GRAD_TOL = {torch.float32: dict(rtol=1e-3, atol=2e-4),
                 torch.float64: dict(rtol=1e-8, atol=1e-12),
-                torch.bfloat16: dict(rtol=1e-2, atol=1e-2)}
+                torch.bfloat16: dict(rtol=1e-2, atol=1e-2),
+                torch.float16: dict(rtol=1e-2, atol=1e-2)}
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +124,7 @@ def _layout(x: torch.Tensor, layout: str, dim: int) -> torch.Tensor:
     return x
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("hard", [False, True])
 @pytest.mark.parametrize("dim,layout,per_row_tau", [
     (-1, "contiguous", False), (-1, "strided", True), (0, "contiguous", True),

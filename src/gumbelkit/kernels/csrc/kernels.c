@@ -24,6 +24,24 @@
 enum { GK_F32 = 0, GK_F64 = 1, GK_BF16 = 2, GK_F16 = 3 };
 enum { GK_CHUNK = 1024 };
 
+/* IEEE half -> float, exactly (no compiler support for _Float16 needed). */
+static float gk_half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1Fu;
+    uint32_t mantissa = h & 0x3FFu, bits;
+    if (exponent == 0x1F) {
+        bits = sign | 0x7F800000u | (mantissa << 13);
+    } else if (exponent != 0) {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    } else {
+        float magnitude = (float)mantissa * 0x1p-24f; /* subnormal or zero, exact */
+        memcpy(&bits, &magnitude, 4);
+        bits |= sign;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
 /* Columns [c0, c0 + n) of a row starting at base, converted to float / double. */
 #define GK_DEFINE_LOAD(T)                                                                   \
     static void gk_load_##T(const void *base, int dtype, int64_t cs, int64_t c0, int64_t n, \
@@ -45,7 +63,7 @@ enum { GK_CHUNK = 1024 };
             break;                                                                          \
         default:                                                                            \
             for (int64_t i = 0; i < n; ++i)                                                 \
-                out[i] = (T)((const _Float16 *)base)[(c0 + i) * cs];                        \
+                out[i] = (T)gk_half_to_float(((const uint16_t *)base)[(c0 + i) * cs]);       \
         }                                                                                   \
     }
 
