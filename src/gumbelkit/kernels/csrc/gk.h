@@ -20,6 +20,7 @@ typedef struct {
                   float *best, int64_t *arg, int *bad);
     float (*expsum)(float *io, int64_t n, float m);
     void (*scale)(float *io, int64_t n, float c);
+    void (*exp)(const float *x, float *out, int64_t n);
     double (*dot)(const float *a, const float *b, int64_t n);
     void (*softmax_grad)(const float *g, const float *y, float *out, int64_t n, float s,
                          float inv_tau);

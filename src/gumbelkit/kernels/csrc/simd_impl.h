@@ -236,6 +236,17 @@ static float FN(expsum)(float *io, int64_t n, float m) {
     return s;
 }
 
+/* out = exp(x) elementwise (exposed for the accuracy tests). */
+static void FN(exp_array)(const float *x, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i += W) {
+        float buf[W] = {0};
+        int64_t m = n - i < W ? n - i : W;
+        memcpy(buf, x + i, (size_t)m * 4);
+        vf e = FN(exp)(FN(load)(buf));
+        memcpy(out + i, &e, (size_t)m * 4);
+    }
+}
+
 static void FN(scale)(float *io, int64_t n, float c) {
     const vf cv = FN(splat)(c);
     int64_t i = 0;
@@ -308,6 +319,7 @@ static const gk_ops_f32 FN(gk_ops) = {
     .zpass = FN(zpass),
     .expsum = FN(expsum),
     .scale = FN(scale),
+    .exp = FN(exp_array),
     .dot = FN(dot),
     .softmax_grad = FN(softmax_grad),
     .concrete = FN(concrete),
