@@ -408,7 +408,7 @@ def hard_concrete_prob_nonzero(logits: torch.Tensor, tau: Temperature = 2.0 / 3.
 
     Example:
         >>> gumbelkit.hard_concrete_prob_nonzero(torch.zeros(1))
-        tensor([0.8347])
+        tensor([0.8318])
     """
     check_binary_logits(logits)
     tau = check_temperature(tau, logits)

@@ -24,7 +24,7 @@ class LearnableTemperature(nn.Module):
 
     Example:
         >>> temp = gumbelkit.nn.LearnableTemperature(init=1.0, min=0.1, max=5.0)
-        >>> round(float(temp()), 6)
+        >>> round(temp().item(), 6)
         1.0
     """
 
@@ -49,4 +49,4 @@ class LearnableTemperature(nn.Module):
         return self.min.to(self.theta.dtype) + span * torch.sigmoid(self.theta)
 
     def extra_repr(self) -> str:
-        return f"tau={float(self()):.4g}, min={float(self.min):.4g}, max={float(self.max):.4g}"
+        return f"tau={self().item():.4g}, min={self.min.item():.4g}, max={self.max.item():.4g}"

@@ -1,0 +1,27 @@
+"""Every example in a public docstring runs and prints what it says."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+import torch
+
+import gumbelkit
+
+MODULES = [
+    "gumbelkit._rng",
+    "gumbelkit.functional",
+    "gumbelkit.schedules",
+    "gumbelkit.nn.temperature",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, extraglobs={"torch": torch, "gumbelkit": gumbelkit},
+                             optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{name} has no docstring examples"
+    assert result.failed == 0
