@@ -5,7 +5,8 @@ Prints one table: median times (ms) of gumbelkit, of
 floor: one read and one write of the input), measured side by side in one
 process, and the ratios ``torch / gumbelkit`` (speed-up) and ``gumbelkit /
 copy`` (distance from the memory floor); one row per shape, mode (soft, hard,
-hard forward+backward) and thread count, plus Gumbel-max against
+hard forward+backward: the op's forward, then its backward for a fixed
+random output gradient) and thread count, plus Gumbel-max against
 ``torch.multinomial(softmax(x), 1)``. ``peak MB`` is the largest extra tensor
 memory alive during one forward call (outputs included, input excluded; for
 the fwd+bwd rows, with autograd on, so the tensors saved for backward count).
@@ -99,11 +100,11 @@ def _calls(x: torch.Tensor, weight: torch.Tensor, mode: str
     leaf = x.detach().requires_grad_(True)
 
     def ours() -> None:
-        (gumbelkit.gumbel_softmax(leaf, 1.0, hard=True, seed=0) * weight).sum().backward()
+        gumbelkit.gumbel_softmax(leaf, 1.0, hard=True, seed=0).backward(weight)
         leaf.grad = None
 
     def reference() -> None:
-        (torch.nn.functional.gumbel_softmax(leaf, 1.0, hard=True) * weight).sum().backward()
+        torch.nn.functional.gumbel_softmax(leaf, 1.0, hard=True).backward(weight)
         leaf.grad = None
 
     return ours, reference
