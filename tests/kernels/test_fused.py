@@ -181,6 +181,12 @@ def test_gumbel_max_matches_reference(isa):
     assert torch.equal(index, F._gumbel_max_reference(x.t(), 0, seed, None))
     assert torch.isfinite(x.gather(1, index[:, None])).all()
     assert torch.equal(F.gumbel_topk(x, 3, seed=seed)[:, 0], index)
+    # wide spread, and huge logits where x + G rounds to ties: first index wins
+    wide = torch.cat([x * 30, torch.full((5, 1000), 1e8), torch.full((5, 1000), -1e8)])
+    wide[-7:, :40] = -math.inf
+    assert torch.equal(F.gumbel_max(wide, seed=seed), F._gumbel_max_reference(wide, -1, seed, None))
+    hard = F.gumbel_softmax(wide, 0.5, hard=True, seed=seed)
+    assert torch.equal(hard, F._gumbel_softmax_reference(wide, 0.5, True, -1, seed, None))
 
 
 def test_gradcheck_gumbel_softmax_float64():

@@ -18,6 +18,8 @@ typedef struct {
     gk_fill_f32_fn fill[3]; /* gumbel, exponential, logistic */
     void (*zpass)(const float *x, float *io, int64_t n, float inv_tau, int store, int64_t col0,
                   float *best, int64_t *arg, int *bad);
+    void (*gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t key,
+                          uint32_t stream, int64_t col0, float *best, int64_t *arg, int *bad);
     float (*expsum)(float *io, int64_t n, float m);
     void (*scale)(float *io, int64_t n, float c);
     void (*exp)(const float *x, float *out, int64_t n);

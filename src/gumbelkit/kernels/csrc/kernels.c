@@ -96,6 +96,14 @@ static void gk_row_zpass_f64(const double *x, double *io, int64_t n, double inv_
     }
 }
 
+static void gk_row_gumbel_argmax_f64(const double *x, int64_t n, uint64_t seed, uint64_t key,
+                                     uint32_t stream, int64_t col0, double *best,
+                                     int64_t *arg, int *bad) {
+    double g[GK_CHUNK];
+    gk_fill_gumbel_f64(seed, key, stream, col0, n, g);
+    gk_row_zpass_f64(x, g, n, 1.0, 0, col0, best, arg, bad);
+}
+
 static double gk_row_expsum_f64(double *io, int64_t n, double m) {
     double s = 0.0;
     for (int64_t i = 0; i < n; ++i) {
@@ -133,6 +141,8 @@ static void gk_row_concrete_f64(const double *x, const double *tau, double *io, 
 typedef struct {
     void (*zpass)(const double *, double *, int64_t, double, int, int64_t, double *, int64_t *,
                   int *);
+    void (*gumbel_argmax)(const double *, int64_t, uint64_t, uint64_t, uint32_t, int64_t,
+                          double *, int64_t *, int *);
     double (*expsum)(double *, int64_t, double);
     void (*scale)(double *, int64_t, double);
     double (*dot)(const double *, const double *, int64_t);
@@ -140,7 +150,8 @@ typedef struct {
     void (*concrete)(const double *, const double *, double *, int64_t, int, double, double);
 } gk_ops_f64;
 
-static const gk_ops_f64 gk_f64_ops = {gk_row_zpass_f64, gk_row_expsum_f64, gk_row_scale_f64,
+static const gk_ops_f64 gk_f64_ops = {gk_row_zpass_f64, gk_row_gumbel_argmax_f64,
+                                      gk_row_expsum_f64, gk_row_scale_f64,
                                       gk_row_dot_f64, gk_row_softmax_grad_f64, gk_row_concrete_f64};
 
 static void gk_fill_f32(int kind, uint64_t seed, uint64_t key, uint32_t stream, int64_t col0,
@@ -173,7 +184,7 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
         status[0] = status[1] = -1;                                                          \
         int direct = xdtype == NATIVE && xcs == 1;                                           \
         _Pragma("omp parallel num_threads(nthreads)") {                                      \
-            T xbuf[GK_CHUNK], nbuf[GK_CHUNK];                                                \
+            T xbuf[GK_CHUNK];                                                                \
             _Pragma("omp for schedule(static)") for (int64_t r = 0; r < rows; ++r) {         \
                 const char *xrow = gk_row(x, xdtype, xrs, r);                                \
                 T *srow = hard ? (soft ? soft + r * cols : NULL) : y + r * cols;             \
@@ -185,9 +196,14 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
                     int64_t n = cols - c0 < GK_CHUNK ? cols - c0 : GK_CHUNK;                 \
                     const T *xc = direct ? (const T *)xrow + c0 : xbuf;                      \
                     if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);                \
-                    T *io = srow ? srow + c0 : nbuf;                                         \
-                    gk_fill_##SUF(GK_KIND_GUMBEL, GK_SEED(r), GK_KEY(r), stream, c0, n, io); \
-                    (OPS)->zpass(xc, io, n, inv, srow != NULL, c0, &best, &arg, &bad);         \
+                    if (srow) {                                                              \
+                        gk_fill_##SUF(GK_KIND_GUMBEL, GK_SEED(r), GK_KEY(r), stream, c0, n,  \
+                                      srow + c0);                                            \
+                        (OPS)->zpass(xc, srow + c0, n, inv, 1, c0, &best, &arg, &bad);       \
+                    } else {                                                                 \
+                        (OPS)->gumbel_argmax(xc, n, GK_SEED(r), GK_KEY(r), stream, c0, &best, \
+                                             &arg, &bad);                                    \
+                    }                                                                        \
                 }                                                                            \
                 if (bad) {                                                                   \
                     gk_record_min(&status[0], r);                                            \

@@ -212,6 +212,55 @@ static void FN(zpass)(const float *x, float *io, int64_t n, float inv_tau, int s
     *arg = a;
 }
 
+/* The running (max, first argmax) of z = x + G over columns [col0, col0 + n)
+ * of one row, G the row's Gumbel noise, and *bad when some x is NaN or +inf:
+ * what zpass gives on filled noise, without forming G where it cannot matter.
+ * G = -log E <= -k log 2 for E = 2^k m (m in [1, 2)), so a vector none of
+ * whose x + (-k log 2 + 1e-3) beats the running max skips the second log; the
+ * z it does form are exactly those of the reference (x + (-log E)). */
+static void FN(gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t key,
+                              uint32_t stream, int64_t col0, float *best, int64_t *arg,
+                              int *bad) {
+    const vf inf = FN(splat)(__builtin_inff());
+    float b = *best;
+    int64_t a = *arg, end = col0 + n;
+    vi badv = (vi){};
+    for (int64_t base = col0 & ~(int64_t)3; base < end; base += 4 * W) {
+        vu w[4];
+        FN(words)(seed, key, stream, (uint32_t)(base >> 2), w);
+        for (int q = 0; q < 4; ++q) {
+            int64_t c = base + (int64_t)q * W;
+            if (c + W <= col0 || c >= end) continue;
+            vf xv;
+            if (c >= col0 && c + W <= end) {
+                xv = FN(load)(x + (c - col0));
+            } else {
+                for (int j = 0; j < W; ++j)
+                    xv[j] = c + j >= col0 && c + j < end ? x[c + j - col0] : -__builtin_inff();
+            }
+            badv |= ~(xv < inf);
+            vf e = FN(exponential)(w[q]);
+            vi k = ((vi)e >> 23) - 127;
+            vf bound = xv + (__builtin_convertvector(-k, vf) * 0.693147182f + 1e-3f);
+            vi maybe = bound > FN(splat)(b);
+            int any = 0;
+            for (int j = 0; j < W; ++j) any |= maybe[j];
+            if (!any) continue;
+            vf z = xv - FN(log)(e);
+            for (int j = 0; j < W; ++j) {
+                if (z[j] > b) {
+                    b = z[j];
+                    a = c + j;
+                }
+            }
+        }
+    }
+    for (int j = 0; j < W; ++j)
+        if (badv[j]) *bad = 1;
+    *best = b;
+    *arg = a;
+}
+
 /* io = exp(io - m); returns the sum (W partial sums, then in order). */
 static float FN(expsum)(float *io, int64_t n, float m) {
     vf acc = (vf){};
@@ -317,6 +366,7 @@ static const gk_ops_f32 FN(gk_ops) = {
     .name = GK_STR(SFX),
     .fill = {FN(fill_gumbel), FN(fill_exponential), FN(fill_logistic)},
     .zpass = FN(zpass),
+    .gumbel_argmax = FN(gumbel_argmax),
     .expsum = FN(expsum),
     .scale = FN(scale),
     .exp = FN(exp_array),
