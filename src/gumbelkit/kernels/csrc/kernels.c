@@ -4,11 +4,12 @@
  * Plain C on raw pointers (called through ctypes, see kernels/_lib.py). A
  * matrix argument is (data, dtype, row stride, column stride) in elements;
  * outputs are contiguous [rows, cols] in the compute dtype (float32, or
- * float64 for float64 inputs). Rows run in parallel (OpenMP, static
- * schedule); each row's noise depends only on (seed, row key, column), so
- * results do not depend on the thread count. Float32 rows go through the
- * vectorized primitives of the active instruction set (gk.h); float64 rows
- * use the scalar twin and libm.
+ * float64 for float64 inputs). Rows run in parallel (OpenMP, handed out
+ * dynamically so that a thread delayed by other load does not hold the
+ * others up); each row's noise depends only on (seed, row key, column), so
+ * results do not depend on the thread count or schedule. Float32 rows go
+ * through the vectorized primitives of the active instruction set (gk.h);
+ * float64 rows use the scalar twin and libm.
  *
  * Logit validation is folded in: status[0] is the first row holding NaN or
  * +inf, status[1] the first row whose logits are all -inf (-1: none); the
@@ -185,7 +186,7 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
         int direct = xdtype == NATIVE && xcs == 1;                                           \
         _Pragma("omp parallel num_threads(nthreads)") {                                      \
             T xbuf[GK_CHUNK];                                                                \
-            _Pragma("omp for schedule(static)") for (int64_t r = 0; r < rows; ++r) {         \
+            _Pragma("omp for schedule(dynamic, 4)") for (int64_t r = 0; r < rows; ++r) {         \
                 const char *xrow = gk_row(x, xdtype, xrs, r);                                \
                 T *srow = hard ? (soft ? soft + r * cols : NULL) : y + r * cols;             \
                 T inv = (T)1 / tau[r * tau_stride];                                          \
@@ -231,7 +232,7 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
                                           const T *y, int64_t rows, int64_t cols,             \
                                           const T *tau, int64_t tau_stride, T *gx, T *gtau,   \
                                           int nthreads) {                                     \
-        _Pragma("omp parallel for schedule(static) num_threads(nthreads)")                   \
+        _Pragma("omp parallel for schedule(dynamic, 4) num_threads(nthreads)")                   \
         for (int64_t r = 0; r < rows; ++r) {                                                 \
             T *out = gx + r * cols;                                                          \
             const T *yr = y + r * cols;                                                      \
@@ -260,7 +261,7 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
         int direct = xdtype == NATIVE && xcs == 1;                                           \
         _Pragma("omp parallel num_threads(nthreads)") {                                      \
             T xbuf[GK_CHUNK], tbuf[GK_CHUNK];                                                \
-            _Pragma("omp for schedule(static)") for (int64_t r = 0; r < rows; ++r) {         \
+            _Pragma("omp for schedule(dynamic, 4)") for (int64_t r = 0; r < rows; ++r) {         \
                 const char *xrow = gk_row(x, xdtype, xrs, r);                                \
                 const T *trow = tau + r * trs;                                               \
                 for (int64_t c0 = 0; c0 < cols; c0 += GK_CHUNK) {                            \
@@ -299,7 +300,7 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
                                     const T *s, int64_t rows, int64_t cols, const T *tau,     \
                                     int64_t trs, int64_t tcs, int mode, double gamma,        \
                                     double span, T *gx, T *gtau, int nthreads) {             \
-        _Pragma("omp parallel for schedule(static) num_threads(nthreads)")                   \
+        _Pragma("omp parallel for schedule(dynamic, 4) num_threads(nthreads)")                   \
         for (int64_t r = 0; r < rows; ++r) {                                                 \
             T *out = gx + r * cols;                                                          \
             const T *sr = s + r * cols, *tr = tau + r * trs;                                 \
