@@ -40,31 +40,43 @@ def _row_name(index: int, batch_shape: tuple[int, ...]) -> str:
     return f"row {tuple(int(i) for i in torch.unravel_index(torch.tensor(index), batch_shape))}"
 
 
-def check_logits(logits: torch.Tensor, dim: int = -1, *, masked_ok: bool = True) -> int:
+def raise_bad_logits_row(kind: str, row: int, batch_shape: tuple[int, ...], dim: int) -> None:
+    """Raise the error of :func:`check_logits` for flat row ``row``.
+
+    ``kind`` is "nan" (NaN or +inf in the row) or "empty" (every entry -inf).
+    The fused kernels validate while they sample and report through this.
+    """
+    if kind == "nan":
+        raise ValueError(f"logits contain NaN or +inf in {_row_name(row, batch_shape)} "
+                         f"(along dim={dim}); logits must be finite or -inf (masked)")
+    raise ValueError(f"every logit is -inf in {_row_name(row, batch_shape)} "
+                     f"(along dim={dim}): no category can be sampled")
+
+
+def check_logits(logits: torch.Tensor, dim: int = -1, *, masked_ok: bool = True,
+                 scan: bool = True) -> int:
     """Categorical logits along ``dim``: no NaN, no +inf, not every entry -inf.
 
     ``-inf`` entries are masked categories (allowed when ``masked_ok``).
+    ``scan=False`` checks type and ``dim`` only (for callers whose kernel
+    scans the values and reports through :func:`raise_bad_logits_row`).
     Returns the normalised ``dim``.
     """
     check_floating(logits)
     dim = check_dim(logits, dim)
-    if logits.numel() == 0:
+    if logits.numel() == 0 or not scan:
         return dim
     moved = logits.detach().movedim(dim, -1)
     batch_shape = tuple(moved.shape[:-1])
     flat = moved.reshape(-1, moved.shape[-1])
     bad = torch.isnan(flat).any(-1) | (flat == math.inf).any(-1)
     if bool(bad.any()):
-        row = int(bad.nonzero()[0, 0])
-        raise ValueError(f"logits contain NaN or +inf in {_row_name(row, batch_shape)} "
-                         f"(along dim={dim}); logits must be finite or -inf (masked)")
+        raise_bad_logits_row("nan", int(bad.nonzero()[0, 0]), batch_shape, dim)
     masked = flat == -math.inf
     if masked_ok:
         empty = masked.all(-1)
         if bool(empty.any()):
-            row = int(empty.nonzero()[0, 0])
-            raise ValueError(f"every logit is -inf in {_row_name(row, batch_shape)} "
-                             f"(along dim={dim}): no category can be sampled")
+            raise_bad_logits_row("empty", int(empty.nonzero()[0, 0]), batch_shape, dim)
     elif bool(masked.any()):
         row = int(masked.any(-1).nonzero()[0, 0])
         raise ValueError(f"logits contain -inf in {_row_name(row, batch_shape)}; "
@@ -91,19 +103,22 @@ def check_positive_real(value: float, name: str) -> float:
 
 
 def check_temperature(tau: Temperature, logits: torch.Tensor | None = None,
-                      dim: int | None = None, name: str = "tau") -> Temperature:
+                      dim: int | None = None, name: str = "tau", *,
+                      scan: bool = True) -> Temperature:
     """A temperature: a float > 0 and finite, or a tensor of such values.
 
     A tensor must broadcast against ``logits`` and have size 1 along ``dim``
-    (one temperature per row).
+    (one temperature per row). ``scan=False`` skips the check of a tensor's
+    values (the fused path checks them inside a custom op, so that
+    ``torch.compile`` traces it).
     """
     if not isinstance(tau, torch.Tensor):
         return check_positive_real(tau, name)
     if not tau.dtype.is_floating_point:
         raise ValueError(f"{name} must be a floating tensor, got dtype {tau.dtype}")
     detached = tau.detach()
-    bad = ~(torch.isfinite(detached) & (detached > 0))
-    if bool(bad.any()):
+    bad = ~(torch.isfinite(detached) & (detached > 0)) if scan else None
+    if bad is not None and bool(bad.any()):
         index = tuple(int(i) for i in bad.nonzero()[0])
         raise ValueError(f"{name} must be > 0 and finite everywhere, got "
                          f"{float(detached[index])} at index {index}")

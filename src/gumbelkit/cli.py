@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "gumbelkit.experiments.doctor",
     "estimators": "gumbelkit.experiments.estimators_table",
     "bench-sampler": "gumbelkit.experiments.bench_sampler",
+    "bench": "gumbelkit.experiments.bench",
 }
 
 # (name, first docstring line) without importing the heavy modules.
@@ -31,6 +32,7 @@ SUMMARIES: dict[str, str] = {
     "doctor": "check this installation: sampling, gradients, numerics, fused kernel",
     "estimators": "measure every gradient estimator against the exact gradient (markdown table)",
     "bench-sampler": "benchmark the token sampler against the usual PyTorch pipelines",
+    "bench": "time the fused CPU kernels against PyTorch and against a plain copy",
 }
 
 

@@ -23,6 +23,7 @@ from ._validate import (
     check_stretch,
     check_temperature,
 )
+from .kernels import _lib, ops
 
 __all__ = [
     "gumbel_max",
@@ -38,13 +39,63 @@ __all__ = [
 SeedLike = int | torch.Tensor | None
 
 
+# ------------------------------------------------------------------ dispatch
+# CPU float32/float64/bfloat16/float16 tensors go to the fused kernels
+# (kernels/ops.py: custom ops, so torch.compile traces them); everything else,
+# or every CPU tensor when the kernels are not built, to the pure-PyTorch path
+# below, which has identical semantics and bit-identical noise.
+
+
+def _fused(x: torch.Tensor, dim: int = -1) -> bool:
+    """Whether ``x`` (categories along ``dim``) runs on the fused kernels."""
+    if x.device.type != "cpu" or x.numel() == 0:
+        return False
+    if _lib.library() is None:
+        _lib.warn_if_missing()
+        return False
+    return x.dtype in ops.DTYPE_CODES and (x.dim() == 0 or x.shape[dim] < 2**31)
+
+
+def _rows(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """``x`` as ``[rows, categories]`` (a view where the layout allows) and its batch shape."""
+    moved = x.movedim(dim, -1)
+    return moved.reshape(-1, moved.shape[-1]), tuple(moved.shape[:-1])
+
+
+def _seed_rows(batch_shape: tuple[int, ...], seed: SeedLike,
+               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Contiguous per-row 64-bit seeds and row keys, as ``_rng.noise`` derives them."""
+    seeds, keys = _rng.row_keys_and_seeds(_rng.resolve_seed(seed, generator), batch_shape,
+                                          torch.device("cpu"))
+    return seeds.contiguous(), keys.contiguous()
+
+
+def _fused_temperature(tau: Temperature, logits: torch.Tensor,
+                       dim: int | None = None) -> Temperature:
+    """check_temperature, with a tensor's values checked inside a custom op."""
+    tau = check_temperature(tau, logits, dim, scan=False)
+    if isinstance(tau, torch.Tensor):
+        tau = torch.ops.gumbelkit.checked_temperature(tau, "tau")
+    return tau
+
+
+def _wants_grad(*tensors: object) -> bool:
+    return torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
 def _category_noise(logits: torch.Tensor, dim: int, kind: str, seed: SeedLike,
                     generator: torch.Generator | None, stream: int = 0) -> torch.Tensor:
     """Noise shaped like ``logits`` whose columns run along ``dim`` (noise dtype)."""
     moved_shape = logits.movedim(dim, -1).shape
+    dtype = _rng.noise_dtype(logits.dtype)
+    if _fused(logits, dim):
+        seeds, keys = _seed_rows(tuple(moved_shape[:-1]), seed, generator)
+        g = torch.ops.gumbelkit.noise(seeds, keys, moved_shape[-1], stream, kind, dtype)
+        return g.reshape(moved_shape).movedim(-1, dim)
     resolved = _rng.resolve_seed(seed, generator)
-    g = _rng.noise(kind, tuple(moved_shape[:-1]), moved_shape[-1], resolved,
-                   _rng.noise_dtype(logits.dtype), logits.device, stream=stream)
+    g = _rng.noise(kind, tuple(moved_shape[:-1]), moved_shape[-1], resolved, dtype,
+                   logits.device, stream=stream)
     return g.movedim(-1, dim)
 
 
@@ -79,6 +130,18 @@ def gumbel_max(logits: torch.Tensor, dim: int = -1, *, seed: SeedLike = None,
         >>> gumbelkit.gumbel_max(torch.tensor([[0.0, 1.0, 2.0]]), seed=0)
         tensor([2])
     """
+    check_floating(logits)
+    dim = check_logits(logits, dim, scan=False)
+    if _fused(logits, dim):
+        x, batch_shape = _rows(logits.detach(), dim)
+        seeds, keys = _seed_rows(batch_shape, seed, generator)
+        index = torch.ops.gumbelkit.gumbel_max(x, seeds, keys, list(batch_shape), dim)
+        return index.reshape(batch_shape)
+    return _gumbel_max_reference(logits, dim, seed, generator)
+
+
+def _gumbel_max_reference(logits: torch.Tensor, dim: int, seed: SeedLike,
+                          generator: torch.Generator | None) -> torch.Tensor:
     dim = check_logits(logits, dim)
     return _perturbed(logits.detach(), dim, seed, generator).argmax(dim)
 
@@ -179,14 +242,42 @@ def gumbel_softmax(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = Fa
         >>> torch.allclose(y.sum(-1), torch.ones(2))
         True
     """
+    check_floating(logits)
+    dim = check_logits(logits, dim, scan=False)
+    if not _fused(logits, dim):
+        return _gumbel_softmax_reference(logits, tau, hard, dim, seed, generator)
+    tau = _fused_temperature(tau, logits, dim)
+    dtype = ops.compute_dtype(logits.dtype)
+    x, batch_shape = _rows(logits, dim)
+    if isinstance(tau, torch.Tensor):
+        tau_rows = tau.to(dtype).broadcast_to(logits.shape).movedim(dim, -1)[..., 0]
+        tau_rows = tau_rows.reshape(-1).contiguous()
+    else:
+        tau_rows = torch.full((1,), tau, dtype=dtype)
+    seeds, keys = _seed_rows(batch_shape, seed, generator)
+    y, _ = torch.ops.gumbelkit.gumbel_softmax(x, tau_rows, seeds, keys, hard,
+                                              _wants_grad(logits, tau), list(batch_shape), dim)
+    return y.reshape(logits.movedim(dim, -1).shape).movedim(-1, dim).to(logits.dtype)
+
+
+def _gumbel_softmax_reference(logits: torch.Tensor, tau: Temperature, hard: bool, dim: int,
+                              seed: SeedLike,
+                              generator: torch.Generator | None) -> torch.Tensor:
     dim = check_logits(logits, dim)
     tau = check_temperature(tau, logits, dim)
     perturbed = _perturbed(logits, dim, seed, generator)
-    soft = torch.softmax(perturbed / _scaled_temperature(tau, perturbed.dtype), dim)
+    soft = torch.softmax(_masked_divide(perturbed, _scaled_temperature(tau, perturbed.dtype)),
+                         dim)
     if not hard:
         return soft.to(logits.dtype)
     one_hot = _one_hot_like(perturbed, perturbed.detach().argmax(dim), dim, perturbed.dtype)
     return _StraightThrough.apply(soft, one_hot).to(logits.dtype)
+
+
+def _masked_divide(z: torch.Tensor, tau: Temperature) -> torch.Tensor:
+    """``z / tau`` whose gradient is exactly 0 (not 0 * inf = NaN) where z is infinite."""
+    infinite = torch.isinf(z)
+    return torch.where(infinite, z, torch.where(infinite, 0.0, z) / tau)
 
 
 def _bernoulli_relaxation(logits: torch.Tensor, tau: Temperature, seed: SeedLike,
@@ -196,7 +287,8 @@ def _bernoulli_relaxation(logits: torch.Tensor, tau: Temperature, seed: SeedLike
     resolved = _rng.resolve_seed(seed, generator)
     noise = _rng.noise("logistic", tuple(shape[:-1]), shape[-1], resolved,
                        _rng.noise_dtype(logits.dtype), logits.device).reshape(logits.shape)
-    return torch.sigmoid((logits.to(noise.dtype) + noise) / _scaled_temperature(tau, noise.dtype))
+    perturbed = logits.to(noise.dtype) + noise
+    return torch.sigmoid(_masked_divide(perturbed, _scaled_temperature(tau, noise.dtype)))
 
 
 class _HardThreshold(torch.autograd.Function):
@@ -233,6 +325,31 @@ def binary_concrete(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = F
         >>> gumbelkit.binary_concrete(torch.tensor([-1.0, 0.0, 3.0]), tau=0.5, seed=0).shape
         torch.Size([3])
     """
+    check_floating(logits)
+    if _fused(logits):
+        tau = _fused_temperature(tau, logits)
+        return _concrete_fused(logits, tau, 1 if hard else 0, 0.0, 1.0, seed, generator)
+    return _binary_concrete_reference(logits, tau, hard, seed, generator)
+
+
+def _concrete_fused(logits: torch.Tensor, tau: Temperature, mode: int, gamma: float,
+                    span: float, seed: SeedLike,
+                    generator: torch.Generator | None) -> torch.Tensor:
+    """Binary Concrete (mode 0 soft, 1 hard) or Hard Concrete (mode 2) on the kernels."""
+    dtype = ops.compute_dtype(logits.dtype)
+    shape = tuple(logits.shape) if logits.dim() > 0 else (1,)
+    x = logits.reshape(-1, shape[-1])
+    tau_t = tau.to(dtype) if isinstance(tau, torch.Tensor) else torch.full((), tau, dtype=dtype)
+    tau_2d = tau_t.broadcast_to(logits.shape).reshape(x.shape)
+    seeds, keys = _seed_rows(shape[:-1], seed, generator)
+    y, _ = torch.ops.gumbelkit.concrete(x, tau_2d, seeds, keys, mode, _wants_grad(logits, tau),
+                                        gamma, span, list(shape))
+    return y.reshape(logits.shape).to(logits.dtype)
+
+
+def _binary_concrete_reference(logits: torch.Tensor, tau: Temperature, hard: bool,
+                               seed: SeedLike,
+                               generator: torch.Generator | None) -> torch.Tensor:
     check_binary_logits(logits)
     tau = check_temperature(tau, logits)
     soft = _bernoulli_relaxation(logits, tau, seed, generator)
@@ -264,12 +381,22 @@ def hard_concrete(logits: torch.Tensor, tau: Temperature = 2.0 / 3.0, gamma: flo
         >>> bool(((z == 0) | (z == 1)).any())
         True
     """
+    check_floating(logits)
+    if _fused(logits):
+        tau = _fused_temperature(tau, logits)
+        gamma, zeta = check_stretch(gamma, zeta)
+        return _concrete_fused(logits, tau, 2, gamma, zeta - gamma, seed, generator)
+    return _hard_concrete_reference(logits, tau, gamma, zeta, seed, generator)
+
+
+def _hard_concrete_reference(logits: torch.Tensor, tau: Temperature, gamma: float,
+                             zeta: float, seed: SeedLike,
+                             generator: torch.Generator | None) -> torch.Tensor:
     check_binary_logits(logits)
     tau = check_temperature(tau, logits)
     gamma, zeta = check_stretch(gamma, zeta)
     soft = _bernoulli_relaxation(logits, tau, seed, generator)
     return torch.clamp(soft * (zeta - gamma) + gamma, 0.0, 1.0).to(logits.dtype)
-
 
 
 def hard_concrete_prob_nonzero(logits: torch.Tensor, tau: Temperature = 2.0 / 3.0,

@@ -8,7 +8,7 @@ enum { GK_EXPONENTIAL = 1, GK_GUMBEL = 2, GK_LOGISTIC = 3 };
 /* seeds[r], keys[r]: 64-bit seed and row key of row r; out is row-major [rows, cols]. */
 void gk_noise_fill_f32(float *out, const int64_t *seeds, const int64_t *keys, int64_t rows,
                        int64_t cols, uint32_t stream, int kind) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
     for (int64_t r = 0; r < rows; ++r) {
         uint64_t seed = (uint64_t)seeds[r], key = (uint64_t)keys[r];
         float *row = out + r * cols;
@@ -23,7 +23,7 @@ void gk_noise_fill_f32(float *out, const int64_t *seeds, const int64_t *keys, in
 
 void gk_noise_fill_f64(double *out, const int64_t *seeds, const int64_t *keys, int64_t rows,
                        int64_t cols, uint32_t stream, int kind) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
     for (int64_t r = 0; r < rows; ++r) {
         uint64_t seed = (uint64_t)seeds[r], key = (uint64_t)keys[r];
         double *row = out + r * cols;

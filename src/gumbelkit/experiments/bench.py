@@ -1,0 +1,186 @@
+"""time the fused CPU kernels against PyTorch and against a plain copy
+
+Prints one table: median times (ms) of gumbelkit, of
+``torch.nn.functional.gumbel_softmax`` and of ``x.clone()`` (the memory
+floor: one read and one write of the input), measured side by side in one
+process, and the ratios ``torch / gumbelkit`` (speed-up) and ``gumbelkit /
+copy`` (distance from the memory floor); one row per shape, mode (soft, hard,
+hard forward+backward: the op's forward, then its backward for a fixed
+random output gradient) and thread count, plus Gumbel-max against
+``torch.multinomial(softmax(x), 1)``. ``peak MB`` is the largest extra tensor
+memory alive during one forward call (outputs included, input excluded; for
+the fwd+bwd rows, with autograd on, so the tensors saved for backward count).
+Timings on a shared machine are noisy: compare ratios, not milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import weakref
+from collections.abc import Callable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+SHAPES = ((4096, 1024), (256, 32000), (64, 128000))
+MODES = ("soft", "hard", "hard fwd+bwd")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed calls per cell, median reported (default 5)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="thread counts to measure (default 1 2)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller shapes (/8 rows) for a fast smoke run")
+
+
+class _PeakMemory(TorchDispatchMode):
+    """Peak bytes of tensor storage created by ops while active (views counted once)."""
+
+    def __init__(self, inputs: tuple[torch.Tensor, ...] = ()) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._refs: dict[int, list[int]] = {}
+        self._inputs = {t.untyped_storage().data_ptr() for t in inputs}
+
+    def _release(self, key: int) -> None:
+        entry = self._refs[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.live -= entry[0]
+            del self._refs[key]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor) or t.device.type != "cpu":
+                continue
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key == 0 or key in self._inputs:
+                continue
+            if key not in self._refs:
+                self._refs[key] = [storage.nbytes(), 0]
+                self.live += storage.nbytes()
+                self.peak = max(self.peak, self.live)
+            self._refs[key][1] += 1
+            weakref.finalize(t, self._release, key)
+        return out
+
+
+def peak_megabytes(fn: Callable[[], object], *inputs: torch.Tensor, grad: bool = False) -> float:
+    with torch.set_grad_enabled(grad), _PeakMemory(inputs) as tracker:
+        result = fn()
+        del result
+    return tracker.peak / 2**20
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def _calls(x: torch.Tensor, weight: torch.Tensor, mode: str
+           ) -> tuple[Callable[[], object], Callable[[], object]]:
+    import gumbelkit
+    hard = mode != "soft"
+    if mode != "hard fwd+bwd":
+        return (lambda: gumbelkit.gumbel_softmax(x, 1.0, hard=hard, seed=0),
+                lambda: torch.nn.functional.gumbel_softmax(x, 1.0, hard=hard))
+    leaf = x.detach().requires_grad_(True)
+
+    def ours() -> None:
+        gumbelkit.gumbel_softmax(leaf, 1.0, hard=True, seed=0).backward(weight)
+        leaf.grad = None
+
+    def reference() -> None:
+        torch.nn.functional.gumbel_softmax(leaf, 1.0, hard=True).backward(weight)
+        leaf.grad = None
+
+    return ours, reference
+
+
+def measure(shapes, threads, repeats: int) -> list[dict]:
+    rows = []
+    before = torch.get_num_threads()
+    try:
+        for shape in shapes:
+            x = torch.randn(shape)
+            weight = torch.randn(shape)
+            for n_threads in threads:
+                torch.set_num_threads(n_threads)
+                copy_ms = median_ms(x.clone, repeats)
+                for mode in MODES:
+                    ours, reference = _calls(x, weight, mode)
+                    ours_ms = median_ms(ours, repeats)
+                    ref_ms = median_ms(reference, repeats)
+                    peak = _forward_peaks(x, mode)
+                    rows.append(dict(shape=shape, mode=mode, threads=n_threads, ours=ours_ms,
+                                     ref=ref_ms, copy=copy_ms, peak=peak))
+            if shape == shapes[-1]:
+                rows.extend(_gumbel_max_rows(x, threads, repeats))
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
+def _forward_peaks(x: torch.Tensor, mode: str) -> tuple[float, float]:
+    """Peak extra MB of one forward call; with autograd on for the fwd+bwd mode."""
+    import gumbelkit
+    hard = mode != "soft"
+    grad = mode == "hard fwd+bwd"
+    leaf = x.detach().requires_grad_(grad)
+    return (peak_megabytes(lambda: gumbelkit.gumbel_softmax(leaf, 1.0, hard=hard, seed=0), x,
+                           grad=grad),
+            peak_megabytes(lambda: torch.nn.functional.gumbel_softmax(leaf, 1.0, hard=hard), x,
+                           grad=grad))
+
+
+def _gumbel_max_rows(x: torch.Tensor, threads, repeats: int) -> list[dict]:
+    import gumbelkit
+    rows = []
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        ours = lambda: gumbelkit.gumbel_max(x, seed=0)  # noqa: E731
+        reference = lambda: torch.multinomial(torch.softmax(x, -1), 1)  # noqa: E731
+        rows.append(dict(shape=tuple(x.shape), mode="gumbel_max", threads=n_threads,
+                         ours=median_ms(ours, repeats), ref=median_ms(reference, repeats),
+                         copy=median_ms(x.clone, repeats),
+                         peak=(peak_megabytes(ours, x), peak_megabytes(reference, x))))
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    header = (f"{'shape':>14} {'mode':>13} {'thr':>3} {'gumbelkit ms':>12} {'torch ms':>9} "
+              f"{'copy ms':>8} {'torch/gk':>8} {'gk/copy':>7} {'peak MB gk':>10} "
+              f"{'peak MB torch':>13}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        shape = "x".join(str(s) for s in r["shape"])
+        gk_peak, ref_peak = (f"{p:.1f}" for p in r["peak"])
+        lines.append(f"{shape:>14} {r['mode']:>13} {r['threads']:>3} {r['ours']:>12.2f} "
+                     f"{r['ref']:>9.2f} {r['copy']:>8.2f} {r['ref'] / r['ours']:>7.1f}x "
+                     f"{r['ours'] / r['copy']:>6.1f}x {gk_peak:>10} {ref_peak:>13}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    import gumbelkit
+    from gumbelkit.kernels import _lib
+    if args.repeats < 1 or any(t < 1 for t in args.threads):
+        raise SystemExit("gumbelkit bench: --repeats and --threads must be >= 1")
+    shapes = tuple((r // 8, c) for r, c in SHAPES) if args.quick else SHAPES
+    print(f"backend: {gumbelkit.backend()} ({_lib.isa() or 'no kernels'}), torch "
+          f"{torch.__version__}, float32, median of {args.repeats}")
+    print(format_table(measure(shapes, args.threads, args.repeats)))
+    return 0

@@ -1,0 +1,36 @@
+/* The float32 row primitives every kernel is built from, one table per
+ * instruction set (simd.c), chosen once at load time from the CPU's features. */
+#ifndef GK_GK_H
+#define GK_GK_H
+
+#include <stdint.h>
+
+#define GK_STR2(x) #x
+#define GK_STR(x) GK_STR2(x)
+
+enum { GK_ISA_PORTABLE = 0, GK_ISA_AVX2 = 1, GK_ISA_AVX512 = 2 };
+
+typedef void (*gk_fill_f32_fn)(uint64_t seed, uint64_t key, uint32_t stream, int64_t col0,
+                               int64_t n, float *out);
+
+typedef struct {
+    const char *name;
+    gk_fill_f32_fn fill[3]; /* gumbel, exponential, logistic */
+    void (*zpass)(const float *x, float *io, int64_t n, float inv_tau, int store, int64_t col0,
+                  float *best, int64_t *arg, int *bad);
+    void (*gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t key,
+                          uint32_t stream, int64_t col0, float *best, int64_t *arg, int *bad);
+    float (*expsum)(float *io, int64_t n, float m);
+    void (*scale)(float *io, int64_t n, float c);
+    void (*exp)(const float *x, float *out, int64_t n);
+    double (*dot)(const float *a, const float *b, int64_t n);
+    void (*softmax_grad)(const float *g, const float *y, float *out, int64_t n, float s,
+                         float inv_tau);
+    void (*concrete)(const float *x, const float *tau, float *io, int64_t n, int mode,
+                     float gamma, float span);
+} gk_ops_f32;
+
+/* The active table (never NULL after the library has loaded). */
+const gk_ops_f32 *gk_ops(void);
+
+#endif

@@ -1,0 +1,331 @@
+/* Fused row kernels: Gumbel-Softmax (soft/hard, per-row tau) forward and
+ * backward, Gumbel-max, Binary/Hard Concrete forward and backward.
+ *
+ * Plain C on raw pointers (called through ctypes, see kernels/_lib.py). A
+ * matrix argument is (data, dtype, row stride, column stride) in elements;
+ * outputs are contiguous [rows, cols] in the compute dtype (float32, or
+ * float64 for float64 inputs). Rows run in parallel (OpenMP, handed out
+ * dynamically so that a thread delayed by other load does not hold the
+ * others up); each row's noise depends only on (seed, row key, column), so
+ * results do not depend on the thread count or schedule. Float32 rows go
+ * through the vectorized primitives of the active instruction set (gk.h);
+ * float64 rows use the scalar twin and libm.
+ *
+ * Logit validation is folded in: status[0] is the first row holding NaN or
+ * +inf, status[1] the first row whose logits are all -inf (-1: none); the
+ * Concrete kernels report the first NaN's flat index in status[0].
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gk.h"
+#include "noise.h"
+
+enum { GK_F32 = 0, GK_F64 = 1, GK_BF16 = 2, GK_F16 = 3 };
+enum { GK_CHUNK = 1024 };
+
+/* IEEE half -> float, exactly (no compiler support for _Float16 needed). */
+static float gk_half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1Fu;
+    uint32_t mantissa = h & 0x3FFu, bits;
+    if (exponent == 0x1F) {
+        bits = sign | 0x7F800000u | (mantissa << 13);
+    } else if (exponent != 0) {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    } else {
+        float magnitude = (float)mantissa * 0x1p-24f; /* subnormal or zero, exact */
+        memcpy(&bits, &magnitude, 4);
+        bits |= sign;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Columns [c0, c0 + n) of a row starting at base, converted to float / double. */
+#define GK_DEFINE_LOAD(T)                                                                   \
+    static void gk_load_##T(const void *base, int dtype, int64_t cs, int64_t c0, int64_t n, \
+                            T *out) {                                                       \
+        switch (dtype) {                                                                    \
+        case GK_F32:                                                                        \
+            for (int64_t i = 0; i < n; ++i) out[i] = (T)((const float *)base)[(c0 + i) * cs]; \
+            break;                                                                          \
+        case GK_F64:                                                                        \
+            for (int64_t i = 0; i < n; ++i) out[i] = (T)((const double *)base)[(c0 + i) * cs]; \
+            break;                                                                          \
+        case GK_BF16:                                                                       \
+            for (int64_t i = 0; i < n; ++i) {                                               \
+                uint32_t bits = (uint32_t)((const uint16_t *)base)[(c0 + i) * cs] << 16;    \
+                float f;                                                                    \
+                memcpy(&f, &bits, 4);                                                       \
+                out[i] = (T)f;                                                              \
+            }                                                                               \
+            break;                                                                          \
+        default:                                                                            \
+            for (int64_t i = 0; i < n; ++i)                                                 \
+                out[i] = (T)gk_half_to_float(((const uint16_t *)base)[(c0 + i) * cs]);       \
+        }                                                                                   \
+    }
+
+GK_DEFINE_LOAD(float)
+GK_DEFINE_LOAD(double)
+
+static size_t gk_size(int dtype) { return dtype == GK_F64 ? 8 : dtype == GK_F32 ? 4 : 2; }
+
+static const char *gk_row(const void *data, int dtype, int64_t rs, int64_t r) {
+    return (const char *)data + (size_t)(r * rs) * gk_size(dtype);
+}
+
+static void gk_record_min(int64_t *slot, int64_t value) {
+#pragma omp critical(gk_status)
+    if (*slot < 0 || value < *slot) *slot = value;
+}
+
+/* ----------------------------------------------------- float64 primitives */
+
+static void gk_row_zpass_f64(const double *x, double *io, int64_t n, double inv_tau, int store,
+                         int64_t col0, double *best, int64_t *arg, int *bad) {
+    for (int64_t i = 0; i < n; ++i) {
+        double z = x[i] + io[i];
+        if (!(z < INFINITY)) *bad = 1;
+        if (z > *best) {
+            *best = z;
+            *arg = col0 + i;
+        }
+        if (store) io[i] = z * inv_tau;
+    }
+}
+
+static void gk_row_gumbel_argmax_f64(const double *x, int64_t n, uint64_t seed, uint64_t key,
+                                     uint32_t stream, int64_t col0, double *best,
+                                     int64_t *arg, int *bad) {
+    double g[GK_CHUNK];
+    gk_fill_gumbel_f64(seed, key, stream, col0, n, g);
+    gk_row_zpass_f64(x, g, n, 1.0, 0, col0, best, arg, bad);
+}
+
+static double gk_row_expsum_f64(double *io, int64_t n, double m) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        io[i] = exp(io[i] - m);
+        s += io[i];
+    }
+    return s;
+}
+
+static void gk_row_scale_f64(double *io, int64_t n, double c) {
+    for (int64_t i = 0; i < n; ++i) io[i] *= c;
+}
+
+static double gk_row_dot_f64(const double *a, const double *b, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+static void gk_row_softmax_grad_f64(const double *g, const double *y, double *out, int64_t n,
+                                double s, double inv_tau) {
+    for (int64_t i = 0; i < n; ++i) out[i] = y[i] * (g[i] - s) * inv_tau;
+}
+
+static void gk_row_concrete_f64(const double *x, const double *tau, double *io, int64_t n, int mode,
+                            double gamma, double span) {
+    for (int64_t i = 0; i < n; ++i) {
+        double y = 1.0 / (1.0 + exp(-((x[i] + io[i]) / tau[i])));
+        if (mode == 1) y = y > 0.5 ? 1.0 : 0.0;
+        else if (mode == 2) y = fmin(fmax(y * span + gamma, 0.0), 1.0);
+        io[i] = y;
+    }
+}
+
+typedef struct {
+    void (*zpass)(const double *, double *, int64_t, double, int, int64_t, double *, int64_t *,
+                  int *);
+    void (*gumbel_argmax)(const double *, int64_t, uint64_t, uint64_t, uint32_t, int64_t,
+                          double *, int64_t *, int *);
+    double (*expsum)(double *, int64_t, double);
+    void (*scale)(double *, int64_t, double);
+    double (*dot)(const double *, const double *, int64_t);
+    void (*softmax_grad)(const double *, const double *, double *, int64_t, double, double);
+    void (*concrete)(const double *, const double *, double *, int64_t, int, double, double);
+} gk_ops_f64;
+
+static const gk_ops_f64 gk_f64_ops = {gk_row_zpass_f64, gk_row_gumbel_argmax_f64,
+                                      gk_row_expsum_f64, gk_row_scale_f64,
+                                      gk_row_dot_f64, gk_row_softmax_grad_f64, gk_row_concrete_f64};
+
+static void gk_fill_f32(int kind, uint64_t seed, uint64_t key, uint32_t stream, int64_t col0,
+                        int64_t n, float *out) {
+    gk_ops()->fill[kind](seed, key, stream, col0, n, out);
+}
+
+static void gk_fill_f64(int kind, uint64_t seed, uint64_t key, uint32_t stream, int64_t col0,
+                        int64_t n, double *out) {
+    if (kind == 0) gk_fill_gumbel_f64(seed, key, stream, col0, n, out);
+    else if (kind == 1) gk_fill_exponential_f64(seed, key, stream, col0, n, out);
+    else gk_fill_logistic_f64(seed, key, stream, col0, n, out);
+}
+
+enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
+
+#define GK_SEED(r) ((uint64_t)seeds[(r) * seed_stride])
+#define GK_KEY(r) (keys == NULL ? (uint64_t)(r) : (uint64_t)keys[(r) * key_stride])
+
+/* ----------------------------------------------------------- the kernels */
+
+#define GK_DEFINE_KERNELS(T, SUF, OPS, NATIVE)                                                 \
+    /* hard = 0: y = softmax((x + G) / tau). hard = 1: y = one-hot(argmax(x + G)), and   */   \
+    /* soft (if not NULL) = the softmax. index (if not NULL): the argmax per row.        */   \
+    void gk_gumbel_softmax_##SUF(const void *x, int xdtype, int64_t xrs, int64_t xcs,        \
+                                 int64_t rows, int64_t cols, const T *tau, int64_t tau_stride, \
+                                 const int64_t *seeds, int64_t seed_stride, const int64_t *keys, \
+                                 int64_t key_stride, uint32_t stream, T *y, T *soft, int hard, \
+                                 int64_t *index, int nthreads, int64_t *status) {             \
+        status[0] = status[1] = -1;                                                          \
+        int direct = xdtype == NATIVE && xcs == 1;                                           \
+        _Pragma("omp parallel num_threads(nthreads)") {                                      \
+            T xbuf[GK_CHUNK];                                                                \
+            _Pragma("omp for schedule(dynamic, 4)") for (int64_t r = 0; r < rows; ++r) {         \
+                const char *xrow = gk_row(x, xdtype, xrs, r);                                \
+                T *srow = hard ? (soft ? soft + r * cols : NULL) : y + r * cols;             \
+                T inv = (T)1 / tau[r * tau_stride];                                          \
+                T best = -INFINITY;                                                          \
+                int64_t arg = -1;                                                            \
+                int bad = 0;                                                                 \
+                for (int64_t c0 = 0; c0 < cols; c0 += GK_CHUNK) {                            \
+                    int64_t n = cols - c0 < GK_CHUNK ? cols - c0 : GK_CHUNK;                 \
+                    const T *xc = direct ? (const T *)xrow + c0 : xbuf;                      \
+                    if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);                \
+                    if (srow) {                                                              \
+                        gk_fill_##SUF(GK_KIND_GUMBEL, GK_SEED(r), GK_KEY(r), stream, c0, n,  \
+                                      srow + c0);                                            \
+                        (OPS)->zpass(xc, srow + c0, n, inv, 1, c0, &best, &arg, &bad);       \
+                    } else {                                                                 \
+                        (OPS)->gumbel_argmax(xc, n, GK_SEED(r), GK_KEY(r), stream, c0, &best, \
+                                             &arg, &bad);                                    \
+                    }                                                                        \
+                }                                                                            \
+                if (bad) {                                                                   \
+                    gk_record_min(&status[0], r);                                            \
+                    continue;                                                                \
+                }                                                                            \
+                if (arg < 0) {                                                               \
+                    gk_record_min(&status[1], r);                                            \
+                    continue;                                                                \
+                }                                                                            \
+                if (srow) {                                                                  \
+                    T sum = (OPS)->expsum(srow, cols, best * inv);                             \
+                    (OPS)->scale(srow, cols, (T)1 / sum);                                    \
+                }                                                                            \
+                if (hard && y) {                                                             \
+                    memset(y + r * cols, 0, (size_t)cols * sizeof(T));                       \
+                    y[r * cols + arg] = 1;                                                   \
+                }                                                                            \
+                if (index) index[r] = arg;                                                   \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    /* gx = y (g - <g, y>) / tau; gtau (if not NULL) = -sum_i gx_i log y_i per row.     */   \
+    void gk_gumbel_softmax_backward_##SUF(const void *g, int gdtype, int64_t grs, int64_t gcs, \
+                                          const T *y, int64_t rows, int64_t cols,             \
+                                          const T *tau, int64_t tau_stride, T *gx, T *gtau,   \
+                                          int nthreads) {                                     \
+        _Pragma("omp parallel for schedule(dynamic, 4) num_threads(nthreads)")                   \
+        for (int64_t r = 0; r < rows; ++r) {                                                 \
+            T *out = gx + r * cols;                                                          \
+            const T *yr = y + r * cols;                                                      \
+            const T *gr = out;                                                               \
+            if (gdtype == NATIVE && gcs == 1) gr = (const T *)gk_row(g, gdtype, grs, r);     \
+            else gk_load_##T(gk_row(g, gdtype, grs, r), gdtype, gcs, 0, cols, out);          \
+            T s = (T)(OPS)->dot(gr, yr, cols);                                               \
+            (OPS)->softmax_grad(gr, yr, out, cols, s, (T)1 / tau[r * tau_stride]);                                   \
+            if (gtau) {                                                                      \
+                double acc = 0.0;                                                            \
+                for (int64_t i = 0; i < cols; ++i)                                           \
+                    if (yr[i] > 0) acc -= (double)out[i] * log((double)yr[i]);               \
+                gtau[r] = (T)acc;                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    /* mode 0: y = sigmoid((x + L) / tau); 1: y > 1/2 (soft, if not NULL, gets the     */    \
+    /* sigmoid); 2: Hard Concrete clamp(sigmoid(.) span + gamma, 0, 1).                */    \
+    void gk_concrete_##SUF(const void *x, int xdtype, int64_t xrs, int64_t xcs, int64_t rows,  \
+                           int64_t cols, const T *tau, int64_t trs, int64_t tcs,               \
+                           const int64_t *seeds, int64_t seed_stride, const int64_t *keys,     \
+                           int64_t key_stride, uint32_t stream, T *y, T *soft, int mode,       \
+                           double gamma, double span, int nthreads, int64_t *status) {         \
+        status[0] = status[1] = -1;                                                          \
+        int direct = xdtype == NATIVE && xcs == 1;                                           \
+        _Pragma("omp parallel num_threads(nthreads)") {                                      \
+            T xbuf[GK_CHUNK], tbuf[GK_CHUNK];                                                \
+            _Pragma("omp for schedule(dynamic, 4)") for (int64_t r = 0; r < rows; ++r) {         \
+                const char *xrow = gk_row(x, xdtype, xrs, r);                                \
+                const T *trow = tau + r * trs;                                               \
+                for (int64_t c0 = 0; c0 < cols; c0 += GK_CHUNK) {                            \
+                    int64_t n = cols - c0 < GK_CHUNK ? cols - c0 : GK_CHUNK;                 \
+                    const T *xc = direct ? (const T *)xrow + c0 : xbuf;                      \
+                    if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);                \
+                    int nan = 0;                                                             \
+                    for (int64_t i = 0; i < n; ++i) nan |= xc[i] != xc[i];                   \
+                    if (nan) {                                                               \
+                        int64_t i = 0;                                                       \
+                        while (xc[i] == xc[i]) ++i;                                          \
+                        gk_record_min(&status[0], r * cols + c0 + i);                        \
+                        break;                                                               \
+                    }                                                                        \
+                    const T *tc = tbuf;                                                      \
+                    if (tcs == 1) tc = trow + c0;                                            \
+                    else for (int64_t i = 0; i < n; ++i) tbuf[i] = trow[(c0 + i) * tcs];     \
+                    T *io = y + r * cols + c0;                                               \
+                    gk_fill_##SUF(GK_KIND_LOGISTIC, GK_SEED(r), GK_KEY(r), stream, c0, n, io); \
+                    if (mode == 1 && soft) {                                                 \
+                        T *s = soft + r * cols + c0;                                         \
+                        memcpy(s, io, (size_t)n * sizeof(T));                                \
+                        (OPS)->concrete(xc, tc, s, n, 0, (T)gamma, (T)span);                 \
+                        for (int64_t i = 0; i < n; ++i) io[i] = s[i] > (T)0.5 ? 1 : 0;       \
+                    } else {                                                                 \
+                        (OPS)->concrete(xc, tc, io, n, mode, (T)gamma, (T)span);             \
+                    }                                                                        \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    /* Backward from the saved sample s: mode 0, s = sigmoid(v), v = (x + L) / tau;     */   \
+    /* mode 2, s = the Hard Concrete gate z (gradient 0 where z is 0 or 1).            */   \
+    void gk_concrete_backward_##SUF(const void *g, int gdtype, int64_t grs, int64_t gcs,     \
+                                    const T *s, int64_t rows, int64_t cols, const T *tau,     \
+                                    int64_t trs, int64_t tcs, int mode, double gamma,        \
+                                    double span, T *gx, T *gtau, int nthreads) {             \
+        _Pragma("omp parallel for schedule(dynamic, 4) num_threads(nthreads)")                   \
+        for (int64_t r = 0; r < rows; ++r) {                                                 \
+            T *out = gx + r * cols;                                                          \
+            const T *sr = s + r * cols, *tr = tau + r * trs;                                 \
+            gk_load_##T(gk_row(g, gdtype, grs, r), gdtype, gcs, 0, cols, out);               \
+            for (int64_t i = 0; i < cols; ++i) {                                             \
+                T y = sr[i], gy = out[i];                                                    \
+                if (mode == 2) {                                                             \
+                    if (!(y > 0 && y < 1)) {                                                 \
+                        out[i] = 0;                                                          \
+                        if (gtau) gtau[r * cols + i] = 0;                                    \
+                        continue;                                                            \
+                    }                                                                        \
+                    y = (T)((y - (T)gamma) / (T)span);                                       \
+                    gy = gy * (T)span;                                                       \
+                }                                                                            \
+                T gv = gy * ((T)1 - y) * y;                                                  \
+                T t = tr[i * tcs];                                                           \
+                out[i] = gv / t;                                                             \
+                if (gtau) {                                                                  \
+                    T v = (y > 0 && y < 1) ? (T)(log((double)y) - log1p(-(double)y)) : 0;    \
+                    gtau[r * cols + i] = -gv * v / t;                                        \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+GK_DEFINE_KERNELS(float, f32, gk_ops(), GK_F32)
+GK_DEFINE_KERNELS(double, f64, &gk_f64_ops, GK_F64)

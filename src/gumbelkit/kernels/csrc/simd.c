@@ -1,0 +1,88 @@
+/* The float32 row primitives for AVX-512, AVX2 and SSE2 (portable x86-64, or
+ * plain C elsewhere), and the run-time choice between them: the best the CPU
+ * supports, or the one named by GUMBELKIT_SIMD (portable, avx2, avx512). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gk.h"
+#include "noise.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define W 16
+#define SFX avx512
+#define GK_MUL_EVEN(a, b) ((vq)_mm512_mul_epu32((__m512i)(a), (__m512i)(b)))
+#define GK_ILO {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}
+#define GK_IHI {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}
+#define GK_EVEN {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}
+#include "simd_impl.h"
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#define W 8
+#define SFX avx2
+#define GK_MUL_EVEN(a, b) ((vq)_mm256_mul_epu32((__m256i)(a), (__m256i)(b)))
+#define GK_ILO {0, 8, 1, 9, 2, 10, 3, 11}
+#define GK_IHI {4, 12, 5, 13, 6, 14, 7, 15}
+#define GK_EVEN {0, 2, 4, 6, 8, 10, 12, 14}
+#include "simd_impl.h"
+#pragma GCC pop_options
+
+#define GK_MUL_EVEN(a, b) ((vq)_mm_mul_epu32((__m128i)(a), (__m128i)(b)))
+#else
+/* Generic: 64-bit lane products of the low 32 bits (any GCC/Clang target). */
+#define GK_MUL_EVEN(a, b) (((a) & 0xFFFFFFFFull) * ((b) & 0xFFFFFFFFull))
+#endif
+
+#define W 4
+#define SFX portable
+#define GK_ILO {0, 4, 1, 5}
+#define GK_IHI {2, 6, 3, 7}
+#define GK_EVEN {0, 2, 4, 6}
+#include "simd_impl.h"
+
+static const gk_ops_f32 *gk_active = &gk_ops_portable;
+
+/* Highest instruction set this CPU (and its OS) runs. */
+static int gk_isa_supported(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return GK_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2")) return GK_ISA_AVX2;
+#endif
+    return GK_ISA_PORTABLE;
+}
+
+/* Select an instruction set; returns 0 on success, -1 if this CPU lacks it. */
+int gk_set_isa(int isa) {
+    if (isa < GK_ISA_PORTABLE || isa > gk_isa_supported()) return -1;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == GK_ISA_AVX512) gk_active = &gk_ops_avx512;
+    else if (isa == GK_ISA_AVX2) gk_active = &gk_ops_avx2;
+    else gk_active = &gk_ops_portable;
+#else
+    gk_active = &gk_ops_portable;
+#endif
+    return 0;
+}
+
+int gk_isa_max(void) { return gk_isa_supported(); }
+
+const char *gk_isa_name(void) { return gk_active->name; }
+
+const gk_ops_f32 *gk_ops(void) { return gk_active; }
+
+/* exp of the active instruction set, elementwise (for the accuracy tests). */
+void gk_exp_f32(const float *x, float *out, int64_t n) { gk_active->exp(x, out, n); }
+
+__attribute__((constructor)) static void gk_choose_isa(void) {
+    int isa = gk_isa_supported();
+    const char *env = getenv("GUMBELKIT_SIMD");
+    if (env != NULL && strcmp(env, "portable") == 0) isa = GK_ISA_PORTABLE;
+    else if (env != NULL && strcmp(env, "avx2") == 0 && isa >= GK_ISA_AVX2) isa = GK_ISA_AVX2;
+    gk_set_isa(isa);
+}

@@ -1,0 +1,280 @@
+"""The fused kernels as PyTorch custom ops (``torch.ops.gumbelkit.*``).
+
+Each op takes 2-D ``[rows, cols]`` tensors of any strides (categories along
+the last axis), per-row 64-bit seeds and row keys, and calls the C library
+(``_lib.py``) on raw pointers. Fake implementations give shapes and dtypes
+only, so ``torch.compile(fullgraph=True)`` traces through the ops; autograd
+formulas are registered with :func:`torch.library.register_autograd` and run
+the fused backward kernels on the saved sample alone (no noise is kept).
+
+Shapes: ``tau`` is ``[rows]`` (or ``[1]``, one value for every row) for the
+Gumbel-Softmax and ``[rows, cols]`` of any strides (broadcast views welcome)
+for the Concrete ops; ``seeds`` is ``[rows]`` or ``[1]``; ``keys`` is
+``[rows]``, ``[1]`` or ``[0]`` (then the row key is the row index). Outputs
+are contiguous in the compute dtype: float64 for float64 inputs, else float32.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+from torch import Tensor
+
+from .._validate import check_temperature, raise_bad_logits_row
+from ._lib import KINDS, library
+
+DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
+
+# mode of the Concrete kernels
+BINARY_SOFT, BINARY_HARD, HARD_CONCRETE = 0, 1, 2
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _suffix(dtype: torch.dtype) -> str:
+    return "_f64" if dtype == torch.float64 else "_f32"
+
+
+def _ptr(t: Tensor | None) -> ctypes.c_void_p | None:
+    return None if t is None or t.numel() == 0 else ctypes.c_void_p(t.data_ptr())
+
+
+def _stride(t: Tensor) -> int:
+    return 0 if t.numel() == 1 else 1
+
+
+def _threads() -> int:
+    return torch.get_num_threads()
+
+
+def _rows_cols(x: Tensor) -> tuple[int, int]:
+    return int(x.shape[0]), int(x.shape[1])
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """Every output buffer comes from here (tests poison it with NaN)."""
+    return torch.empty(shape, dtype=dtype)
+
+
+def _status() -> Tensor:
+    return torch.empty(2, dtype=torch.int64)
+
+
+def _raise_for_status(status: Tensor, batch_shape: list[int], dim: int) -> None:
+    nan_row, empty_row = (int(v) for v in status.tolist())
+    if nan_row >= 0:
+        raise_bad_logits_row("nan", nan_row, tuple(batch_shape), dim)
+    if empty_row >= 0:
+        raise_bad_logits_row("empty", empty_row, tuple(batch_shape), dim)
+
+
+# ------------------------------------------------------------ temperature
+
+
+@torch.library.custom_op("gumbelkit::checked_temperature", mutates_args=())
+def checked_temperature(tau: Tensor, name: str) -> Tensor:
+    """``tau`` (a copy) after checking every value is > 0 and finite."""
+    check_temperature(tau, name=name)
+    return tau.clone()
+
+
+@checked_temperature.register_fake
+def _(tau, name):
+    return torch.empty_like(tau)
+
+
+checked_temperature.register_autograd(lambda ctx, grad: (grad, None),
+                                      setup_context=lambda ctx, inputs, output: None)
+
+
+# ------------------------------------------------------------------ noise
+
+
+@torch.library.custom_op("gumbelkit::noise", mutates_args=())
+def noise(seeds: Tensor, keys: Tensor, cols: int, stream: int, kind: str,
+          dtype: torch.dtype) -> Tensor:
+    """``[rows, cols]`` noise of ``kind``, bit-identical to ``_rng.noise``."""
+    rows = int(seeds.shape[0])
+    out = _empty((rows, cols), dtype)
+    if out.numel() > 0:
+        fill = getattr(library(), "gk_noise_fill" + _suffix(dtype))
+        fill(_ptr(out), _ptr(seeds.contiguous()), _ptr(keys.contiguous()), rows, cols,
+             stream & 0xFFFFFFFF, KINDS[kind])
+    return out
+
+
+@noise.register_fake
+def _(seeds, keys, cols, stream, kind, dtype):
+    return seeds.new_empty((seeds.shape[0], cols), dtype=dtype)
+
+
+# ---------------------------------------------------------- Gumbel-Softmax
+
+
+@torch.library.custom_op("gumbelkit::gumbel_softmax", mutates_args=())
+def gumbel_softmax(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, hard: bool,
+                   save_soft: bool, batch_shape: list[int], dim: int) -> tuple[Tensor, Tensor]:
+    """``(y, soft)``: y the sample (one-hot if ``hard``); soft the relaxed sample
+    when ``hard and save_soft`` (for the backward), else empty."""
+    rows, cols = _rows_cols(x)
+    dtype = compute_dtype(x.dtype)
+    y = _empty((rows, cols), dtype)
+    soft = _empty((rows, cols) if hard and save_soft else (0,), dtype)
+    status = _status()
+    kernel = getattr(library(), "gk_gumbel_softmax" + _suffix(dtype))
+    kernel(_ptr(x), DTYPE_CODES[x.dtype], x.stride(0), x.stride(1), rows, cols, _ptr(tau),
+           _stride(tau), _ptr(seeds), _stride(seeds), _ptr(keys), _stride(keys), 0, _ptr(y),
+           _ptr(soft), int(hard), None, _threads(), _ptr(status))
+    _raise_for_status(status, batch_shape, dim)
+    return y, soft
+
+
+@gumbel_softmax.register_fake
+def _(x, tau, seeds, keys, hard, save_soft, batch_shape, dim):
+    dtype = compute_dtype(x.dtype)
+    y = x.new_empty(x.shape, dtype=dtype)
+    return y, x.new_empty(x.shape if hard and save_soft else (0,), dtype=dtype)
+
+
+@torch.library.custom_op("gumbelkit::gumbel_softmax_backward", mutates_args=())
+def gumbel_softmax_backward(grad: Tensor, soft: Tensor, tau: Tensor,
+                            need_tau: bool) -> tuple[Tensor, Tensor]:
+    """``(grad_logits, grad_tau)`` from the saved relaxed sample ``soft``."""
+    rows, cols = _rows_cols(soft)
+    grad = grad.to(soft.dtype)
+    gx = _empty((rows, cols), soft.dtype)
+    gtau = _empty((rows,) if need_tau else (0,), soft.dtype)
+    kernel = getattr(library(), "gk_gumbel_softmax_backward" + _suffix(soft.dtype))
+    kernel(_ptr(grad), DTYPE_CODES[grad.dtype], grad.stride(0), grad.stride(1), _ptr(soft),
+           rows, cols, _ptr(tau), _stride(tau), _ptr(gx), _ptr(gtau), _threads())
+    return gx, gtau
+
+
+@gumbel_softmax_backward.register_fake
+def _(grad, soft, tau, need_tau):
+    return torch.empty_like(soft), soft.new_empty((soft.shape[0],) if need_tau else (0,))
+
+
+def _gumbel_softmax_setup(ctx, inputs, output) -> None:
+    x, tau, _, _, hard, _, _, _ = inputs
+    y, soft = output
+    ctx.save_for_backward(soft if hard else y, tau)
+    ctx.set_materialize_grads(False)  # soft is never used downstream: no zero-filled grad
+    ctx.x_dtype = x.dtype
+
+
+def _gumbel_softmax_grad(ctx, grad_y, grad_soft):
+    if grad_y is None:  # only the auxiliary soft output was used: no gradient
+        return (None,) * 8
+    soft, tau = ctx.saved_tensors
+    need_tau = bool(ctx.needs_input_grad[1])
+    gx, gtau = torch.ops.gumbelkit.gumbel_softmax_backward(grad_y, soft, tau, need_tau)
+    if need_tau and tau.shape[0] != gtau.shape[0]:
+        gtau = gtau.sum(0, keepdim=True)
+    return (gx.to(ctx.x_dtype), gtau.to(tau.dtype) if need_tau else None,
+            None, None, None, None, None, None)
+
+
+gumbel_softmax.register_autograd(_gumbel_softmax_grad, setup_context=_gumbel_softmax_setup)
+
+
+@torch.library.custom_op("gumbelkit::gumbel_max", mutates_args=())
+def gumbel_max(x: Tensor, seeds: Tensor, keys: Tensor, batch_shape: list[int],
+               dim: int) -> Tensor:
+    """``argmax(x + G)`` per row, int64 ``[rows]`` (no relaxed sample is formed)."""
+    rows, cols = _rows_cols(x)
+    dtype = compute_dtype(x.dtype)
+    index = _empty((rows,), torch.int64)
+    tau = torch.ones(1, dtype=dtype)
+    status = _status()
+    kernel = getattr(library(), "gk_gumbel_softmax" + _suffix(dtype))
+    kernel(_ptr(x), DTYPE_CODES[x.dtype], x.stride(0), x.stride(1), rows, cols, _ptr(tau), 0,
+           _ptr(seeds), _stride(seeds), _ptr(keys), _stride(keys), 0, None, None, 1,
+           _ptr(index), _threads(), _ptr(status))
+    _raise_for_status(status, batch_shape, dim)
+    return index
+
+
+@gumbel_max.register_fake
+def _(x, seeds, keys, batch_shape, dim):
+    return x.new_empty((x.shape[0],), dtype=torch.int64)
+
+
+# ----------------------------------------------------- Binary/Hard Concrete
+
+
+@torch.library.custom_op("gumbelkit::concrete", mutates_args=())
+def concrete(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, mode: int, save_soft: bool,
+             gamma: float, span: float, shape: list[int]) -> tuple[Tensor, Tensor]:
+    """``(y, soft)`` of Binary Concrete (soft/hard) or Hard Concrete; soft is the
+    relaxed sample when ``mode == BINARY_HARD and save_soft``, else empty."""
+    rows, cols = _rows_cols(x)
+    dtype = compute_dtype(x.dtype)
+    y = _empty((rows, cols), dtype)
+    with_soft = mode == BINARY_HARD and save_soft
+    soft = _empty((rows, cols) if with_soft else (0,), dtype)
+    status = _status()
+    kernel = getattr(library(), "gk_concrete" + _suffix(dtype))
+    kernel(_ptr(x), DTYPE_CODES[x.dtype], x.stride(0), x.stride(1), rows, cols, _ptr(tau),
+           tau.stride(0), tau.stride(1), _ptr(seeds), _stride(seeds), _ptr(keys),
+           _stride(keys), 0, _ptr(y), _ptr(soft), mode, gamma, span, _threads(), _ptr(status))
+    flat = int(status[0])
+    if flat >= 0:
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(shape)))
+        raise ValueError(f"logits contain NaN at index {index}")
+    return y, soft
+
+
+@concrete.register_fake
+def _(x, tau, seeds, keys, mode, save_soft, gamma, span, shape):
+    dtype = compute_dtype(x.dtype)
+    with_soft = mode == BINARY_HARD and save_soft
+    return x.new_empty(x.shape, dtype=dtype), x.new_empty(x.shape if with_soft else (0,),
+                                                          dtype=dtype)
+
+
+@torch.library.custom_op("gumbelkit::concrete_backward", mutates_args=())
+def concrete_backward(grad: Tensor, saved: Tensor, tau: Tensor, mode: int, gamma: float,
+                      span: float, need_tau: bool) -> tuple[Tensor, Tensor]:
+    """``(grad_logits, grad_tau)`` from the saved sample (sigmoid, or the gate)."""
+    rows, cols = _rows_cols(saved)
+    grad = grad.to(saved.dtype)
+    tau = tau.to(saved.dtype)
+    gx = _empty((rows, cols), saved.dtype)
+    gtau = _empty((rows, cols) if need_tau else (0,), saved.dtype)
+    kernel = getattr(library(), "gk_concrete_backward" + _suffix(saved.dtype))
+    kernel(_ptr(grad), DTYPE_CODES[grad.dtype], grad.stride(0), grad.stride(1), _ptr(saved),
+           rows, cols, _ptr(tau), tau.stride(0), tau.stride(1),
+           HARD_CONCRETE if mode == HARD_CONCRETE else BINARY_SOFT, gamma, span, _ptr(gx),
+           _ptr(gtau), _threads())
+    return gx, gtau
+
+
+@concrete_backward.register_fake
+def _(grad, saved, tau, mode, gamma, span, need_tau):
+    return torch.empty_like(saved), saved.new_empty(saved.shape if need_tau else (0,))
+
+
+def _concrete_setup(ctx, inputs, output) -> None:
+    x, tau, _, _, mode, _, gamma, span, _ = inputs
+    y, soft = output
+    ctx.save_for_backward(soft if mode == BINARY_HARD else y, tau)
+    ctx.set_materialize_grads(False)
+    ctx.x_dtype, ctx.mode, ctx.gamma, ctx.span = x.dtype, mode, gamma, span
+
+
+def _concrete_grad(ctx, grad_y, grad_soft):
+    if grad_y is None:
+        return (None,) * 9
+    saved, tau = ctx.saved_tensors
+    need_tau = bool(ctx.needs_input_grad[1])
+    gx, gtau = torch.ops.gumbelkit.concrete_backward(grad_y, saved, tau, ctx.mode, ctx.gamma,
+                                                     ctx.span, need_tau)
+    return (gx.to(ctx.x_dtype), gtau.to(tau.dtype) if need_tau else None,
+            None, None, None, None, None, None, None)
+
+
+concrete.register_autograd(_concrete_grad, setup_context=_concrete_setup)

@@ -1,0 +1,277 @@
+"""Fused CPU kernels against the pure-PyTorch reference path.
+
+Fresh random inputs every run (no fixed data), output buffers poisoned with
+NaN (so an element the kernel forgot to write shows), -inf masks, per-row
+temperatures, non-contiguous and ``dim=0`` inputs, bf16; bit-identical noise
+for every instruction set, thread count and batch composition; float64
+gradcheck of the backward kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gumbelkit import _rng
+from gumbelkit import functional as F
+from gumbelkit.kernels import _lib, ops
+
+pytestmark = pytest.mark.skipif(_lib.library() is None, reason="fused kernels not built")
+
+FLOAT_TOL = {torch.float32: dict(rtol=2e-5, atol=1e-6), torch.float64: dict(rtol=1e-10, atol=1e-14),
+             torch.bfloat16: dict(rtol=1e-2, atol=1e-2), torch.float16: dict(rtol=2e-3, atol=1e-3)}
+
+TAU_GRAD_TOL = {torch.float32: dict(rtol=1e-3, atol=2e-4),
+                torch.float64: dict(rtol=1e-8, atol=1e-12),
+                torch.bfloat16: dict(rtol=1e-2, atol=1e-2),
+                torch.float16: dict(rtol=1e-2, atol=1e-2)}
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs(monkeypatch):
+    """Every kernel output buffer starts as NaN (int64 buffers as -7)."""
+    def poisoned(shape, dtype):
+        fill = -7 if dtype == torch.int64 else math.nan
+        return torch.full(shape, fill, dtype=dtype)
+    monkeypatch.setattr(ops, "_empty", poisoned)
+
+
+@pytest.fixture(params=_lib.available_isas() or ["none"])
+def isa(request):
+    """Run a test once per instruction set this CPU supports."""
+    before = _lib.isa()
+    _lib.set_isa(request.param)
+    yield request.param
+    _lib.set_isa(before)
+
+
+def fresh_logits(*shape: int, dtype=torch.float32, mask: float = 0.2) -> torch.Tensor:
+    """Random logits (fresh each run) with about ``mask`` of the entries -inf,
+    never a whole row."""
+    x = torch.randn(*shape, dtype=torch.float64) * 3
+    masked = torch.rand(*shape) < mask
+    masked[..., 0] = False
+    return x.masked_fill(masked, -math.inf).to(dtype)
+
+
+def fresh_seed() -> int:
+    return int(torch.randint(0, 2**62, ()))
+
+
+# ---------------------------------------------------------------- noise
+
+
+@pytest.mark.parametrize("kind", ["gumbel", "exponential", "logistic"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_noise_bit_identical_to_rng(isa, kind, dtype):
+    rows, cols = 5, 517
+    seeds = torch.randint(-2**62, 2**62, (rows,))
+    keys = torch.randint(0, 2**40, (rows,))
+    stream = int(torch.randint(0, 2**32, ()))
+    reference = _rng.noise(kind, (rows,), cols, _rng.Seed(per_row=seeds), dtype,
+                           row_keys=keys, stream=stream)
+    fused = torch.ops.gumbelkit.noise(seeds, keys, cols, stream, kind, dtype)
+    assert torch.equal(fused, reference)
+
+
+def test_block_fill_any_offset_and_length(isa):
+    """The block-fill API (used by the token sampler) at unaligned offsets."""
+    import ctypes
+    lib = _lib.library()
+    seed, key = fresh_seed(), int(torch.randint(0, 2**40, ()))
+    reference = _rng.noise("gumbel", (1,), 300, _rng.Seed(per_row=torch.tensor([seed])),
+                           row_keys=torch.tensor([key]), stream=3)[0]
+    fill = lib.gk_fill_gumbel_f32
+    fill.argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int64,
+                     ctypes.c_int64, ctypes.c_void_p]
+    for col0, n in [(0, 300), (1, 2), (3, 70), (5, 0), (17, 131), (64, 64), (299, 1)]:
+        out = torch.full((n,), math.nan)
+        fill(seed, key, 3, col0, n, out.data_ptr())
+        assert torch.equal(out, reference[col0:col0 + n]), (col0, n)
+
+
+def test_same_noise_for_any_thread_count_and_batch_composition():
+    x = fresh_logits(9, 300)
+    seeds = torch.randint(0, 2**62, (9,))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = F.gumbel_softmax(x, 0.5, seed=seeds)
+        torch.set_num_threads(2)
+        two = F.gumbel_softmax(x, 0.5, seed=seeds)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+    order = torch.randperm(9)
+    shuffled = F.gumbel_softmax(x[order], 0.5, seed=seeds[order])
+    assert torch.equal(shuffled, one[order])
+    alone = F.gumbel_softmax(x[4:5], 0.5, seed=seeds[4:5])
+    assert torch.equal(alone, one[4:5])
+    index = F.gumbel_max(x, seed=seeds)
+    assert torch.equal(F.gumbel_max(x[order], seed=seeds[order]), index[order])
+
+
+def test_vector_exp_accuracy(isa):
+    """Within 2 float32 ulp of exp in float64 over the whole range the kernels
+    use (down to the subnormals and 0), exp(-inf) = 0 exactly, no NaN."""
+    x = torch.cat([torch.linspace(-110, 0, 200_001), -torch.rand(10_000) * 110,
+                   torch.tensor([-math.inf, -104.0, -103.9, -87.4, -0.0])])
+    out = torch.full_like(x, math.nan)
+    _lib.library().gk_exp_f32(x.data_ptr(), out.data_ptr(), x.numel())
+    exact = torch.exp(x.double())
+    ulp = torch.nextafter(exact.float().abs(), torch.tensor(math.inf)).double() \
+        - exact.float().abs().double()
+    ulp = torch.clamp(ulp, min=2.0**-149)
+    assert not out.isnan().any()
+    assert ((out.double() - exact).abs() / ulp).max() <= 2.0
+    assert out[x == -math.inf].eq(0).all() and out[x == 0].eq(1).all()
+
+
+# ------------------------------------------------------- Gumbel-Softmax
+
+
+def _layout(x: torch.Tensor, layout: str, dim: int) -> torch.Tensor:
+    if layout == "transposed":
+        return x.transpose(0, -1).contiguous().transpose(0, -1)
+    if layout == "strided":
+        return torch.cat([x, x], dim=-1)[..., ::2]
+    return x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("dim,layout,per_row_tau", [
+    (-1, "contiguous", False), (-1, "strided", True), (0, "contiguous", True),
+    (1, "transposed", False)])
+def test_gumbel_softmax_matches_reference(isa, dtype, hard, dim, layout, per_row_tau):
+    x = _layout(fresh_logits(6, 5, 37, dtype=dtype), layout, dim).movedim(-1, dim)
+    x.requires_grad_(True)
+    shape = list(x.shape)
+    shape[dim] = 1
+    tau = (torch.rand(shape, dtype=torch.float64) + 0.2).to(dtype).requires_grad_(True) \
+        if per_row_tau else 0.7
+    seed = fresh_seed()
+    y = F.gumbel_softmax(x, tau, hard=hard, dim=dim, seed=seed)
+    x_ref = x.detach().clone().requires_grad_(True)
+    tau_ref = tau.detach().clone().requires_grad_(True) if per_row_tau else tau
+    y_ref = F._gumbel_softmax_reference(x_ref, tau_ref, hard, dim, seed, None)
+    assert y.dtype == dtype and y.shape == x.shape and not y.isnan().any()
+    if hard:
+        assert torch.equal(y, y_ref)
+    else:
+        torch.testing.assert_close(y, y_ref, **FLOAT_TOL[dtype])
+    assert (y[x == -math.inf] == 0).all()
+    weight = torch.randn(y.shape, dtype=torch.float64).to(dtype)
+    (y * weight).sum().backward()
+    (y_ref * weight).sum().backward()
+    grad_tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else FLOAT_TOL[dtype]
+    torch.testing.assert_close(x.grad, x_ref.grad, **grad_tol)
+    assert (x.grad[x == -math.inf] == 0).all()
+    if per_row_tau:
+        # sum_i dy_i * z_i / tau^2 cancels (the terms sum to ~0): absolute tolerance
+        torch.testing.assert_close(tau.grad, tau_ref.grad, **TAU_GRAD_TOL[dtype])
+
+
+def test_gumbel_max_matches_reference(isa):
+    x = fresh_logits(33, 1000)
+    seed = fresh_seed()
+    index = F.gumbel_max(x.t(), dim=0, seed=seed)
+    assert torch.equal(index, F._gumbel_max_reference(x.t(), 0, seed, None))
+    assert torch.isfinite(x.gather(1, index[:, None])).all()
+    assert torch.equal(F.gumbel_topk(x, 3, seed=seed)[:, 0], index)
+    # wide spread, and huge logits where x + G rounds to ties: first index wins
+    wide = torch.cat([x * 30, torch.full((5, 1000), 1e8), torch.full((5, 1000), -1e8)])
+    wide[-7:, :40] = -math.inf
+    assert torch.equal(F.gumbel_max(wide, seed=seed), F._gumbel_max_reference(wide, -1, seed, None))
+    hard = F.gumbel_softmax(wide, 0.5, hard=True, seed=seed)
+    assert torch.equal(hard, F._gumbel_softmax_reference(wide, 0.5, True, -1, seed, None))
+
+
+def test_gradcheck_gumbel_softmax_float64():
+    x = fresh_logits(3, 6, dtype=torch.float64, mask=0.0).requires_grad_(True)
+    tau = (torch.rand(3, 1, dtype=torch.float64) + 0.5).requires_grad_(True)
+    seed = fresh_seed()
+    assert torch.autograd.gradcheck(lambda a, t: F.gumbel_softmax(a, t, seed=seed), (x, tau))
+    soft = torch.autograd.grad((F.gumbel_softmax(x, tau, seed=seed) * x.detach()).sum(), x)[0]
+    hard = torch.autograd.grad((F.gumbel_softmax(x, tau, hard=True, seed=seed)
+                                * x.detach()).sum(), x)[0]
+    assert torch.equal(soft, hard)
+
+
+# --------------------------------------------------- Binary/Hard Concrete
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("which", ["soft", "hard", "hard_concrete"])
+def test_concrete_matches_reference(isa, dtype, which):
+    x = (torch.randn(7, 40, dtype=torch.float64) * 3).to(dtype)
+    x[0, :3] = torch.tensor([-math.inf, math.inf, 0.0], dtype=dtype)
+    x = x.t().requires_grad_(True)
+    tau = (torch.rand(40, 1, dtype=torch.float64) + 0.3).to(dtype).requires_grad_(True)
+    seed = fresh_seed()
+    x_ref = x.detach().clone().requires_grad_(True)
+    tau_ref = tau.detach().clone().requires_grad_(True)
+    if which == "hard_concrete":
+        y = F.hard_concrete(x, tau, seed=seed)
+        y_ref = F._hard_concrete_reference(x_ref, tau_ref, -0.1, 1.1, seed, None)
+    else:
+        y = F.binary_concrete(x, tau, hard=which == "hard", seed=seed)
+        y_ref = F._binary_concrete_reference(x_ref, tau_ref, which == "hard", seed, None)
+    assert y.dtype == dtype and not y.isnan().any()
+    torch.testing.assert_close(y, y_ref, **FLOAT_TOL[dtype])
+    weight = torch.randn(y.shape, dtype=torch.float64).to(dtype)
+    (y * weight).sum().backward()
+    (y_ref * weight).sum().backward()
+    tol = dict(rtol=1e-3, atol=1e-5) if dtype == torch.float32 else FLOAT_TOL[dtype]
+    torch.testing.assert_close(x.grad, x_ref.grad, **tol)
+    torch.testing.assert_close(tau.grad, tau_ref.grad, **TAU_GRAD_TOL[dtype])
+
+
+def test_gradcheck_concrete_float64():
+    x = (torch.randn(4, 5, dtype=torch.float64)).requires_grad_(True)
+    tau = (torch.rand(4, 1, dtype=torch.float64) + 0.5).requires_grad_(True)
+    seed = fresh_seed()
+    assert torch.autograd.gradcheck(lambda a, t: F.binary_concrete(a, t, seed=seed), (x, tau))
+    # Hard Concrete: away from the clamp edges the gate is smooth.
+    z = F.hard_concrete(x, tau, seed=seed).detach()
+    inside = (z > 1e-3) & (z < 1 - 1e-3)
+    def gate(a, t):
+        return F.hard_concrete(a, t, seed=seed)[inside]
+    assert torch.autograd.gradcheck(gate, (x, tau))
+
+
+# ------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "empty"])
+def test_kernel_errors_match_reference(bad):
+    x = torch.randn(3, 4, 5)
+    if bad == "nan":
+        x[2, 1, 3] = math.nan
+        x[2, 3, 0] = math.nan
+    elif bad == "inf":
+        x[1, 2, 0] = math.inf
+    else:
+        x[0, 3, :] = -math.inf
+        x[2, :, 1] = -math.inf
+    for dim in (-1, 1):
+        with pytest.raises(ValueError) as fused:
+            F.gumbel_softmax(x, dim=dim, seed=0)
+        with pytest.raises(ValueError) as reference:
+            F._gumbel_softmax_reference(x, 1.0, False, dim, 0, None)
+        assert str(fused.value) == str(reference.value)
+        with pytest.raises(ValueError) as fused_max:
+            F.gumbel_max(x, dim=dim, seed=0)
+        assert str(fused_max.value) == str(reference.value)
+
+
+def test_concrete_nan_error_matches_reference():
+    x = torch.randn(3, 4, 5)
+    x[1, 2, 3] = math.nan
+    with pytest.raises(ValueError) as fused:
+        F.binary_concrete(x, seed=0)
+    with pytest.raises(ValueError) as reference:
+        F._binary_concrete_reference(x, 1.0, False, 0, None)
+    assert str(fused.value) == str(reference.value) == "logits contain NaN at index (1, 2, 3)"
