@@ -1,0 +1,143 @@
+"""Sparse Gumbel-Softmax: relax over each row's ``k`` best perturbed categories only.
+
+For a vocabulary of ``V`` tokens the dense relaxation keeps ``V`` numbers per
+position (and autograd keeps them again for the backward pass). Here only the
+``k`` categories with the largest ``logits + G`` survive, so the output and
+everything saved for backward is O(k) per position; the noise itself is drawn
+in row chunks of bounded size, so the transient O(V) work never covers the
+whole batch at once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _rng
+from ._validate import Temperature, check_int_range, check_logits, check_temperature
+from .functional import _StraightThrough
+
+__all__ = ["sparse_gumbel_softmax"]
+
+SeedLike = int | torch.Tensor | None
+
+# Rows of noise drawn at once: chunk_rows * V stays near this many elements.
+CHUNK_ELEMENTS = 1 << 21
+
+
+def _top_k_perturbed(logits: torch.Tensor, k: int, seed: _rng.Seed
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (ascending) of the k largest ``logits + G`` per row, and G there.
+
+    ``logits`` is [rows..., V] with categories last (a detached view). The
+    noise of row r is the same as the dense path draws for row r: the rows are
+    handed to :func:`gumbelkit._rng.noise` with their own seeds and row keys.
+    """
+    batch_shape = tuple(logits.shape[:-1])
+    n_cols = logits.shape[-1]
+    flat = logits.reshape(-1, n_cols)
+    rows = flat.shape[0]
+    dtype = _rng.noise_dtype(logits.dtype)
+    seeds, keys = _rng.row_keys_and_seeds(seed, batch_shape, logits.device)
+    indices = torch.empty(rows, k, dtype=torch.int64, device=logits.device)
+    noise_at = torch.empty(rows, k, dtype=dtype, device=logits.device)
+    step = max(1, CHUNK_ELEMENTS // max(n_cols, 1))
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        g = _rng.noise("gumbel", (stop - start,), n_cols, _rng.Seed(per_row=seeds[start:stop]),
+                       dtype, logits.device, row_keys=keys[start:stop])
+        perturbed = flat[start:stop].to(dtype) + g
+        top = perturbed.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values
+        indices[start:stop] = top
+        noise_at[start:stop] = g.gather(-1, top)
+    return indices.reshape(*batch_shape, k), noise_at.reshape(*batch_shape, k)
+
+
+def sparse_gumbel_softmax(logits: torch.Tensor, k: int, tau: Temperature = 1.0,
+                          hard: bool = False, dim: int = -1, *, seed: SeedLike = None,
+                          generator: torch.Generator | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gumbel-Softmax restricted to the ``k`` largest perturbed logits of each row.
+
+    With ``G`` the Gumbel noise that :func:`gumbelkit.gumbel_softmax` draws for
+    the same seed, let ``S`` be the ``k`` categories with the largest
+    ``logits_i + G_i``. Returns ``(indices, weights)`` with ``indices = S`` (in
+    increasing category order) and ``weights = softmax((logits_S + G_S) / tau)``.
+    Because ``S`` is chosen after adding the noise, the category with the
+    largest weight is ``argmax(logits + G)``, an exact sample of
+    ``softmax(logits)`` (the one :func:`gumbelkit.gumbel_max` draws with the
+    same seed); the categories left out carry the smallest relaxed weights, so
+    the result is the dense sample with its ``V - k`` smallest entries dropped
+    and the rest renormalised. With ``k = V`` the weights, scattered back to
+    ``V`` columns, equal the dense ``gumbel_softmax`` bit for bit (values and
+    gradients). Memory is O(k) per position for the output and for autograd.
+    Gradients reach ``logits`` at the selected categories. This is the
+    top-k truncation of the Concrete relaxation (Jang et al. 2017; Maddison
+    et al. 2017) used to feed tokens of a large vocabulary into an embedding.
+
+    Args:
+        logits: floating tensor, categories along ``dim``; finite or ``-inf``
+            (masked: a masked category is selected only when a row has fewer
+            than ``k`` unmasked ones, and then has weight and gradient 0).
+        k: kept categories per row, 1 <= k <= V.
+        tau: temperature > 0 and finite: a float, or a tensor broadcasting
+            against ``logits`` with size 1 along ``dim``.
+        hard: straight-through: the forward weights are the exact one-hot (over
+            the ``k`` slots) of ``argmax(logits + G)``, the gradient is that
+            of the soft weights.
+        dim: the category axis; ``indices`` and ``weights`` have ``logits``'
+            shape with ``dim`` of size ``k``.
+        seed, generator: see :func:`gumbelkit.gumbel_noise`.
+
+    Returns:
+        ``(indices, weights)``: int64 indices and weights of ``logits``' dtype;
+        each row of weights sums to 1. Feed them to
+        :class:`gumbelkit.nn.SoftEmbedding` as ``emb((indices, weights))``.
+
+    Example:
+        >>> logits = torch.randn(2, 1000)
+        >>> idx, w = gumbelkit.sparse_gumbel_softmax(logits, k=8, tau=0.5, seed=0)
+        >>> idx.shape, w.shape
+        (torch.Size([2, 8]), torch.Size([2, 8]))
+        >>> torch.equal(idx.gather(-1, w.argmax(-1, keepdim=True)).squeeze(-1),
+        ...             gumbelkit.gumbel_max(logits, seed=0))
+        True
+    """
+    dim = check_logits(logits, dim)
+    check_int_range(k, "k", 1, logits.shape[dim])
+    tau = check_temperature(tau, logits, dim)
+    moved = logits.movedim(dim, -1)
+    resolved = _rng.resolve_seed(seed, generator)
+    indices, noise_at = _top_k_perturbed(moved.detach(), k, resolved)
+    perturbed = moved.gather(-1, indices).to(noise_at.dtype) + noise_at
+    if isinstance(tau, torch.Tensor):
+        tau = tau.reshape((1,) * (logits.dim() - tau.dim()) + tuple(tau.shape))
+        tau = tau.movedim(dim, -1).to(perturbed.dtype)
+    # Back on ``dim`` before the softmax, so that k = V runs the very same kernel as the
+    # dense path (a softmax along another axis may sum in another order).
+    scores = (perturbed / tau).movedim(-1, dim)
+    weights = torch.softmax(scores, dim=dim)
+    if hard:
+        winner = perturbed.detach().argmax(-1, keepdim=True).movedim(-1, dim)
+        one_hot = torch.zeros_like(weights).scatter_(dim, winner, 1.0)
+        weights = _StraightThrough.apply(weights, one_hot)
+    return indices.movedim(-1, dim), weights.to(logits.dtype)
+
+
+def sparse_to_dense(indices: torch.Tensor, weights: torch.Tensor, n_categories: int,
+                    dim: int = -1) -> torch.Tensor:
+    """Scatter ``(indices, weights)`` back to a dense tensor with ``n_categories`` along ``dim``.
+
+    Example:
+        >>> gumbelkit.sparse.sparse_to_dense(torch.tensor([0, 2]), torch.tensor([0.25, 0.75]), 4)
+        tensor([0.2500, 0.0000, 0.7500, 0.0000])
+    """
+    if indices.shape != weights.shape:
+        raise ValueError(f"indices {tuple(indices.shape)} and weights {tuple(weights.shape)} "
+                         f"must have the same shape")
+    check_int_range(n_categories, "n_categories", 1)
+    dim = dim % max(indices.dim(), 1)
+    shape = list(indices.shape)
+    shape[dim] = n_categories
+    dense = torch.zeros(shape, dtype=weights.dtype, device=weights.device)
+    return dense.scatter(dim, indices, weights)
+
