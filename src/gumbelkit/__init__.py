@@ -1,7 +1,8 @@
 """gumbelkit: learning through discrete choices in PyTorch."""
 
-from . import nn, schedules
+from . import estimators, nn, schedules
 from ._rng import gumbel_noise
+from .estimators import estimate
 from .functional import (
     binary_concrete,
     gumbel_max,
@@ -31,4 +32,6 @@ __all__ = [
     "backend",
     "schedules",
     "nn",
+    "estimate",
+    "estimators",
 ]
