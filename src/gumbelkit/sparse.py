@@ -108,7 +108,13 @@ def sparse_gumbel_softmax(logits: torch.Tensor, k: int, tau: Temperature = 1.0,
     moved = logits.movedim(dim, -1)
     resolved = _rng.resolve_seed(seed, generator)
     indices, noise_at = _top_k_perturbed(moved.detach(), k, resolved)
-    perturbed = moved.gather(-1, indices).to(noise_at.dtype) + noise_at
+    # index_select on the flat logits saves only the index for backward (gather would keep
+    # the whole [..., V] logits alive until the backward pass).
+    n_cols = moved.shape[-1]
+    offsets = torch.arange(0, indices.numel() // k * n_cols, n_cols, device=logits.device)
+    flat_index = (indices + offsets.reshape(indices.shape[:-1] + (1,))).reshape(-1)
+    selected = moved.reshape(-1).index_select(0, flat_index).reshape(indices.shape)
+    perturbed = selected.to(noise_at.dtype) + noise_at
     if isinstance(tau, torch.Tensor):
         tau = tau.reshape((1,) * (logits.dim() - tau.dim()) + tuple(tau.shape))
         tau = tau.movedim(dim, -1).to(perturbed.dtype)
