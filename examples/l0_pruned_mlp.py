@@ -8,7 +8,7 @@ Concrete gate per input pixel with the expected-L0 penalty of Louizos et al.
 exported with ``to_linear()`` to plain ``torch.nn`` layers over the surviving
 pixels and evaluated again.
 
-    PYTHONPATH=src python examples/l0_pruned_mlp.py [--epochs 60] [--lam 0.05]
+    PYTHONPATH=src python examples/l0_pruned_mlp.py [--epochs 40] [--lam 0.5]
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--lam", type=float, default=0.05,
+    parser.add_argument("--lam", type=float, default=0.5,
                         help="weight of the expected-L0 penalty (per training example)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
