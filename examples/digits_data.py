@@ -4,6 +4,8 @@ train/test split as ``gumbelkit.experiments.data.load_digits_binary``."""
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import torch
 
@@ -24,3 +26,14 @@ def load_digits_labelled() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(-1) == labels).double().mean().item()
+
+
+def training_parser(description: str) -> argparse.ArgumentParser:
+    """The options every digits example shares: epochs, batch size, seed, threads."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: these matrices are too small to share)")
+    return parser

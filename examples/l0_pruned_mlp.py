@@ -13,12 +13,11 @@ pixels and evaluated again.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 import torch
-from digits_data import accuracy, load_digits_labelled
+from digits_data import accuracy, load_digits_labelled, training_parser
 from torch import nn
 
 from gumbelkit.nn import L0Linear
@@ -38,14 +37,9 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=128)
+    parser = training_parser(__doc__.splitlines()[0])
     parser.add_argument("--lam", type=float, default=0.5,
                         help="weight of the expected-L0 penalty (per training example)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: these matrices are too small to share)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

@@ -23,7 +23,7 @@ import sys
 import time
 
 import torch
-from digits_data import accuracy, load_digits_labelled
+from digits_data import accuracy, load_digits_labelled, training_parser
 from torch import nn
 
 from gumbelkit.nn import MoE
@@ -62,17 +62,12 @@ def run(args: argparse.Namespace, balance_coef: float, data) -> tuple[float, tor
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=128)
+    parser = training_parser(__doc__.splitlines()[0])
     parser.add_argument("--experts", type=int, default=4)
     parser.add_argument("--k", type=int, default=1)
     parser.add_argument("--estimator", default="st_gumbel")
     parser.add_argument("--coef", type=float, default=0.1,
                         help="weight of the balance loss in the balanced run (default 0.1)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: these matrices are too small to share)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
