@@ -1,6 +1,6 @@
 """gumbelkit: learning through discrete choices in PyTorch."""
 
-from . import estimators, nn, schedules
+from . import distributions, estimators, nn, sampling, schedules
 from ._rng import gumbel_noise
 from .estimators import estimate
 from .functional import (
@@ -32,6 +32,8 @@ __all__ = [
     "backend",
     "schedules",
     "nn",
+    "distributions",
     "estimate",
     "estimators",
+    "sampling",
 ]

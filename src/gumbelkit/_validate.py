@@ -143,3 +143,66 @@ def check_int_range(value: int, name: str, low: int, high: int | None = None) ->
         upper = "inf)" if high is None else f"{high}]"
         raise ValueError(f"{name} must lie in [{low}, {upper}, got {value}")
     return value
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """A floating tensor with every entry finite (no NaN, no +-inf)."""
+    check_floating(x, name)
+    bad = ~torch.isfinite(x.detach())
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{name} must be finite everywhere, got {float(x.detach()[index])} "
+                         f"at index {index}")
+
+
+def check_probs(probs: torch.Tensor, dim: int = -1) -> int:
+    """Categorical probabilities along ``dim``: finite, >= 0, a positive entry in every row.
+
+    Rows need not sum to 1 (they are normalised by the caller); zeros are
+    masked categories. Returns the normalised ``dim``.
+    """
+    check_floating(probs, "probs")
+    dim = check_dim(probs, dim)
+    detached = probs.detach()
+    bad = ~(torch.isfinite(detached) & (detached >= 0))
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"probs must be finite and >= 0, got {float(detached[index])} "
+                         f"at index {index}")
+    moved = detached.movedim(dim, -1)
+    empty = (moved == 0).all(-1)
+    if bool(empty.any()):
+        row = int(empty.reshape(-1).nonzero()[0, 0])
+        raise ValueError(f"every probability is 0 in {_row_name(row, tuple(moved.shape[:-1]))} "
+                         f"(along dim={dim}): no category can be sampled")
+    return dim
+
+
+def check_unit_interval(x: torch.Tensor, name: str, closed: bool = False) -> None:
+    """A floating tensor with every entry inside (0, 1), or [0, 1] when ``closed``."""
+    check_floating(x, name)
+    detached = x.detach()
+    inside = (detached >= 0) & (detached <= 1) if closed else (detached > 0) & (detached < 1)
+    bad = ~inside
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        interval = "[0, 1]" if closed else "(0, 1)"
+        raise ValueError(f"{name} must lie in {interval}, got {float(detached[index])} "
+                         f"at index {index}")
+
+
+def check_broadcasts_to(shape: torch.Size | tuple[int, ...], target: tuple[int, ...],
+                        name: str, hint: str = "") -> None:
+    """``shape`` broadcasts to ``target`` without enlarging it."""
+    try:
+        ok = torch.broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} of shape {tuple(shape)} does not broadcast to the batch shape "
+                         f"{tuple(target)}{hint}")
+def check_rows(values: torch.Tensor, ok: torch.Tensor, name: str, allowed: str) -> None:
+    """Per-row values: raise naming the first row where ``ok`` is False."""
+    if not bool(ok.all()):
+        row = int((~ok).nonzero()[0, 0])
+        raise ValueError(f"{name} must be {allowed}, got {values[row].item()} in row {row}")

@@ -14,11 +14,15 @@ import sys
 # name -> module implementing it; adding a command is adding one entry.
 COMMANDS: dict[str, str] = {
     "demo": "gumbelkit.experiments.demo",
+    "estimators": "gumbelkit.experiments.estimators_table",
+    "bench-sampler": "gumbelkit.experiments.bench_sampler",
 }
 
 # (name, first docstring line) without importing the heavy modules.
 SUMMARIES: dict[str, str] = {
     "demo": "a short, honest demonstration of Gumbel-max and Gumbel-Softmax",
+    "estimators": "measure every gradient estimator against the exact gradient (markdown table)",
+    "bench-sampler": "benchmark the token sampler against the usual PyTorch pipelines",
 }
 
 

@@ -131,10 +131,20 @@ def test_relax_needs_control():
         gumbelkit.estimate(weighted, torch.zeros(2, 3), "relax")
 
 
+def test_exact_leaves_the_global_rng_alone():
+    torch.manual_seed(0)
+    gumbelkit.estimate(weighted, torch.zeros(2, 3), "exact")
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))
+
+
 def test_exact_refuses_above_limit():
     with pytest.raises(ValueError, match="max_configurations=65536"):
         gumbelkit.estimate(weighted, torch.zeros(17, 2), "exact")
-    value = gumbelkit.estimate(weighted, torch.zeros(17, 2), "exact", max_configurations=2**17)
+    with pytest.raises(ValueError, match="3\\*\\*9 = 19683"):
+        gumbelkit.estimate(weighted, torch.zeros(9, 3), "exact", max_configurations=19682)
+    value = gumbelkit.estimate(weighted, torch.zeros(9, 3), "exact", max_configurations=19683)
     assert torch.isfinite(value)
 
 

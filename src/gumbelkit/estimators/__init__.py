@@ -7,6 +7,8 @@ pass is the estimator's: :func:`st`, :func:`gumbel_softmax`,
 ``fn(logits, tau=1.0, *, dim=-1, seed=None, generator=None, **options)``).
 :func:`estimate` wraps every method, including the score-function family
 (reinforce, rloo, rebar, relax, arm, disarm) and exact enumeration.
+:func:`gradient_stats` measures an estimator's bias and spread against the
+exact gradient on the problems of :data:`PROBLEMS`.
 """
 
 from collections.abc import Callable
@@ -17,6 +19,8 @@ from ..functional import gumbel_softmax
 from .dispatch import ESTIMATORS, METHODS, Estimator, estimate
 from .gapped_st import gapped_st
 from .gumbel_rao import gumbel_rao
+from .measurement import GradientStats, fit_control, gradient_stats
+from .problems import PROBLEMS, Problem, make_problem
 from .reinforce import EMABaseline
 from .reinmax import reinmax
 from .relax import relax_variance_loss
@@ -46,4 +50,10 @@ __all__ = [
     "gapped_st",
     "EMABaseline",
     "relax_variance_loss",
+    "gradient_stats",
+    "GradientStats",
+    "fit_control",
+    "PROBLEMS",
+    "Problem",
+    "make_problem",
 ]

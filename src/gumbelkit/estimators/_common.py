@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from .. import _rng
+from ..functional import gumbel_max
 
 SeedLike = int | torch.Tensor | None
 
@@ -142,15 +143,8 @@ def evaluate(f: Callable[[torch.Tensor], torch.Tensor], samples: torch.Tensor,
     return values
 
 
-def split_values(values: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
-    """Split values of stacked samples back into ``parts`` equal groups."""
-    return tuple(values.chunk(parts, 0))
-
-
 def draw_index(logits: torch.Tensor, n_samples: int, seed: _rng.Seed) -> torch.Tensor:
     """``n_samples`` categorical draws by Gumbel-max: int64 of shape (n, *logits.shape[:-1])."""
-    from ..functional import gumbel_max
-
     expanded = logits.detach().expand(n_samples, *logits.shape)
     return gumbel_max(expanded, -1, seed=seed_argument(seed))
 
@@ -212,20 +206,32 @@ def binary_logit(work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return alpha, moved[..., 1] - moved[..., 0]
 
 
-def antithetic_pair(work: torch.Tensor, n_samples: int, seed: _rng.Seed
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """ARM/DisARM noise for K=2 logits: ``(u, b, b_anti, stacked)``.
+def antithetic_estimate(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor,
+                        n_samples: int, seed: _rng.Seed,
+                        coefficient: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """ARM-family estimate for K=2 logits from antithetic pairs ``(b, b_anti)``.
 
     With ``u ~ U(0, 1)`` per variable (as ``u = sigmoid(L)``, ``L`` logistic):
-    ``b = 1[u < sigmoid(alpha)]`` and its antithetic partner
-    ``b_anti = 1[1 - u < sigmoid(alpha)]``, both Bernoulli(sigmoid(alpha)).
-    ``stacked`` holds the one-hot samples ``[b; b_anti]`` along the sample axis.
+    ``b = 1[u < sigmoid(alpha)]`` and ``b_anti = 1[1 - u < sigmoid(alpha)]``,
+    both Bernoulli(sigmoid(alpha)), ``alpha = logits_1 - logits_0``. ``f`` is
+    called once on the ``2 n`` stacked one-hot samples; the value is their
+    mean and the gradient with respect to ``alpha_v`` is
+    ``coefficient(difference=f(b) - f(b_anti), u=u, b=b, b_anti=b_anti,
+    alpha=alpha)`` (per variable, broadcast over the variable axes).
     """
-    alpha, _ = binary_logit(work)
+    work = working(logits)
+    alpha, alpha_shift = binary_logit(work)
     flat = alpha.reshape(-1).shape[0]
     logistic = _rng.noise("logistic", (n_samples,), flat, seed, work.dtype, work.device,
                           stream=STREAM_BINARY).reshape(n_samples, *alpha.shape)
     b = (logistic < alpha).to(work.dtype)
     b_anti = (-logistic < alpha).to(work.dtype)
-    stacked = torch.stack([1 - torch.cat([b, b_anti]), torch.cat([b, b_anti])], -1)
-    return torch.sigmoid(logistic), b, b_anti, stacked
+    both = torch.cat([b, b_anti])
+    values = evaluate(f, torch.stack([1 - both, both], -1), logits)
+    f_b, f_anti = values.chunk(2, 0)
+    extra = b.dim() - f_b.dim()
+    difference = (f_b - f_anti).detach().reshape(*f_b.shape, *([1] * extra))
+    per_variable = coefficient(difference=difference, u=torch.sigmoid(logistic), b=b,
+                               b_anti=b_anti, alpha=alpha) * alpha_shift
+    surrogate = per_variable.reshape(n_samples, *f_b.shape[1:], -1).sum(-1)
+    return ((f_b + f_anti) / 2 + surrogate).mean(0)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from .. import _rng
-from ._common import antithetic_pair, binary_logit, evaluate, working
+from ._common import antithetic_estimate
 
 
 def arm(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, *, n_samples: int,
@@ -21,13 +21,9 @@ def arm(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, *, n_sa
     (category 1 is "on"); ``f`` is called once on ``2 n`` stacked samples and
     the value is the average over all of them.
     """
-    work = working(logits)
-    u, b, b_anti, stacked = antithetic_pair(work, n_samples, seed)
-    values = evaluate(f, stacked, logits)
-    f_b, f_anti = values.chunk(2, 0)
-    _, alpha_shift = binary_logit(work)
-    extra = u.dim() - f_b.dim()
-    difference = (f_anti - f_b).detach().reshape(*f_b.shape, *([1] * extra))
-    per_variable = difference * (u - 0.5) * alpha_shift
-    surrogate = per_variable.reshape(n_samples, *f_b.shape[1:], -1).sum(-1)
-    return ((f_b + f_anti) / 2 + surrogate).mean(0)
+    return antithetic_estimate(f, logits, n_samples, seed, _coefficient)
+
+
+def _coefficient(difference: torch.Tensor, u: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
+    """``(f(b_anti) - f(b)) (u - 1/2)``; ``difference`` is ``f(b) - f(b_anti)``."""
+    return -difference * (u - 0.5)

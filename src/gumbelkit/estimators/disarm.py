@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from .. import _rng
-from ._common import antithetic_pair, binary_logit, evaluate, working
+from ._common import antithetic_estimate
 
 
 def disarm(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, *, n_samples: int,
@@ -20,14 +20,11 @@ def disarm(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, *, n
     out given the antithetic pair, never more variant than ARM. Unbiased;
     ``logits`` must have K=2; ``f`` is called once on ``2 n`` stacked samples.
     """
-    work = working(logits)
-    _, b, b_anti, stacked = antithetic_pair(work, n_samples, seed)
-    values = evaluate(f, stacked, logits)
-    f_b, f_anti = values.chunk(2, 0)
-    alpha, alpha_shift = binary_logit(work)
-    extra = b.dim() - f_b.dim()
-    difference = (f_b - f_anti).detach().reshape(*f_b.shape, *([1] * extra))
-    weight = (1 - 2 * b_anti) * (b != b_anti).to(work.dtype) * torch.sigmoid(alpha.abs())
-    per_variable = 0.5 * difference * weight * alpha_shift
-    surrogate = per_variable.reshape(n_samples, *f_b.shape[1:], -1).sum(-1)
-    return ((f_b + f_anti) / 2 + surrogate).mean(0)
+    return antithetic_estimate(f, logits, n_samples, seed, _coefficient)
+
+
+def _coefficient(difference: torch.Tensor, b: torch.Tensor, b_anti: torch.Tensor,
+                 alpha: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
+    """``1/2 (f(b) - f(b_anti)) (-1)**b_anti 1[b != b_anti] sigmoid(|alpha|)``."""
+    return 0.5 * difference * (1 - 2 * b_anti) * (b != b_anti).to(b.dtype) \
+        * torch.sigmoid(alpha.abs())

@@ -118,5 +118,6 @@ def estimate(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, me
         allowed = ", ".join(entry.options) or "none"
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for method {method!r}; "
                          f"its options: {allowed}")
-    resolved = _rng.resolve_seed(seed, generator)
+    # exact draws nothing: it must not advance the global RNG either.
+    resolved = _rng.Seed(scalar=0) if method == "exact" else _rng.resolve_seed(seed, generator)
     return entry.fn(f, logits, n_samples=n_samples, tau=tau, seed=resolved, **options)

@@ -60,10 +60,15 @@ def relax_variance_loss(value: torch.Tensor, logits: torch.Tensor
     gradient and back-propagate the loss into the control's parameters only.
 
     Example:
-        >>> value = estimate(f, logits, "relax", control=net)          # doctest: +SKIP
-        >>> g, loss = relax_variance_loss(value, logits)               # doctest: +SKIP
-        >>> logits.grad = g.detach()                                   # doctest: +SKIP
-        >>> net_grads = torch.autograd.grad(loss, list(net.parameters()))  # doctest: +SKIP
+        >>> logits = torch.zeros(2, 3, requires_grad=True)        # 2 variables, K=3
+        >>> f = lambda z: (z * torch.arange(3.0)).sum((-1, -2))
+        >>> net = torch.nn.Linear(3, 1)
+        >>> control = lambda y: net(y).squeeze(-1).sum(-1)        # (m, 2, 3) -> (m,)
+        >>> value = gumbelkit.estimate(f, logits, "relax", n_samples=4, seed=0, control=control)
+        >>> g, loss = relax_variance_loss(value, logits)
+        >>> logits.grad = g.detach()                              # the estimator's gradient
+        >>> [p.shape for p in torch.autograd.grad(loss, list(net.parameters()))]
+        [torch.Size([1, 3]), torch.Size([1])]
     """
     (grad,) = torch.autograd.grad(value.sum(), logits, create_graph=True)
     return grad, grad.pow(2).sum()

@@ -1,0 +1,175 @@
+"""Pieces shared by the distributions: parameters, temperatures, noise, the sample cache
+and the support constraints that accept the distributions' own rounded samples."""
+
+from __future__ import annotations
+
+import torch
+from torch.distributions import constraints
+
+from .. import _rng
+from .._validate import (
+    Temperature,
+    check_broadcasts_to,
+    check_finite,
+    check_logits,
+        check_probs,
+    check_temperature,
+    check_unit_interval,
+)
+
+SeedLike = int | torch.Tensor | None
+ShapeLike = tuple[int, ...] | torch.Size
+
+
+def categorical_logits(probs: torch.Tensor | None, logits: torch.Tensor | None) -> torch.Tensor:
+    """Normalised logits (``logsumexp = 0`` along the last axis) from exactly one of the two.
+
+    ``-inf`` logits and zero probabilities are masked categories.
+    """
+    if (probs is None) == (logits is None):
+        raise ValueError("give exactly one of probs or logits")
+    if logits is not None:
+        check_logits(logits, -1)
+        return logits - logits.logsumexp(-1, keepdim=True)
+    check_probs(probs, -1)
+    return torch.log(probs / probs.sum(-1, keepdim=True))
+
+
+def binary_logits(probs: torch.Tensor | None, logits: torch.Tensor | None) -> torch.Tensor:
+    """Bernoulli logits from exactly one of finite ``logits`` or ``probs`` in (0, 1)."""
+    if (probs is None) == (logits is None):
+        raise ValueError("give exactly one of probs or logits")
+    if logits is not None:
+        check_finite(logits, "logits")
+        return logits
+    check_unit_interval(probs, "probs")
+    return torch.log(probs) - torch.log1p(-probs)
+
+
+def batch_temperature(temperature: Temperature, batch_shape: torch.Size,
+                      like: torch.Tensor) -> torch.Tensor:
+    """A temperature > 0 as a tensor expanded to ``batch_shape`` (noise dtype of ``like``).
+
+    A tensor temperature gives one temperature per batch element: it must
+    broadcast to the batch shape without enlarging it.
+    """
+    check_temperature(temperature, name="temperature")
+    dtype = _rng.noise_dtype(like.dtype)
+    if isinstance(temperature, torch.Tensor):
+        check_broadcasts_to(temperature.shape, tuple(batch_shape), "temperature",
+                            " (a per-row temperature has the batch shape, without a trailing "
+                            "size-1 category axis)")
+        return temperature.to(dtype=dtype, device=like.device).expand(batch_shape)
+    return torch.tensor(temperature, dtype=dtype, device=like.device).expand(batch_shape)
+
+
+def noise(kind: str, shape: torch.Size, seed: SeedLike, generator: torch.Generator | None,
+          like: torch.Tensor) -> torch.Tensor:
+    """Noise of ``shape`` (noise dtype): rows are the leading axes keyed by flat index,
+    columns the last axis, exactly as the functional ops lay it out for logits of that
+    shape (so a distribution and its functional op agree for the same seed)."""
+    grid = tuple(shape) if len(shape) > 0 else (1,)
+    resolved = _rng.resolve_seed(seed, generator)
+    out = _rng.noise(kind, grid[:-1], grid[-1], resolved, _rng.noise_dtype(like.dtype),
+                     like.device)
+    return out.reshape(shape)
+
+
+def divide_unmasked(perturbed: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """``perturbed / temperature`` with masked (``-inf``) entries kept at ``-inf`` and
+    out of the temperature's gradient (``d(-inf / tau)/d tau`` would be NaN)."""
+    masked = perturbed == -torch.inf
+    return torch.where(masked, -torch.inf, torch.where(masked, 0.0, perturbed) / temperature)
+
+
+def describe(name: str, **params: float | torch.Tensor) -> str:
+    """``Name(param=value, ...)``: a scalar value in full, a larger tensor by its shape."""
+    parts = []
+    for key, value in params.items():
+        if isinstance(value, torch.Tensor):
+            shown = f"{value.item():.6g}" if value.numel() == 1 else f"size {list(value.shape)}"
+            if value.numel() > 1 and bool((value == value.reshape(-1)[0]).all()):
+                shown = f"{value.reshape(-1)[0].item():.6g}"
+        else:
+            shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+        parts.append(f"{key}={shown}")
+    return f"{name}({', '.join(parts)})"
+
+
+class SampleCache:
+    """The last sample a distribution returned, with a companion tensor computed with it.
+
+    Relaxed samples round: a Concrete sample at temperature 0.01 has entries that
+    underflow to exactly 0, a Binary Concrete sample entries that round to exactly
+    0 or 1, and ``log(y)`` can no longer recover the density. ``rsample`` keeps the
+    unrounded log- or logit-sample here and ``log_prob`` uses it when it is given
+    that very sample again (like ``TransformedDistribution`` with ``cache_size=1``).
+    A value matches when it views the same memory with the same shape, strides,
+    dtype and version counter: the returned tensor, or ``.detach()`` of it, but
+    not a copy, and not after an in-place change.
+    """
+
+    def __init__(self) -> None:
+        self._sample: torch.Tensor | None = None
+        self._key: tuple | None = None
+        self._companion: torch.Tensor | None = None
+
+    @staticmethod
+    def _key_of(t: torch.Tensor) -> tuple:
+        return (t.data_ptr(), tuple(t.shape), t.stride(), t.storage_offset(), t.dtype,
+                t.device, t._version)
+
+    def remember(self, sample: torch.Tensor, companion: torch.Tensor) -> None:
+        self._sample, self._key, self._companion = sample, self._key_of(sample), companion
+
+    def lookup(self, value: torch.Tensor) -> torch.Tensor | None:
+        if self._sample is None or value.numel() == 0 or self._key_of(value) != self._key:
+            return None
+        return self._companion
+
+
+def _tolerance(value: torch.Tensor) -> float:
+    """Rounding allowance for a sum (or logsumexp) of ``K`` entries in ``value``'s dtype."""
+    return 8.0 * (value.shape[-1] + 1) * torch.finfo(value.dtype).eps
+
+
+class _Simplex(constraints.Constraint):
+    """Vectors with entries >= 0 summing to 1 within rounding (8 (K+1) eps of the dtype)."""
+
+    event_dim = 1
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        total = value.sum(-1)
+        return (value >= 0).all(-1) & ((total - 1).abs() <= _tolerance(value))
+
+
+class _LogSimplex(constraints.Constraint):
+    """Log-probability vectors: entries in [-inf, 0], logsumexp 0 within rounding."""
+
+    event_dim = 1
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        tol = _tolerance(value)
+        return (value <= tol).all(-1) & (value.logsumexp(-1).abs() <= tol)
+
+
+class _OrderedSubset(constraints.Constraint):
+    """``k`` distinct category indices in [0, K), in order."""
+
+    is_discrete = True
+    event_dim = 1
+
+    def __init__(self, n_categories: int) -> None:
+        self.n_categories = n_categories
+        super().__init__()
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        in_range = ((value >= 0) & (value < self.n_categories) & (value == value.floor())).all(-1)
+        ordered = value.sort(-1).values
+        distinct = (ordered[..., 1:] != ordered[..., :-1]).all(-1)
+        return in_range & distinct
+
+
+simplex = _Simplex()
+log_simplex = _LogSimplex()
+ordered_subset = _OrderedSubset

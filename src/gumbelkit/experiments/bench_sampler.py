@@ -1,0 +1,97 @@
+"""Benchmark the token sampler against the usual PyTorch pipelines (ratios, same process).
+
+Logits are Gaussian with standard deviation 3 (fixed seed), shape
+[batch, vocab]. Each method runs `--repeats` times, interleaved with the
+others, and the median wall time is reported with the speed-up of
+gumbelkit.sampling.sample over it. Nothing here is asserted.
+
+Example:
+    gumbelkit bench-sampler --batch 64 --vocab 128000 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+import gumbelkit
+from gumbelkit.sampling import sample
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", type=int, default=64, help="rows (default 64)")
+    parser.add_argument("--vocab", type=int, default=128_000, help="vocabulary (default 128000)")
+    parser.add_argument("--threads", type=int, default=2, help="torch and kernel threads (2)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per method (7)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the logits (default 0)")
+
+
+def _pipeline_filtered(x: torch.Tensor, t: float, k: int, p: float) -> torch.Tensor:
+    """The usual PyTorch pipeline: top-k mask, full sort for top-p, softmax, multinomial."""
+    z = x / t
+    z = z.masked_fill(z < torch.topk(z, k, -1).values[:, -1:], -math.inf)
+    zs, order = z.sort(-1, descending=True)
+    probs = zs.softmax(-1)
+    zs = zs.masked_fill(probs.cumsum(-1) - probs >= p, -math.inf)
+    z = torch.empty_like(z).scatter_(-1, order, zs)
+    return torch.multinomial(z.softmax(-1), 1)[:, 0]
+
+
+def _exponential_race(x: torch.Tensor, t: float) -> torch.Tensor:
+    probs = torch.softmax(x / t, -1)
+    return probs.div_(torch.empty_like(probs).exponential_()).argmax(-1)
+
+
+def _multinomial(x: torch.Tensor, t: float) -> torch.Tensor:
+    return torch.multinomial(torch.softmax(x / t, -1), 1)[:, 0]
+
+
+def _median_times(methods: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    for fn in methods.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("batch", "vocab", "threads", "repeats"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"gumbelkit bench-sampler: --{name} must be >= 1")
+    if args.vocab < 50:
+        raise SystemExit("gumbelkit bench-sampler: --vocab must be >= 50 (top-k 50)")
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.randn(args.batch, args.vocab, generator=gen) * 3.0
+    seeds = torch.arange(args.batch)
+    cases = {
+        "T=0.8, top-k 50, top-p 0.9": {
+            "torch topk+sort+softmax+multinomial": lambda: _pipeline_filtered(x, 0.8, 50, 0.9),
+            "gumbelkit.sampling.sample": lambda: sample(x, temperature=0.8, top_k=50, top_p=0.9,
+                                                        seed=seeds),
+        },
+        "T=0.8, no filter": {
+            "torch softmax / exponential_ argmax": lambda: _exponential_race(x, 0.8),
+            "torch softmax + multinomial": lambda: _multinomial(x, 0.8),
+            "gumbelkit.sampling.sample": lambda: sample(x, temperature=0.8, seed=seeds),
+        },
+    }
+    print(f"token sampler, logits [{args.batch}, {args.vocab}] float32 ~ N(0, 3^2), "
+          f"{args.threads} threads, median of {args.repeats} (backend: {gumbelkit.backend()})")
+    print(f"{'case':<28} {'method':<38} {'ms':>9} {'gumbelkit speed-up':>19}")
+    for case, methods in cases.items():
+        medians = _median_times(methods, args.repeats)
+        ours = medians["gumbelkit.sampling.sample"]
+        for name, seconds in medians.items():
+            ratio = "" if name.startswith("gumbelkit") else f"{seconds / ours:.1f}x"
+            print(f"{case:<28} {name:<38} {seconds * 1e3:>9.2f} {ratio:>19}")
+    return 0

@@ -1,0 +1,116 @@
+"""The sampler's per-row controls, validated and broadcast to one value per row.
+
+Every control is a Python scalar or a tensor of shape [B]. The result lives on
+the CPU (it is small) in the dtypes both sampler paths read: temperature
+float32 (0 = greedy), top_k int64 (0 = off), top_p float64 (1 = off),
+log(min_p) float64 (-inf = off), and every row's 64-bit seed and row key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from numbers import Real
+
+import torch
+
+from .. import _rng
+from .._validate import check_rows
+
+SeedArg = int | torch.Tensor | Sequence[int | None] | None
+PerRow = float | int | torch.Tensor | None
+
+MAX_POSITION = 2**31
+
+
+@dataclass(frozen=True)
+class Controls:
+    temperature: torch.Tensor
+    top_k: torch.Tensor
+    top_p: torch.Tensor
+    log_min_p: torch.Tensor
+    seeds: torch.Tensor
+    keys: torch.Tensor
+
+
+def _per_row(value: PerRow, name: str, rows: int, dtype: torch.dtype,
+             integer: bool = False) -> torch.Tensor:
+    """A scalar or a [rows] tensor as a [rows] CPU tensor of ``dtype``."""
+    if isinstance(value, torch.Tensor):
+        if integer and (value.dtype.is_floating_point or value.dtype.is_complex
+                        or value.dtype == torch.bool):
+            raise ValueError(f"{name} must have an integer dtype, got {value.dtype}")
+        if not integer and not value.dtype.is_floating_point:
+            value = value.to(torch.float64)
+        if value.dim() == 0:
+            value = value.reshape(1).expand(rows)
+        if tuple(value.shape) != (rows,):
+            raise ValueError(f"{name} must be a scalar or a tensor of shape [{rows}] (one value "
+                             f"per row), got shape {tuple(value.shape)}")
+        return value.detach().to("cpu", dtype)
+    if integer:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, an integer tensor or None, "
+                            f"got {type(value).__name__}")
+    elif isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, a tensor or None, "
+                        f"got {type(value).__name__}")
+    return torch.full((rows,), value, dtype=dtype)
+
+
+def _signed(word: int) -> int:
+    return word - 2**64 if word >= 2**63 else word
+
+
+def _seeds_and_keys(seed: SeedArg, generator: torch.Generator | None, rows: int,
+                    positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every row's (seed, row key).
+
+    A per-row seed (tensor entry or list entry) gives the row key = position,
+    so the row's noise depends on nothing else. Rows without their own seed
+    share one 64-bit seed (``seed=int``, else drawn from ``generator`` or the
+    global torch RNG) and are told apart by the key ``2**32 * position + row``.
+    """
+    batch_keys = (positions << 32) | torch.arange(rows, dtype=torch.int64)
+    if isinstance(seed, torch.Tensor):
+        if tuple(seed.shape) != (rows,):
+            raise ValueError(f"a seed tensor must have shape [{rows}] (one seed per row), got "
+                             f"shape {tuple(seed.shape)}")
+        return _rng.resolve_seed(seed).per_row.cpu(), positions
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != rows:
+            raise ValueError(f"a seed list must have one entry (int or None) per row: {rows}, "
+                             f"got {len(seed)}")
+        own = torch.tensor([s is not None for s in seed], dtype=torch.bool)
+        shared = 0 if bool(own.all()) else _rng.resolve_seed(None, generator).scalar
+        words = [_rng.resolve_seed(s).scalar if s is not None else shared for s in seed]
+        seeds = torch.tensor([_signed(w) for w in words], dtype=torch.int64)
+        return seeds, torch.where(own, positions, batch_keys)
+    shared = _rng.resolve_seed(seed, generator).scalar
+    return torch.full((rows,), _signed(shared), dtype=torch.int64), batch_keys
+
+
+def controls(rows: int, *, temperature: PerRow, top_k: PerRow, top_p: PerRow, min_p: PerRow,
+             seed: SeedArg, positions: PerRow, generator: torch.Generator | None) -> Controls:
+    """Validate every control (``ValueError`` naming the row) and broadcast it to [rows]."""
+    t64 = _per_row(temperature, "temperature", rows, torch.float64)
+    check_rows(t64, torch.isfinite(t64) & (t64 >= 0), "temperature",
+               ">= 0 and finite (0 means greedy)")
+    t32 = t64.to(torch.float32)
+    check_rows(t64, torch.isfinite(t32) & ((t32 > 0) | (t64 == 0)), "temperature",
+               "representable in float32 (between 1.2e-38 and 3.4e38, or 0)")
+    k = torch.zeros(rows, dtype=torch.int64) if top_k is None else \
+        _per_row(top_k, "top_k", rows, torch.int64, integer=True).clamp(min=0)
+    p = torch.ones(rows, dtype=torch.float64) if top_p is None else \
+        _per_row(top_p, "top_p", rows, torch.float64)
+    check_rows(p, (p > 0) & (p <= 1), "top_p", "in (0, 1] (1 switches the filter off)")
+    mp = torch.zeros(rows, dtype=torch.float64) if min_p is None else \
+        _per_row(min_p, "min_p", rows, torch.float64)
+    check_rows(mp, (mp >= 0) & (mp <= 1), "min_p", "in [0, 1] (0 switches the filter off)")
+    pos = torch.zeros(rows, dtype=torch.int64) if positions is None else \
+        _per_row(positions, "positions", rows, torch.int64, integer=True)
+    check_rows(pos, (pos >= 0) & (pos < MAX_POSITION), "positions", f"in [0, {MAX_POSITION})")
+    seeds, keys = _seeds_and_keys(seed, generator, rows, pos)
+    log_min_p = torch.where(mp > 0, torch.log(mp), -math.inf)
+    return Controls(t32, k, p, log_min_p, seeds, keys)

@@ -1,0 +1,54 @@
+"""Shared pieces of the sampler tests: both paths, and an independent reference."""
+
+import numpy as np
+import pytest
+import torch
+
+from gumbelkit.sampling import _kernel, sampler
+
+FUSED_BUILT = _kernel.available(torch.zeros(1, 1))
+
+
+@pytest.fixture(params=["fused", "pytorch"])
+def path(request, monkeypatch):
+    """Run the public functions on one path: the fused CPU kernel or pure PyTorch."""
+    if request.param == "fused":
+        if not FUSED_BUILT:
+            pytest.skip("fused kernels not built")
+    else:
+        monkeypatch.setattr(sampler._kernel, "available", lambda x: False)
+    return request.param
+
+
+def filtered_probs(logits, temperature=1.0, top_k=None, top_p=None, min_p=None):
+    """The filtered, renormalised distribution, written from the definitions (float64)."""
+    x = np.asarray(logits, dtype=np.float64)
+    if temperature == 0:
+        top = x == x.max()
+        return top / top.sum()
+    z = x / temperature
+    keep = np.isfinite(z)
+    if top_k is not None and 0 < top_k < len(z):
+        keep &= z >= np.sort(z)[::-1][top_k - 1]
+    w = np.where(keep, np.exp(z - z[keep].max()), 0.0)
+    if top_p is not None and top_p < 1:
+        q = w / w.sum()
+        keep &= np.array([q[keep & (z > zi)].sum() < top_p for zi in z])
+    if min_p is not None:
+        keep &= w >= min_p * w[keep].max()
+    w = np.where(keep, w, 0.0)
+    return w / w.sum()
+
+
+@pytest.fixture
+def reference():
+    return filtered_probs
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Small tensor ops run faster on one thread on a shared machine; restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,27 @@
+"""The bench-sampler command runs end to end on a tiny problem (timings are never asserted)."""
+
+import pytest
+
+import gumbelkit
+from gumbelkit.cli import main
+
+
+def test_bench_sampler_prints_its_table(capsys):
+    assert main(["bench-sampler", "--batch", "3", "--vocab", "64", "--repeats", "1",
+                 "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("token sampler, logits [3, 64] float32")
+    assert sum("gumbelkit.sampling.sample" in line for line in lines) == 2
+    assert sum(line.rstrip().endswith("x") for line in lines) == 3
+
+
+def test_bench_sampler_rejects_bad_sizes():
+    with pytest.raises(SystemExit, match="--vocab must be >= 50"):
+        main(["bench-sampler", "--vocab", "10"])
+    with pytest.raises(SystemExit, match="--batch must be >= 1"):
+        main(["bench-sampler", "--batch", "0"])
+
+
+def test_public_exports():
+    assert "sampling" in gumbelkit.__all__
+    assert gumbelkit.sampling.__all__ == ["SamplerOutput", "sample", "sample_without_replacement"]

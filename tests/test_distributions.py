@@ -1,0 +1,351 @@
+"""Registry-driven tests shared by every distribution in gumbelkit.distributions.
+
+Adding a distribution means adding one ``Example`` to ``REGISTRY``: it then gets
+shape and ``expand`` semantics, gradcheck of ``log_prob`` and ``rsample`` in
+float64, finite ``log_prob`` on its own samples (with ``validate_args=True``)
+over tau in {0.01, 0.1, 1, 5} and K up to 10,000, reproducibility under
+``seed=``/``generator=``, per-row temperatures and bad-parameter errors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+import gumbelkit
+from gumbelkit.distributions import (
+    BinaryConcrete,
+    Concrete,
+    ExpConcrete,
+    GumbelTopK,
+    HardConcrete,
+    LogitBinaryConcrete,
+    StraightThrough,
+)
+
+TAUS = (0.01, 0.1, 1.0, 5.0)
+TOPK = 2
+
+
+@dataclass(frozen=True)
+class Example:
+    """One distribution family.
+
+    ``build(temperature, logits, validate_args)`` makes the distribution;
+    ``logits`` has shape ``batch + (K,)``; for elementwise families (event shape
+    ``()``) the last axis is one more batch axis.
+    """
+
+    name: str
+    build: Callable[..., torch.distributions.Distribution]
+    event: Callable[[int], tuple[int, ...]]
+    pathwise: bool = True          # rsample's gradient is the derivative of its value
+    temperature: bool = True       # has a temperature parameter
+    per_row_seed: bool = True      # rows of the batch are rows of the noise grid
+    finite_samples: int = 100_000  # own samples per temperature in the finiteness test
+    functional: Callable[..., torch.Tensor] | None = None
+    bad: tuple[tuple[Callable[[], object], str], ...] = field(default=())
+
+
+def categorical(k: int) -> tuple[int, ...]:
+    return (k,)
+
+
+def elementwise(k: int) -> tuple[int, ...]:
+    return ()
+
+
+def _topk_event(k: int) -> tuple[int, ...]:
+    return (TOPK,)
+
+
+L3 = torch.tensor([0.3, -1.0, 2.0])
+NAN3 = torch.tensor([0.3, math.nan, 2.0])
+
+CATEGORICAL_BAD = (
+    (0.0, "temperature must be > 0"),
+    (-1.0, "temperature must be > 0"),
+    (math.inf, "temperature must be > 0"),
+)
+
+
+def _bad_for(cls, binary: bool = False):
+    cases = [(lambda c=cls, t=t: c(t, logits=L3), msg) for t, msg in CATEGORICAL_BAD]
+    cases += [
+        (lambda c=cls: c(torch.tensor([1.0, -0.5, 1.0]), logits=L3), "temperature must be > 0"),
+        (lambda c=cls: c(0.5, logits=NAN3), "(?i)nan"),
+        (lambda c=cls: c(0.5, logits=L3, probs=L3.softmax(-1)), "exactly one of probs or logits"),
+        (lambda c=cls: c(0.5), "exactly one of probs or logits"),
+    ]
+    if binary:
+        cases += [(lambda c=cls: c(0.5, logits=torch.tensor([0.0, math.inf])), "finite"),
+                  (lambda c=cls: c(0.5, probs=torch.tensor([0.5, 1.0])),
+                   r"probs must lie in \(0, 1\)")]
+    else:
+        cases += [(lambda c=cls: c(torch.ones(3, 1), logits=torch.zeros(3, 4)),
+                   "does not broadcast to the batch shape"),
+                  (lambda c=cls: c(0.5, probs=torch.tensor([0.5, -0.1, 0.6])), "probs must be")]
+    return tuple(cases)
+
+
+def _hard_concrete_bad():
+    return (
+        (lambda: HardConcrete(L3, temperature=0.0), "temperature must be > 0"),
+        (lambda: HardConcrete(NAN3), "finite everywhere, got nan"),
+        (lambda: HardConcrete(L3, gamma=0.0), "gamma must be a finite number < 0"),
+        (lambda: HardConcrete(L3, gamma=0.1), "gamma must be a finite number < 0"),
+        (lambda: HardConcrete(L3, zeta=1.0), "zeta must be a finite number > 1"),
+        (lambda: HardConcrete(L3, zeta=math.nan), "zeta must be a finite number > 1"),
+    )
+
+
+def _topk_bad():
+    return (
+        (lambda: GumbelTopK(L3, k=4), r"k must lie in \[1, 3\], got 4"),
+        (lambda: GumbelTopK(L3, k=0), r"k must lie in \[1, 3\], got 0"),
+        (lambda: GumbelTopK(NAN3, k=1), "NaN"),
+        (lambda: GumbelTopK(torch.tensor([0.0, -math.inf, 1.0]), k=3), "exceeds the 2 unmasked"),
+    )
+
+
+def _expanded(tau, logits):
+    if isinstance(tau, torch.Tensor):
+        return tau.expand(logits.shape[:-1]).unsqueeze(-1)
+    return tau
+
+
+REGISTRY = (
+    Example("Concrete", lambda t, l, v=None: Concrete(t, logits=l, validate_args=v), categorical,
+            functional=lambda t, l, seed: gumbelkit.gumbel_softmax(l, _expanded(t, l), seed=seed),
+            bad=_bad_for(Concrete)),
+    Example("ExpConcrete", lambda t, l, v=None: ExpConcrete(t, logits=l, validate_args=v),
+            categorical,
+            functional=lambda t, l, seed: gumbelkit.gumbel_softmax(
+                l, _expanded(t, l), seed=seed).log(),
+            bad=_bad_for(ExpConcrete)),
+    Example("BinaryConcrete", lambda t, l, v=None: BinaryConcrete(t, logits=l, validate_args=v),
+            elementwise, per_row_seed=False,
+            functional=lambda t, l, seed: gumbelkit.binary_concrete(l, t, seed=seed),
+            bad=_bad_for(BinaryConcrete, binary=True)),
+    Example("LogitBinaryConcrete",
+            lambda t, l, v=None: LogitBinaryConcrete(t, logits=l, validate_args=v),
+            elementwise, per_row_seed=False,
+            functional=lambda t, l, seed: torch.logit(gumbelkit.binary_concrete(l, t, seed=seed)),
+            bad=_bad_for(LogitBinaryConcrete, binary=True)),
+    Example("HardConcrete",
+            lambda t, l, v=None: HardConcrete(l, temperature=t, validate_args=v),
+            elementwise, per_row_seed=False,
+            functional=lambda t, l, seed: gumbelkit.hard_concrete(l, t, seed=seed),
+            bad=_hard_concrete_bad()),
+    Example("StraightThrough(Concrete)",
+            lambda t, l, v=None: StraightThrough(Concrete(t, logits=l), validate_args=v),
+            categorical, pathwise=False, finite_samples=20_000,
+            functional=lambda t, l, seed: gumbelkit.gumbel_softmax(l, _expanded(t, l), hard=True,
+                                                                   seed=seed)),
+    Example("StraightThrough(BinaryConcrete)",
+            lambda t, l, v=None: StraightThrough(BinaryConcrete(t, logits=l), validate_args=v),
+            elementwise, pathwise=False, per_row_seed=False, finite_samples=20_000,
+            functional=lambda t, l, seed: gumbelkit.binary_concrete(l, t, hard=True, seed=seed)),
+    Example("GumbelTopK", lambda t, l, v=None: GumbelTopK(l, k=TOPK, validate_args=v),
+            _topk_event, pathwise=False, temperature=False, finite_samples=20_000,
+            functional=lambda t, l, seed: gumbelkit.gumbel_topk(l, TOPK, seed=seed),
+            bad=_topk_bad()),
+)
+IDS = [e.name for e in REGISTRY]
+
+
+def logits_for(shape, dtype=torch.float32, seed=0, scale=2.0):
+    g = torch.Generator().manual_seed(seed)
+    return (scale * torch.randn(shape, generator=g, dtype=torch.float64)).to(dtype)
+
+
+def batch_of(example: Example, logits: torch.Tensor) -> tuple[int, ...]:
+    return tuple(logits.shape[:-1]) if example.event(1) else tuple(logits.shape)
+
+
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+@pytest.mark.parametrize("sample_shape", [(), (5,), (2, 3)])
+def test_shapes(example, sample_shape):
+    logits = logits_for((2, 3, 4))
+    d = example.build(0.7, logits)
+    batch = batch_of(example, logits)
+    event = example.event(4)
+    assert d.batch_shape == batch and d.event_shape == event
+    s = d.sample(sample_shape, seed=0)
+    assert s.shape == sample_shape + batch + event
+    assert d.log_prob(s).shape == sample_shape + batch
+    if d.has_rsample:
+        r = d.rsample(sample_shape, seed=0)
+        assert r.shape == s.shape and torch.equal(r, s)
+
+
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+def test_expand(example):
+    logits = logits_for((3, 4))
+    d = example.build(0.7, logits)
+    e = d.expand((5,) + d.batch_shape)
+    assert type(e) is type(d) and e.batch_shape == (5,) + d.batch_shape
+    s = e.sample(seed=1)
+    assert s.shape == (5,) + d.batch_shape + d.event_shape
+    assert e.log_prob(s).shape == (5,) + d.batch_shape
+    # an expanded batch is keyed like a sample_shape: the same rows, the same noise
+    assert torch.equal(s, d.sample((5,), seed=1))
+    assert type(d).__name__.split("(")[0] in repr(e)
+
+
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_dtypes(example, dtype):
+    """Samples and log_prob keep the logits' dtype (noise and math in float32 or wider)."""
+    d = example.build(0.1, logits_for((3, 4), dtype))
+    s = d.sample((5,), seed=0)
+    assert s.dtype == (dtype if d.has_rsample else torch.int64)
+    log_p = d.log_prob(s)
+    assert log_p.dtype == dtype and bool(log_p.isfinite().all())
+
+
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+def test_reproducible(example):
+    d = example.build(0.5, logits_for((3, 4)))
+    a = d.sample((4,), seed=7)
+    assert torch.equal(a, d.sample((4,), seed=7))
+    assert not torch.equal(a, d.sample((4,), seed=8))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(d.sample((4,), generator=g1), d.sample((4,), generator=g2))
+    torch.manual_seed(11)
+    b = d.sample((4,))
+    torch.manual_seed(11)
+    assert torch.equal(b, d.sample((4,)))
+
+
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+def test_matches_functional_op(example):
+    """Sampling goes through the noise core: the same seed gives the functional op's draw."""
+    logits = logits_for((3, 4))
+    tau = torch.tensor([0.4, 1.0, 2.5]) if example.event(1) else torch.full((3, 4), 0.6)
+    d = example.build(tau, logits)
+    s = d.sample((2,), seed=5)
+    expanded = logits.expand((2,) + logits.shape)
+    expected = example.functional(tau, expanded, 5)
+    if s.dtype.is_floating_point:
+        torch.testing.assert_close(s, expected, rtol=1e-5, atol=1e-6)
+    else:
+        assert torch.equal(s, expected)
+
+
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+def test_gradcheck_log_prob(example):
+    logits = logits_for((2, 3), torch.float64, seed=1).requires_grad_()
+    tau = torch.tensor([0.7, 1.9], dtype=torch.float64) if example.event(1) \
+        else torch.full((2, 3), 0.8, dtype=torch.float64)
+    tau.requires_grad_(example.temperature)
+    reference = example.build(tau.detach(), logits.detach())
+    value = reference.sample((2,), seed=2)
+    if isinstance(reference, HardConcrete):
+        value[0, 0, :2] = torch.tensor([0.0, 1.0], dtype=value.dtype)
+
+    def log_prob(l, t):
+        d = example.build(t, l)
+        if isinstance(d, StraightThrough):
+            return d.log_prob(d.rsample((2,), seed=2))
+        return d.log_prob(value)
+
+    assert torch.autograd.gradcheck(log_prob, (logits, tau))
+
+
+@pytest.mark.parametrize("example", [e for e in REGISTRY if e.pathwise], ids=lambda e: e.name)
+def test_gradcheck_rsample(example):
+    logits = logits_for((2, 3), torch.float64, seed=3).requires_grad_()
+    tau = (torch.tensor([0.7, 1.9], dtype=torch.float64) if example.event(1)
+           else torch.full((2, 3), 0.8, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda l, t: example.build(t, l).rsample((2,), seed=4),
+                                    (logits, tau))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+@pytest.mark.parametrize("many, n_categories", [(True, 2), (False, 10_000)])
+def test_log_prob_finite_on_own_samples(example, many, n_categories):
+    """One distribution per temperature row: tau in {0.01, 0.1, 1, 5} as a per-row tensor.
+
+    ``example.finite_samples`` samples of every row (100,000; 20,000 for the
+    wrappers whose log_prob is their base's and for the temperature-free
+    GumbelTopK) at K = 2, and 5 samples of every row at K = 10,000; elementwise
+    families draw the same number of gates per temperature as 1/4 as many
+    samples of 4 gates, and 5 samples of 10,000 gates. All with
+    ``validate_args=True``, so the support check must accept them.
+    """
+    n_samples = example.finite_samples if many else 5
+    tau = torch.tensor(TAUS)
+    width = n_categories
+    if not example.event(1) and many:  # 4 gates per row: a quarter of the draws, same count
+        width, n_samples = 4, n_samples // 4
+    logits = logits_for((len(TAUS), width), scale=3.0)
+    if not example.event(1):
+        tau = tau.unsqueeze(-1).expand(logits.shape)
+    d = example.build(tau, logits, True)
+    s = d.sample((n_samples,), seed=12)
+    log_p = d.log_prob(s)
+    assert log_p.shape == (n_samples,) + d.batch_shape
+    assert bool(log_p.isfinite().all()), f"{int((~log_p.isfinite()).sum())} non-finite"
+
+
+@pytest.mark.parametrize("example", [e for e in REGISTRY if e.temperature], ids=lambda e: e.name)
+def test_per_row_temperature(example):
+    """A batch with per-row temperatures scores like one distribution per row."""
+    taus = (0.3, 1.0, 2.0)
+    logits = logits_for((3, 4), torch.float64, seed=5)
+    tau = torch.tensor(taus, dtype=torch.float64)
+    if not example.event(1):
+        tau = tau.unsqueeze(-1).expand(3, 4)
+    d = example.build(tau, logits)
+    if isinstance(d, StraightThrough):
+        value = d.rsample((6,), seed=9)
+        soft = d.base_dist.rsample((6,), seed=9)
+        log_p = d.log_prob(value)
+        d = d.base_dist
+        value = soft
+        torch.testing.assert_close(log_p, d.log_prob(soft))
+    else:
+        value = d.sample((6,), seed=9)
+        log_p = d.log_prob(value)
+    assert log_p.shape == (6,) + d.batch_shape
+    for i, t in enumerate(taus):
+        row = example.build(t, logits[i])
+        base = row.base_dist if isinstance(row, StraightThrough) else row
+        torch.testing.assert_close(log_p[:, i], base.log_prob(value[:, i]))
+
+
+@pytest.mark.parametrize("example", [e for e in REGISTRY if e.per_row_seed], ids=lambda e: e.name)
+def test_per_row_seed_batch_invariance(example):
+    """With one seed per row, a row's sample depends on its own seed only."""
+    logits = logits_for((3, 5))
+    tau = torch.tensor([0.3, 1.0, 2.0])
+    seeds = torch.tensor([101, 202, 303])
+    batch = example.build(tau, logits).sample(seed=seeds)
+    for i in range(3):
+        alone = example.build(float(tau[i]), logits[i]).sample(seed=seeds[i])
+        assert torch.equal(batch[i], alone)
+
+
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+def test_bad_parameters(example):
+    for make, message in example.bad:
+        with pytest.raises(ValueError, match=message):
+            make()
+
+
+@pytest.mark.parametrize("module", ["concrete", "exp_concrete", "binary_concrete",
+                                    "logit_binary_concrete", "hard_concrete", "straight_through",
+                                    "gumbel_topk"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"gumbelkit.distributions.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
