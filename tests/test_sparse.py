@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gumbelkit
-from gumbelkit import sparse
+from gumbelkit import _rng, sparse
 from gumbelkit.sparse import sparse_gumbel_softmax, sparse_to_dense
 
 SEEDS = [7, torch.arange(12).reshape(3, 4) * 1000 + 5]
@@ -43,6 +43,36 @@ def test_k_equal_v_along_another_dim(dim):
     idx, w = sparse_gumbel_softmax(logits, n, tau, dim=dim, seed=3)
     assert idx.shape == w.shape == logits.shape
     assert torch.equal(sparse_to_dense(idx, w, n, dim=dim), dense)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("dim", [0, -1])
+@pytest.mark.parametrize("seed", SEEDS, ids=["int seed", "per-row seeds"])
+def test_truncated_path_with_nothing_dropped_is_the_dense_relaxation(hard, dim, seed):
+    """The O(k) code itself, run with k = V, against the dense op (same noise)."""
+    logits = torch.randn(3, 4, 37, generator=torch.Generator().manual_seed(5),
+                         dtype=torch.float64)
+    logits[1, 2, 3] = -math.inf
+    logits = logits.movedim(-1, dim).contiguous().requires_grad_(True)
+    dense = gumbelkit.gumbel_softmax(logits, 0.7, hard, dim, seed=seed)
+    idx, w = sparse._truncated(logits, 37, 0.7, hard, dim % 3, _rng.resolve_seed(seed))
+    sparse_dense = sparse_to_dense(idx, w, 37, dim=dim)
+    if hard:
+        assert torch.equal(sparse_dense, dense)
+    torch.testing.assert_close(sparse_dense, dense, rtol=1e-12, atol=1e-15)
+    probe = torch.randn(dense.shape, dtype=torch.float64)
+    (g_dense,) = torch.autograd.grad((dense * probe).sum(), logits)
+    (g_sparse,) = torch.autograd.grad((sparse_dense * probe).sum(), logits)
+    torch.testing.assert_close(g_sparse, g_dense, rtol=1e-10, atol=1e-12)
+
+
+def test_masked_kept_categories_give_no_nan_to_a_learned_temperature():
+    logits = torch.tensor([[0.0, -math.inf, 1.0, -math.inf, 2.0]], requires_grad=True)
+    tau = torch.tensor([[0.5]], requires_grad=True)
+    idx, w = sparse_gumbel_softmax(logits, 4, tau, seed=0)
+    (w * torch.arange(4.0)).sum().backward()
+    assert torch.isfinite(tau.grad).all() and tau.grad != 0
+    assert torch.isfinite(logits.grad).all()
 
 
 def test_top_weight_is_the_gumbel_max_sample_and_others_are_the_largest():

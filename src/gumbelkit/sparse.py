@@ -10,11 +10,13 @@ whole batch at once.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import _rng
 from ._validate import Temperature, check_int_range, check_logits, check_temperature
-from .functional import _StraightThrough
+from .functional import _StraightThrough, gumbel_softmax
 
 __all__ = ["sparse_gumbel_softmax"]
 
@@ -67,9 +69,10 @@ def sparse_gumbel_softmax(logits: torch.Tensor, k: int, tau: Temperature = 1.0,
     ``softmax(logits)`` (the one :func:`gumbelkit.gumbel_max` draws with the
     same seed); the categories left out carry the smallest relaxed weights, so
     the result is the dense sample with its ``V - k`` smallest entries dropped
-    and the rest renormalised. With ``k = V`` the weights, scattered back to
-    ``V`` columns, equal the dense ``gumbel_softmax`` bit for bit (values and
-    gradients). Memory is O(k) per position for the output and for autograd.
+    and the rest renormalised. With ``k = V`` nothing is dropped and the
+    result is the dense ``gumbel_softmax`` itself (bit for bit, values and
+    gradients) with ``indices = 0..V-1``. For ``k < V`` memory is O(k) per
+    position for the output and for autograd.
     Gradients reach ``logits`` at the selected categories. This is the
     top-k truncation of the Concrete relaxation (Jang et al. 2017; Maddison
     et al. 2017) used to feed tokens of a large vocabulary into an embedding.
@@ -103,11 +106,25 @@ def sparse_gumbel_softmax(logits: torch.Tensor, k: int, tau: Temperature = 1.0,
         True
     """
     dim = check_logits(logits, dim)
-    check_int_range(k, "k", 1, logits.shape[dim])
+    n_categories = logits.shape[dim]
+    check_int_range(k, "k", 1, n_categories)
     tau = check_temperature(tau, logits, dim)
+    if k == n_categories:
+        # Nothing to drop: the dense op itself, so the two agree bit for bit on every code
+        # path (its fused kernel sums the softmax in its own order).
+        weights = gumbel_softmax(logits, tau, hard, dim, seed=seed, generator=generator)
+        shape = [1] * logits.dim()
+        shape[dim] = n_categories
+        indices = torch.arange(n_categories, device=logits.device).reshape(shape)
+        return indices.expand(logits.shape).contiguous(), weights
+    return _truncated(logits, k, tau, hard, dim, _rng.resolve_seed(seed, generator))
+
+
+def _truncated(logits: torch.Tensor, k: int, tau: Temperature, hard: bool, dim: int,
+               seed: _rng.Seed) -> tuple[torch.Tensor, torch.Tensor]:
+    """The O(k) path of :func:`sparse_gumbel_softmax` (arguments already checked)."""
     moved = logits.movedim(dim, -1)
-    resolved = _rng.resolve_seed(seed, generator)
-    indices, noise_at = _top_k_perturbed(moved.detach(), k, resolved)
+    indices, noise_at = _top_k_perturbed(moved.detach(), k, seed)
     # index_select on the flat logits saves only the index for backward (gather would keep
     # the whole [..., V] logits alive until the backward pass).
     n_cols = moved.shape[-1]
@@ -118,15 +135,16 @@ def sparse_gumbel_softmax(logits: torch.Tensor, k: int, tau: Temperature = 1.0,
     if isinstance(tau, torch.Tensor):
         tau = tau.reshape((1,) * (logits.dim() - tau.dim()) + tuple(tau.shape))
         tau = tau.movedim(dim, -1).to(perturbed.dtype)
-    # Back on ``dim`` before the softmax, so that k = V runs the very same kernel as the
-    # dense path (a softmax along another axis may sum in another order).
-    scores = (perturbed / tau).movedim(-1, dim)
-    weights = torch.softmax(scores, dim=dim)
+    # Masked categories (kept only in rows with fewer than k unmasked ones) stay -inf
+    # without -inf / tau, whose derivative in tau is NaN.
+    masked = perturbed == -math.inf
+    scores = (perturbed.masked_fill(masked, 0.0) / tau).masked_fill(masked, -math.inf)
+    weights = torch.softmax(scores, dim=-1)
     if hard:
-        winner = perturbed.detach().argmax(-1, keepdim=True).movedim(-1, dim)
-        one_hot = torch.zeros_like(weights).scatter_(dim, winner, 1.0)
+        winner = perturbed.detach().argmax(-1, keepdim=True)
+        one_hot = torch.zeros_like(weights).scatter_(-1, winner, 1.0)
         weights = _StraightThrough.apply(weights, one_hot)
-    return indices.movedim(-1, dim), weights.to(logits.dtype)
+    return indices.movedim(-1, dim), weights.to(logits.dtype).movedim(-1, dim)
 
 
 def sparse_to_dense(indices: torch.Tensor, weights: torch.Tensor, n_categories: int,
