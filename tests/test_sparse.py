@@ -10,6 +10,7 @@ import torch
 
 import gumbelkit
 from gumbelkit import _rng, sparse
+from gumbelkit.kernels import library
 from gumbelkit.sparse import sparse_gumbel_softmax, sparse_to_dense
 
 SEEDS = [7, torch.arange(12).reshape(3, 4) * 1000 + 5]
@@ -180,3 +181,15 @@ def test_bad_logits():
 def test_sparse_to_dense_checks_shapes():
     with pytest.raises(ValueError, match="same shape"):
         sparse_to_dense(torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 4), 5)
+
+
+@pytest.mark.skipif(library() is None, reason="fused kernels not built")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_c_noise_fill_and_pytorch_noise_give_the_same_result(dtype, monkeypatch):
+    logits = torch.randn(3, 5, 301, dtype=dtype)
+    seeds = [12345, torch.arange(15).reshape(3, 5) * 7]
+    fused = [sparse_gumbel_softmax(logits, 9, 0.5, seed=s) for s in seeds]
+    monkeypatch.setattr(sparse, "library", lambda: None)
+    reference = [sparse_gumbel_softmax(logits, 9, 0.5, seed=s) for s in seeds]
+    for (i1, w1), (i2, w2) in zip(fused, reference):
+        assert torch.equal(i1, i2) and torch.equal(w1, w2)

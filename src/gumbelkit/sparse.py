@@ -17,6 +17,7 @@ import torch
 from . import _rng
 from ._validate import Temperature, check_int_range, check_logits, check_temperature
 from .functional import _StraightThrough, gumbel_softmax
+from .kernels._lib import KINDS, library
 
 __all__ = ["sparse_gumbel_softmax"]
 
@@ -24,6 +25,26 @@ SeedLike = int | torch.Tensor | None
 
 # Rows of noise drawn at once: chunk_rows * V stays near this many elements.
 CHUNK_ELEMENTS = 1 << 21
+
+
+def _gumbel_rows(seeds: torch.Tensor, keys: torch.Tensor, n_cols: int, dtype: torch.dtype,
+                 device: torch.device) -> torch.Tensor:
+    """Gumbel noise [rows, n_cols] for rows with the given 64-bit seeds and row keys.
+
+    On CPU with the compiled kernels this is the C block fill
+    (``gk_noise_fill``), bit-identical to :func:`gumbelkit._rng.noise`, which
+    is used otherwise.
+    """
+    lib = library() if device.type == "cpu" else None
+    if lib is None:
+        return _rng.noise("gumbel", (seeds.shape[0],), n_cols, _rng.Seed(per_row=seeds), dtype,
+                          device, row_keys=keys)
+    out = torch.empty(seeds.shape[0], n_cols, dtype=dtype)
+    fill = lib.gk_noise_fill_f32 if dtype == torch.float32 else lib.gk_noise_fill_f64
+    seeds, keys = seeds.contiguous(), keys.contiguous()
+    fill(out.data_ptr(), seeds.data_ptr(), keys.data_ptr(), seeds.shape[0], n_cols, 0,
+         KINDS["gumbel"])
+    return out
 
 
 def _top_k_perturbed(logits: torch.Tensor, k: int, seed: _rng.Seed
@@ -45,8 +66,7 @@ def _top_k_perturbed(logits: torch.Tensor, k: int, seed: _rng.Seed
     step = max(1, CHUNK_ELEMENTS // max(n_cols, 1))
     for start in range(0, rows, step):
         stop = min(rows, start + step)
-        g = _rng.noise("gumbel", (stop - start,), n_cols, _rng.Seed(per_row=seeds[start:stop]),
-                       dtype, logits.device, row_keys=keys[start:stop])
+        g = _gumbel_rows(seeds[start:stop], keys[start:stop], n_cols, dtype, logits.device)
         perturbed = flat[start:stop].to(dtype) + g
         top = perturbed.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values
         indices[start:stop] = top
