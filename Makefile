@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard src/gumbelkit/kernels/csrc/*)
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m gumbelkit demo
+	$(PY) -m gumbelkit compare
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

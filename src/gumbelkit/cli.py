@@ -14,6 +14,10 @@ import sys
 # name -> module implementing it; adding a command is adding one entry.
 COMMANDS: dict[str, str] = {
     "demo": "gumbelkit.experiments.demo",
+    "vae": "gumbelkit.experiments.vae",
+    "compare": "gumbelkit.experiments.compare",
+    "speed": "gumbelkit.experiments.speed",
+    "doctor": "gumbelkit.experiments.doctor",
     "estimators": "gumbelkit.experiments.estimators_table",
     "bench-sampler": "gumbelkit.experiments.bench_sampler",
 }
@@ -21,6 +25,10 @@ COMMANDS: dict[str, str] = {
 # (name, first docstring line) without importing the heavy modules.
 SUMMARIES: dict[str, str] = {
     "demo": "a short, honest demonstration of Gumbel-max and Gumbel-Softmax",
+    "vae": "train a categorical VAE with one gradient estimator and write a report",
+    "compare": "train the VAE with several estimators and seeds; one table and report",
+    "speed": "time Gumbel-Softmax against exact marginalization (K = 10, 100)",
+    "doctor": "check this installation: sampling, gradients, numerics, fused kernel",
     "estimators": "measure every gradient estimator against the exact gradient (markdown table)",
     "bench-sampler": "benchmark the token sampler against the usual PyTorch pipelines",
 }

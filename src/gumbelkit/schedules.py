@@ -189,7 +189,7 @@ class Cosine(Schedule):
 
 
 _SPEC_HELP = ("a number or one of linear:MAX:MIN:STEPS, exp:MAX:MIN:STEPS, cos:MAX:MIN:STEPS, "
-              "jang:TAU0:MIN:RATE:EVERY, step:0=TAU,STEP=TAU,...")
+              "jang:TAU0:MIN:RATE:EVERY (also exp:TAU0:MIN:RATE:EVERY), step:0=TAU,STEP=TAU,...")
 
 _BY_NAME: dict[str, type[Schedule]] = {
     "const": Constant, "linear": Linear, "exp": Exponential, "cos": Cosine,
@@ -202,7 +202,8 @@ def parse_schedule(text: str) -> Schedule:
 
     ``"1.0"`` -> ``Constant(1.0)``; ``"linear:1.0:0.5:10000"``, ``"exp:1.0:0.5:10000"``
     and ``"cos:1.0:0.5:10000"`` -> (tau_max, tau_min, steps);
-    ``"jang:1.0:0.5:3e-5:1000"`` -> ``ExponentialEvery(tau0, tau_min, rate, every)``;
+    ``"jang:1.0:0.5:3e-5:1000"`` and ``"exp:1.0:0.5:3e-5:1000"`` (four numbers) ->
+    ``ExponentialEvery(tau0, tau_min, rate, every)``;
     ``"step:0=1.0,500=0.7"`` -> ``Step``.
     """
     text = text.strip()
@@ -218,7 +219,7 @@ def parse_schedule(text: str) -> Schedule:
             return Step([(int(s), float(t)) for s, t in pairs])
         cls = _BY_NAME[name]
         numbers = [float(x) for x in rest.split(":")] if rest else []
-        if cls is ExponentialEvery:
+        if cls is ExponentialEvery or (cls is Exponential and len(numbers) == 4):
             tau0, tau_min, rate, every = numbers
             return ExponentialEvery(tau0, tau_min, rate, int(every))
         if cls is Constant:

@@ -1,0 +1,60 @@
+"""DistributedDataParallel set-up from the environment ``torchrun`` provides.
+
+``torchrun --nproc_per_node=N -m gumbelkit vae ...`` sets ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; the
+process group uses gloo on CPU and NCCL on CUDA (one GPU per local rank).
+Without those variables training runs in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits: ``rank`` in ``[0, world)``; rank 0 writes the outputs."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any (so all ranks stop together)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+
+def setup(device: str) -> Dist:
+    """Join the process group when launched by torchrun; else a single-process ``Dist``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch.cuda.is_available() is False")
+    if world <= 1:
+        return Dist(0, 1, torch.device(device))
+    rank = int(os.environ["RANK"])
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    return Dist(rank, world, dev)
+
+
+def teardown(ctx: Dist) -> None:
+    if ctx.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,146 @@
+"""Reports people can read: a Markdown file with a table and its PNG plots inline.
+
+Plots are drawn with Matplotlib's non-interactive ``Agg`` backend (no display
+needed). ``write_run_report`` writes one VAE run's ``report.md`` and plots;
+``compare`` reuses :func:`plot_curves` and :func:`markdown_table`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..schedules import Schedule
+from .training import Run, RunResult
+
+PLOTS = {
+    "training_curves.png": "Training curves: the training loss (the estimator's Monte Carlo "
+                           "-ELBO, moving average) and the test -ELBO at each evaluation.",
+    "temperature.png": "The temperature schedule tau(step) over the run.",
+    "reconstructions.png": "Test images (top row) and their reconstructions from the most "
+                           "likely code (bottom row, pixel probabilities).",
+    "samples.png": "Images decoded from codes drawn from the uniform prior.",
+}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub Markdown table, columns padded so it also reads as plain text."""
+    cells = [list(header)] + [list(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Trailing mean over up to ``window`` values (so the curve starts at step 1)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_curves(runs: Sequence[tuple[str, Sequence[RunResult]]], path: Path) -> None:
+    """Training loss and test -ELBO against step; one colour per label, mean over its runs."""
+    plt = _pyplot()
+    fig, (ax_train, ax_test) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, results in runs:
+        steps = [t["step"] for t in results[0].train]
+        losses = [sum(r.train[i]["loss"] for r in results) / len(results)
+                  for i in range(len(steps))]
+        window = max(1, len(steps) // 50)
+        line, = ax_train.plot(steps, moving_average(losses, window), label=label, lw=1.2)
+        eval_steps = [e["step"] for e in results[0].evals]
+        test = [sum(r.evals[i]["neg_elbo"] for r in results) / len(results)
+                for i in range(len(eval_steps))]
+        ax_test.plot(eval_steps, test, "o-", color=line.get_color(), label=label, ms=3)
+    ax_train.set(xlabel="step", ylabel="training loss (nats)", title="training loss")
+    ax_test.set(xlabel="step", ylabel="test -ELBO (nats)", title="test -ELBO")
+    for ax in (ax_train, ax_test):
+        ax.grid(alpha=0.3)
+    ax_test.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_temperature(schedule: Schedule, steps: int, path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    grid = sorted({round(i * steps / 400) for i in range(401)})
+    ax.plot(grid, [schedule(s) for s in grid], lw=1.5)
+    ax.set(xlabel="step", ylabel="tau", title=f"temperature: {schedule!r}"[:70])
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_images(rows: Sequence[torch.Tensor], shape: tuple[int, int], path: Path,
+                title: str) -> None:
+    """A grid of grey images: each tensor in ``rows`` is ``[n, pixels]``, one grid row each."""
+    plt = _pyplot()
+    n = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(0.8 * n, 0.8 * len(rows) + 0.4),
+                             squeeze=False)
+    for i, images in enumerate(rows):
+        for j in range(n):
+            ax = axes[i][j]
+            ax.axis("off")
+            if j < len(images):
+                ax.imshow(images[j].detach().cpu().reshape(shape).numpy(), cmap="gray_r",
+                          vmin=0, vmax=1, interpolation="nearest")
+    fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def fmt(x: float, digits: int = 2) -> str:
+    return "nan" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def write_run_report(run: Run, result: RunResult) -> Path:
+    """Write the plots and ``report.md`` of one VAE run into ``run.out``; return its path."""
+    assert run.out is not None
+    out, config = run.out, run.config
+    plot_curves([(config.estimator, [result])], out / "training_curves.png")
+    plot_temperature(run.schedule, config.steps, out / "temperature.png")
+    shown = run.test_x[:10]
+    plot_images([shown, run.model.reconstruct(shown)], run.image_shape,
+                out / "reconstructions.png", "test images (top) and reconstructions (bottom)")
+    prior = run.model.sample_prior(20, seed=config.seed)
+    plot_images([prior[:10], prior[10:]], run.image_shape, out / "samples.png",
+                "decoded samples from the uniform prior")
+    final = result.final
+    table = markdown_table(
+        ["estimator", "tau", "steps", "test -ELBO", f"test -IWAE (k={config.iw_samples})",
+         "steps/s"],
+        [[config.estimator, config.tau, str(final["step"]), fmt(final["neg_elbo"]),
+          fmt(final["iw_bound"]), fmt(final["steps_per_sec"], 1)]])
+    settings = ", ".join(f"{k}={v}" for k, v in config.to_dict().items())
+    body = [f"# Categorical VAE: {config.estimator}", "", table, "",
+            f"Data: `{config.data}` ({len(run.train_x)} train / {len(run.test_x)} test images, "
+            f"{run.train_x.shape[1]} binary pixels). Latent code: {config.latents} variables x "
+            f"{config.classes} classes. Numbers are in nats per image (lower is better).", "",
+            f"Settings: {settings}.", ""]
+    for name, caption in PLOTS.items():
+        body += [f"![{name}]({name})", "", caption, ""]
+    path = out / "report.md"
+    path.write_text("\n".join(body))
+    return path
