@@ -15,6 +15,13 @@ MODULES = [
     "gumbelkit.functional",
     "gumbelkit.schedules",
     "gumbelkit.nn.temperature",
+    "gumbelkit.sparse",
+    "gumbelkit.nn.gumbel_softmax",
+    "gumbelkit.nn.router",
+    "gumbelkit.nn.moe",
+    "gumbelkit.nn.hard_concrete_gate",
+    "gumbelkit.nn.l0_linear",
+    "gumbelkit.nn.soft_embedding",
 ]
 
 

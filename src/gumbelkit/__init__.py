@@ -14,6 +14,7 @@ from .functional import (
     straight_through,
 )
 from .kernels import backend
+from .sparse import sparse_gumbel_softmax
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "hard_concrete",
     "hard_concrete_prob_nonzero",
     "hard_concrete_deterministic",
+    "sparse_gumbel_softmax",
     "backend",
     "schedules",
     "nn",

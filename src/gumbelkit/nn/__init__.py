@@ -1,5 +1,21 @@
 """Modules built from gumbelkit's ops."""
 
+from .gumbel_softmax import GumbelSoftmax
+from .hard_concrete_gate import HardConcreteGate
+from .l0_linear import L0Linear
+from .moe import MoE, MoEOutput
+from .router import GumbelRouter, RouterOutput
+from .soft_embedding import SoftEmbedding
 from .temperature import LearnableTemperature
 
-__all__ = ["LearnableTemperature"]
+__all__ = [
+    "LearnableTemperature",
+    "GumbelSoftmax",
+    "GumbelRouter",
+    "RouterOutput",
+    "MoE",
+    "MoEOutput",
+    "HardConcreteGate",
+    "L0Linear",
+    "SoftEmbedding",
+]

@@ -1,0 +1,31 @@
+"""The worked examples run end to end (a one-epoch smoke run; the full runs are
+in the README)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize("name,expect", [
+    ("l0_pruned_mlp", ["plain MLP", "exported nn.Linear over kept", "pixels pruned"]),
+    ("moe_digits", ["balance coef", "load CV"]),
+])
+def test_example_smoke_run(name, expect, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    module = importlib.import_module(name)
+    threads = torch.get_num_threads()
+    try:
+        assert module.main(["--epochs", "1", "--batch", "720", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        sys.modules.pop(name, None)
+    out = capsys.readouterr().out
+    for text in expect:
+        assert text in out
