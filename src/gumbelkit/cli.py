@@ -19,7 +19,6 @@ COMMANDS: dict[str, str] = {
     "speed": "gumbelkit.experiments.speed",
     "doctor": "gumbelkit.experiments.doctor",
     "estimators": "gumbelkit.experiments.estimators_table",
-    "bench-sampler": "gumbelkit.experiments.bench_sampler",
     "bench": "gumbelkit.experiments.bench",
 }
 
@@ -31,8 +30,7 @@ SUMMARIES: dict[str, str] = {
     "speed": "time Gumbel-Softmax against exact marginalization (K = 10, 100)",
     "doctor": "check this installation: sampling, gradients, numerics, fused kernel",
     "estimators": "measure every gradient estimator against the exact gradient (markdown table)",
-    "bench-sampler": "benchmark the token sampler against the usual PyTorch pipelines",
-    "bench": "time the fused CPU kernels against PyTorch and against a plain copy",
+    "bench": "time the fused kernels (or, with --sampler, the token sampler) against PyTorch",
 }
 
 

@@ -1,4 +1,4 @@
-"""The bench-sampler command runs end to end on a tiny problem (timings are never asserted)."""
+"""`gumbelkit bench --sampler` runs end to end on a tiny problem (timings are never asserted)."""
 
 import pytest
 
@@ -7,7 +7,7 @@ from gumbelkit.cli import main
 
 
 def test_bench_sampler_prints_its_table(capsys):
-    assert main(["bench-sampler", "--batch", "3", "--vocab", "64", "--repeats", "1",
+    assert main(["bench", "--sampler", "--batch", "3", "--vocab", "64", "--repeats", "1",
                  "--threads", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("token sampler, logits [3, 64] float32")
@@ -17,9 +17,9 @@ def test_bench_sampler_prints_its_table(capsys):
 
 def test_bench_sampler_rejects_bad_sizes():
     with pytest.raises(SystemExit, match="--vocab must be >= 50"):
-        main(["bench-sampler", "--vocab", "10"])
+        main(["bench", "--sampler", "--vocab", "10"])
     with pytest.raises(SystemExit, match="--batch must be >= 1"):
-        main(["bench-sampler", "--batch", "0"])
+        main(["bench", "--sampler", "--batch", "0"])
 
 
 def test_public_exports():

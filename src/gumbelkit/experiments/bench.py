@@ -36,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="thread counts to measure (default 1 2)")
     parser.add_argument("--quick", action="store_true",
                         help="smaller shapes (/8 rows) for a fast smoke run")
+    parser.add_argument("--sampler", action="store_true",
+                        help="benchmark the token sampler (gumbelkit.sampling.sample) instead, "
+                             "on [--batch, --vocab] logits, once per thread count")
+    parser.add_argument("--batch", type=int, default=64,
+                        help="with --sampler: rows (default 64)")
+    parser.add_argument("--vocab", type=int, default=128_000,
+                        help="with --sampler: vocabulary (default 128000)")
 
 
 class _PeakMemory(TorchDispatchMode):
@@ -179,6 +186,12 @@ def run(args: argparse.Namespace) -> int:
     from gumbelkit.kernels import _lib
     if args.repeats < 1 or any(t < 1 for t in args.threads):
         raise SystemExit("gumbelkit bench: --repeats and --threads must be >= 1")
+    if args.sampler:
+        from . import bench_sampler
+        for threads in args.threads:
+            bench_sampler.run(argparse.Namespace(batch=args.batch, vocab=args.vocab,
+                                                 threads=threads, repeats=args.repeats, seed=0))
+        return 0
     shapes = tuple((r // 8, c) for r, c in SHAPES) if args.quick else SHAPES
     print(f"backend: {gumbelkit.backend()} ({_lib.isa() or 'no kernels'}), torch "
           f"{torch.__version__}, float32, median of {args.repeats}")

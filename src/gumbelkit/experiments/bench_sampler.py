@@ -5,8 +5,7 @@ Logits are Gaussian with standard deviation 3 (fixed seed), shape
 others, and the median wall time is reported with the speed-up of
 gumbelkit.sampling.sample over it. Nothing here is asserted.
 
-Example:
-    gumbelkit bench-sampler --batch 64 --vocab 128000 --threads 2
+Run as ``gumbelkit bench --sampler [--batch 64 --vocab 128000 --threads 2]``.
 """
 
 from __future__ import annotations
@@ -21,14 +20,6 @@ import torch
 
 import gumbelkit
 from gumbelkit.sampling import sample
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=int, default=64, help="rows (default 64)")
-    parser.add_argument("--vocab", type=int, default=128_000, help="vocabulary (default 128000)")
-    parser.add_argument("--threads", type=int, default=2, help="torch and kernel threads (2)")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per method (7)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the logits (default 0)")
 
 
 def _pipeline_filtered(x: torch.Tensor, t: float, k: int, p: float) -> torch.Tensor:
@@ -66,9 +57,9 @@ def _median_times(methods: dict[str, Callable[[], object]], repeats: int) -> dic
 def run(args: argparse.Namespace) -> int:
     for name in ("batch", "vocab", "threads", "repeats"):
         if getattr(args, name) < 1:
-            raise SystemExit(f"gumbelkit bench-sampler: --{name} must be >= 1")
+            raise SystemExit(f"gumbelkit bench --sampler: --{name} must be >= 1")
     if args.vocab < 50:
-        raise SystemExit("gumbelkit bench-sampler: --vocab must be >= 50 (top-k 50)")
+        raise SystemExit("gumbelkit bench --sampler: --vocab must be >= 50 (top-k 50)")
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.randn(args.batch, args.vocab, generator=gen) * 3.0
