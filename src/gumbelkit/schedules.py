@@ -83,8 +83,8 @@ class Constant(Schedule):
         return self.tau
 
 
-class Linear(Schedule):
-    """``tau(t) = tau_max + (tau_min - tau_max) min(t, T) / T``: linear, then held."""
+class _Annealing(Schedule):
+    """A schedule from ``tau_max`` at step 0 to ``tau_min`` at step ``steps``, then held."""
 
     _fields = ("tau_max", "tau_min", "steps")
 
@@ -93,22 +93,18 @@ class Linear(Schedule):
         self.tau_min = check_positive_real(tau_min, "tau_min")
         _check_order(self.tau_max, self.tau_min)
         self.steps = check_int_range(steps, "steps", 1)
+
+
+class Linear(_Annealing):
+    """``tau(t) = tau_max + (tau_min - tau_max) min(t, T) / T``: linear, then held."""
 
     def value(self, step: int) -> float:
         frac = min(step, self.steps) / self.steps
         return self.tau_max + (self.tau_min - self.tau_max) * frac
 
 
-class Exponential(Schedule):
+class Exponential(_Annealing):
     """``tau(t) = max(tau_min, tau_max exp(-lambda t))``, ``lambda = log(tau_max/tau_min)/T``."""
-
-    _fields = ("tau_max", "tau_min", "steps")
-
-    def __init__(self, tau_max: float = 1.0, tau_min: float = 0.5, steps: int = 10_000) -> None:
-        self.tau_max = check_positive_real(tau_max, "tau_max")
-        self.tau_min = check_positive_real(tau_min, "tau_min")
-        _check_order(self.tau_max, self.tau_min)
-        self.steps = check_int_range(steps, "steps", 1)
 
     def value(self, step: int) -> float:
         rate = math.log(self.tau_max / self.tau_min) / self.steps
@@ -172,16 +168,8 @@ class ExponentialEvery(Schedule):
         return max(self.tau_min, self.tau0 * math.exp(-self.rate * held))
 
 
-class Cosine(Schedule):
+class Cosine(_Annealing):
     """``tau(t) = tau_min + (tau_max - tau_min)(1 + cos(pi min(t, T) / T)) / 2``."""
-
-    _fields = ("tau_max", "tau_min", "steps")
-
-    def __init__(self, tau_max: float = 1.0, tau_min: float = 0.5, steps: int = 10_000) -> None:
-        self.tau_max = check_positive_real(tau_max, "tau_max")
-        self.tau_min = check_positive_real(tau_min, "tau_min")
-        _check_order(self.tau_max, self.tau_min)
-        self.steps = check_int_range(steps, "steps", 1)
 
     def value(self, step: int) -> float:
         frac = min(step, self.steps) / self.steps
