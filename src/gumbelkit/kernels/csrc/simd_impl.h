@@ -228,25 +228,36 @@ static void FN(gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t
     for (int64_t base = col0 & ~(int64_t)3; base < end; base += 4 * W) {
         vu w[4];
         FN(words)(seed, key, stream, (uint32_t)(base >> 2), w);
+        /* The bounds of all 4W columns first (columns outside the range get
+         * x = -inf), tested against the running max once: the max only grows,
+         * so a block that none beats now holds no z that would beat it later. */
+        vf xv[4], e[4], bound[4];
+        vi maybe_any = (vi){};
+        const vf bv = FN(splat)(b);
         for (int q = 0; q < 4; ++q) {
             int64_t c = base + (int64_t)q * W;
-            if (c + W <= col0 || c >= end) continue;
-            vf xv;
             if (c >= col0 && c + W <= end) {
-                xv = FN(load)(x + (c - col0));
+                xv[q] = FN(load)(x + (c - col0));
             } else {
                 for (int j = 0; j < W; ++j)
-                    xv[j] = c + j >= col0 && c + j < end ? x[c + j - col0] : -__builtin_inff();
+                    xv[q][j] = c + j >= col0 && c + j < end ? x[c + j - col0] : -__builtin_inff();
             }
-            badv |= ~(xv < inf);
-            vf e = FN(exponential)(w[q]);
-            vi k = ((vi)e >> 23) - 127;
-            vf bound = xv + (__builtin_convertvector(-k, vf) * 0.693147182f + 1e-3f);
-            vi maybe = bound > FN(splat)(b);
-            int any = 0;
+            badv |= ~(xv[q] < inf);
+            e[q] = FN(exponential)(w[q]);
+            vi k = ((vi)e[q] >> 23) - 127;
+            bound[q] = xv[q] + (__builtin_convertvector(-k, vf) * 0.693147182f + 1e-3f);
+            maybe_any |= bound[q] > bv;
+        }
+        int any = 0;
+        for (int j = 0; j < W; ++j) any |= maybe_any[j];
+        if (!any) continue;
+        for (int q = 0; q < 4; ++q) {
+            vi maybe = bound[q] > FN(splat)(b);
+            any = 0;
             for (int j = 0; j < W; ++j) any |= maybe[j];
             if (!any) continue;
-            vf z = xv - FN(log)(e);
+            int64_t c = base + (int64_t)q * W;
+            vf z = xv[q] - FN(log)(e[q]);
             for (int j = 0; j < W; ++j) {
                 if (z[j] > b) {
                     b = z[j];
