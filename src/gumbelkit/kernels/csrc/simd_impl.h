@@ -228,10 +228,14 @@ static void FN(gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t
     for (int64_t base = col0 & ~(int64_t)3; base < end; base += 4 * W) {
         vu w[4];
         FN(words)(seed, key, stream, (uint32_t)(base >> 2), w);
-        /* The bounds of all 4W columns first (columns outside the range get
-         * x = -inf), tested against the running max once: the max only grows,
-         * so a block that none beats now holds no z that would beat it later. */
-        vf xv[4], e[4], bound[4];
+        /* A first bound for all 4W columns, tested against the running max
+         * once, before any logarithm: with a the small side of u (noise.h),
+         * E >= log 2 when u < 1/2, so G <= -log log 2 < 0.3666, and E =
+         * -log(1 - a) >= a >= 2^j (j the exponent of a) when u >= 1/2, so
+         * G <= -j log 2; 1e-3 covers the rounding of the computed G. Columns
+         * outside the range get x = -inf. The max only grows, so a block that
+         * none beats now holds no z that would beat it later. */
+        vf xv[4];
         vi maybe_any = (vi){};
         const vf bv = FN(splat)(b);
         for (int q = 0; q < 4; ++q) {
@@ -243,21 +247,27 @@ static void FN(gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t
                     xv[q][j] = c + j >= col0 && c + j < end ? x[c + j - col0] : -__builtin_inff();
             }
             badv |= ~(xv[q] < inf);
-            e[q] = FN(exponential)(w[q]);
-            vi k = ((vi)e[q] >> 23) - 127;
-            bound[q] = xv[q] + (__builtin_convertvector(-k, vf) * 0.693147182f + 1e-3f);
-            maybe_any |= bound[q] > bv;
+            vi up = (vi)w[q] < 0;
+            vi r = (up & (vi)~w[q]) | (~up & (vi)w[q]);
+            vf small = (__builtin_convertvector(r, vf) + 0.5f) * 0x1p-32f;
+            vi ja = ((vi)small >> 23) - 127;
+            vf upper = __builtin_convertvector(-ja, vf) * 0.693147182f + 1e-3f;
+            maybe_any |= xv[q] + FN(sel)(up, upper, FN(splat)(0.3676f)) > bv;
         }
         int any = 0;
         for (int j = 0; j < W; ++j) any |= maybe_any[j];
         if (!any) continue;
+        /* Then per vector: the bound from E's own exponent, G = -log E <= -k log 2. */
         for (int q = 0; q < 4; ++q) {
-            vi maybe = bound[q] > FN(splat)(b);
+            vf e = FN(exponential)(w[q]);
+            vi k = ((vi)e >> 23) - 127;
+            vf bound = xv[q] + (__builtin_convertvector(-k, vf) * 0.693147182f + 1e-3f);
+            vi maybe = bound > FN(splat)(b);
             any = 0;
             for (int j = 0; j < W; ++j) any |= maybe[j];
             if (!any) continue;
             int64_t c = base + (int64_t)q * W;
-            vf z = xv[q] - FN(log)(e[q]);
+            vf z = xv[q] - FN(log)(e);
             for (int j = 0; j < W; ++j) {
                 if (z[j] > b) {
                     b = z[j];
