@@ -115,18 +115,24 @@ static inline vf FN(exp)(vf x) {
 
 /* ------------------------------------------------------- words -> noise */
 
-/* -(upper ? log1m(a) : log(a)) with a the small side of the word (noise.h). */
-/* gk_small_side_f32 and the pieces of gk_log1m_f32: up = (u >= 1/2), a the
- * small side, 1 - a and the bits that 1 - a rounded away. */
+/* gk_small_side_f32: up = (u >= 1/2), returns a, the small side of u. */
+static inline vf FN(small)(vu w, vi *up) {
+    *up = (vi)w < 0;
+    vi r = (*up & (vi)~w) | (~*up & (vi)w);
+    return (__builtin_convertvector(r, vf) + 0.5f) * 0x1p-32f;
+}
+
+/* The small side and the pieces of gk_log1m_f32: 1 - a and the bits that
+ * 1 - a rounded away. */
 static inline vi FN(small_side)(vu w, vf *a, vf *one_minus, vf *correction) {
-    vi up = (vi)w < 0;
-    vi r = (up & (vi)~w) | (~up & (vi)w);
-    *a = (__builtin_convertvector(r, vf) + 0.5f) * 0x1p-32f;
+    vi up;
+    *a = FN(small)(w, &up);
     *one_minus = 1.0f - *a;
     *correction = (1.0f - *one_minus) - *a;
     return up;
 }
 
+/* -(upper ? log1m(a) : log(a)) with a the small side of the word (noise.h). */
 static inline vf FN(exponential)(vu w) {
     vf a, one_minus, correction;
     vi up = FN(small_side)(w, &a, &one_minus, &correction);
@@ -247,9 +253,8 @@ static void FN(gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t
                     xv[q][j] = c + j >= col0 && c + j < end ? x[c + j - col0] : -__builtin_inff();
             }
             badv |= ~(xv[q] < inf);
-            vi up = (vi)w[q] < 0;
-            vi r = (up & (vi)~w[q]) | (~up & (vi)w[q]);
-            vf small = (__builtin_convertvector(r, vf) + 0.5f) * 0x1p-32f;
+            vi up;
+            vf small = FN(small)(w[q], &up);
             vi ja = ((vi)small >> 23) - 127;
             vf upper = __builtin_convertvector(-ja, vf) * 0.693147182f + 1e-3f;
             maybe_any |= xv[q] + FN(sel)(up, upper, FN(splat)(0.3676f)) > bv;
