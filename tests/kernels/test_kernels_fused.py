@@ -189,6 +189,25 @@ def test_gumbel_max_matches_reference(isa):
     assert torch.equal(hard, F._gumbel_softmax_reference(wide, 0.5, True, -1, seed, None))
 
 
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 10.0])
+def test_gumbel_max_long_rows_match_reference(isa, scale):
+    # long rows: the kernel skips most logarithms by bounding G before computing it
+    x = fresh_logits(3, 40_001) * scale
+    seed = fresh_seed()
+    assert torch.equal(F.gumbel_max(x, seed=seed), F._gumbel_max_reference(x, -1, seed, None))
+
+
+def test_gumbel_max_two_candidates_in_different_blocks(isa):
+    # each row: one finite logit in the first vector block and one in a later
+    # block, so the second is decided against the running max from the first,
+    # often on a noise value below -log log 2 (u < 1/2)
+    x = torch.full((4000, 70), -math.inf)
+    x[:, 0] = torch.randn(4000) * 0.5
+    x[:, 67] = torch.randn(4000) * 0.5
+    seed = fresh_seed()
+    assert torch.equal(F.gumbel_max(x, seed=seed), F._gumbel_max_reference(x, -1, seed, None))
+
+
 def test_gradcheck_gumbel_softmax_float64():
     x = fresh_logits(3, 6, dtype=torch.float64, mask=0.0).requires_grad_(True)
     tau = (torch.rand(3, 1, dtype=torch.float64) + 0.5).requires_grad_(True)

@@ -115,18 +115,24 @@ static inline vf FN(exp)(vf x) {
 
 /* ------------------------------------------------------- words -> noise */
 
-/* -(upper ? log1m(a) : log(a)) with a the small side of the word (noise.h). */
-/* gk_small_side_f32 and the pieces of gk_log1m_f32: up = (u >= 1/2), a the
- * small side, 1 - a and the bits that 1 - a rounded away. */
+/* gk_small_side_f32: up = (u >= 1/2), returns a, the small side of u. */
+static inline vf FN(small)(vu w, vi *up) {
+    *up = (vi)w < 0;
+    vi r = (*up & (vi)~w) | (~*up & (vi)w);
+    return (__builtin_convertvector(r, vf) + 0.5f) * 0x1p-32f;
+}
+
+/* The small side and the pieces of gk_log1m_f32: 1 - a and the bits that
+ * 1 - a rounded away. */
 static inline vi FN(small_side)(vu w, vf *a, vf *one_minus, vf *correction) {
-    vi up = (vi)w < 0;
-    vi r = (up & (vi)~w) | (~up & (vi)w);
-    *a = (__builtin_convertvector(r, vf) + 0.5f) * 0x1p-32f;
+    vi up;
+    *a = FN(small)(w, &up);
     *one_minus = 1.0f - *a;
     *correction = (1.0f - *one_minus) - *a;
     return up;
 }
 
+/* -(upper ? log1m(a) : log(a)) with a the small side of the word (noise.h). */
 static inline vf FN(exponential)(vu w) {
     vf a, one_minus, correction;
     vi up = FN(small_side)(w, &a, &one_minus, &correction);
@@ -228,25 +234,45 @@ static void FN(gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t
     for (int64_t base = col0 & ~(int64_t)3; base < end; base += 4 * W) {
         vu w[4];
         FN(words)(seed, key, stream, (uint32_t)(base >> 2), w);
+        /* A first bound for all 4W columns, tested against the running max
+         * once, before any logarithm: with a the small side of u (noise.h),
+         * E >= log 2 when u < 1/2, so G <= -log log 2 < 0.3666, and E =
+         * -log(1 - a) >= a >= 2^j (j the exponent of a) when u >= 1/2, so
+         * G <= -j log 2; 1e-3 covers the rounding of the computed G. Columns
+         * outside the range get x = -inf. The max only grows, so a block that
+         * none beats now holds no z that would beat it later. */
+        vf xv[4];
+        vi maybe_any = (vi){};
+        const vf bv = FN(splat)(b);
         for (int q = 0; q < 4; ++q) {
             int64_t c = base + (int64_t)q * W;
-            if (c + W <= col0 || c >= end) continue;
-            vf xv;
             if (c >= col0 && c + W <= end) {
-                xv = FN(load)(x + (c - col0));
+                xv[q] = FN(load)(x + (c - col0));
             } else {
                 for (int j = 0; j < W; ++j)
-                    xv[j] = c + j >= col0 && c + j < end ? x[c + j - col0] : -__builtin_inff();
+                    xv[q][j] = c + j >= col0 && c + j < end ? x[c + j - col0] : -__builtin_inff();
             }
-            badv |= ~(xv < inf);
+            badv |= ~(xv[q] < inf);
+            vi up;
+            vf small = FN(small)(w[q], &up);
+            vi ja = ((vi)small >> 23) - 127;
+            vf upper = __builtin_convertvector(-ja, vf) * 0.693147182f + 1e-3f;
+            maybe_any |= xv[q] + FN(sel)(up, upper, FN(splat)(0.3676f)) > bv;
+        }
+        int any = 0;
+        for (int j = 0; j < W; ++j) any |= maybe_any[j];
+        if (!any) continue;
+        /* Then per vector: the bound from E's own exponent, G = -log E <= -k log 2. */
+        for (int q = 0; q < 4; ++q) {
             vf e = FN(exponential)(w[q]);
             vi k = ((vi)e >> 23) - 127;
-            vf bound = xv + (__builtin_convertvector(-k, vf) * 0.693147182f + 1e-3f);
+            vf bound = xv[q] + (__builtin_convertvector(-k, vf) * 0.693147182f + 1e-3f);
             vi maybe = bound > FN(splat)(b);
-            int any = 0;
+            any = 0;
             for (int j = 0; j < W; ++j) any |= maybe[j];
             if (!any) continue;
-            vf z = xv - FN(log)(e);
+            int64_t c = base + (int64_t)q * W;
+            vf z = xv[q] - FN(log)(e);
             for (int j = 0; j < W; ++j) {
                 if (z[j] > b) {
                     b = z[j];
