@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 # name -> module implementing it; adding a command is adding one entry.
 COMMANDS: dict[str, str] = {
@@ -32,6 +33,12 @@ SUMMARIES: dict[str, str] = {
     "estimators": "measure every gradient estimator against the exact gradient (markdown table)",
     "bench": "time the fused kernels (or, with --sampler, the token sampler) against PyTorch",
 }
+
+
+def usage_error(message: str) -> NoReturn:
+    """A bad flag or value found after parsing: one line on stderr, exit code 2."""
+    sys.stderr.write(message.rstrip("\n") + "\n")
+    raise SystemExit(2)
 
 
 class _Parser(argparse.ArgumentParser):

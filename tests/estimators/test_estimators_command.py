@@ -21,6 +21,6 @@ def test_estimators_command_rejects_bad_arguments(capsys):
         try:
             main(["estimators", *argv])
         except SystemExit as exit_:
-            assert exit_.code not in (0, None)
+            assert exit_.code == 2
         else:
             raise AssertionError(f"{argv} was accepted")

@@ -15,11 +15,13 @@ def test_bench_sampler_prints_its_table(capsys):
     assert sum(line.rstrip().endswith("x") for line in lines) == 3
 
 
-def test_bench_sampler_rejects_bad_sizes():
-    with pytest.raises(SystemExit, match="--vocab must be >= 50"):
-        main(["bench", "--sampler", "--vocab", "10"])
-    with pytest.raises(SystemExit, match="--batch must be >= 1"):
-        main(["bench", "--sampler", "--batch", "0"])
+def test_bench_sampler_rejects_bad_sizes(capsys):
+    for argv, message in ((["--vocab", "10"], "--vocab must be >= 50"),
+                          (["--batch", "0"], "--batch must be >= 1")):
+        with pytest.raises(SystemExit) as info:
+            main(["bench", "--sampler", *argv])
+        assert info.value.code == 2
+        assert message in capsys.readouterr().err
 
 
 def test_public_exports():

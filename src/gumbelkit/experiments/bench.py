@@ -25,6 +25,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from ..cli import usage_error
+
 SHAPES = ((4096, 1024), (256, 32000), (64, 128000))
 MODES = ("soft", "hard", "hard fwd+bwd")
 
@@ -185,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     import gumbelkit
     from gumbelkit.kernels import _lib
     if args.repeats < 1 or any(t < 1 for t in args.threads):
-        raise SystemExit("gumbelkit bench: --repeats and --threads must be >= 1")
+        usage_error("gumbelkit bench: --repeats and --threads must be >= 1")
     if args.sampler:
         from . import bench_sampler
         for threads in args.threads:

@@ -21,6 +21,8 @@ import torch
 import gumbelkit
 from gumbelkit.sampling import sample
 
+from ..cli import usage_error
+
 
 def _pipeline_filtered(x: torch.Tensor, t: float, k: int, p: float) -> torch.Tensor:
     """The usual PyTorch pipeline: top-k mask, full sort for top-p, softmax, multinomial."""
@@ -57,9 +59,9 @@ def _median_times(methods: dict[str, Callable[[], object]], repeats: int) -> dic
 def run(args: argparse.Namespace) -> int:
     for name in ("batch", "vocab", "threads", "repeats"):
         if getattr(args, name) < 1:
-            raise SystemExit(f"gumbelkit bench --sampler: --{name} must be >= 1")
+            usage_error(f"gumbelkit bench --sampler: --{name} must be >= 1")
     if args.vocab < 50:
-        raise SystemExit("gumbelkit bench --sampler: --vocab must be >= 50 (top-k 50)")
+        usage_error("gumbelkit bench --sampler: --vocab must be >= 50 (top-k 50)")
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.randn(args.batch, args.vocab, generator=gen) * 3.0

@@ -37,14 +37,11 @@ JANG_2017 = {"reinforce": "110.6 (SF)", "rloo": "110.6 (SF)", "st": "110.9",
 
 
 def estimator_list(text: str) -> list[str]:
-    from ..estimators import METHODS
+    from .vae import estimator_name
 
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in METHODS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown estimator(s) {', '.join(unknown) or repr(text)}; choose from "
-            f"{', '.join(METHODS)}")
+    names = [estimator_name(n.strip()) for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"no estimator in {text!r}")
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"estimator listed twice in {text!r}")
     return names

@@ -16,6 +16,8 @@ import torch
 
 import gumbelkit
 
+from ..cli import usage_error
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
@@ -25,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.draws < 1:
-        raise SystemExit("gumbelkit demo: --draws must be >= 1")
+        usage_error("gumbelkit demo: --draws must be >= 1")
     logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, float("-inf")])
     probs = torch.softmax(logits, -1)
     draws = gumbelkit.gumbel_max(logits.expand(args.draws, -1), seed=args.seed)

@@ -16,6 +16,8 @@ import argparse
 import math
 import time
 
+from ..cli import usage_error
+
 # (problem name, factory parameters): the rows of the table, in order.
 PROBLEM_ROWS: tuple[tuple[str, dict], ...] = (
     ("bernoulli_toy", {"t": 0.45}),
@@ -95,16 +97,16 @@ def run(args: argparse.Namespace) -> int:
     from gumbelkit.estimators.problems import make_problem
 
     if args.draws < 2:
-        raise SystemExit("gumbelkit estimators: --draws must be >= 2")
+        usage_error("gumbelkit estimators: --draws must be >= 2")
     if not (args.tau > 0 and math.isfinite(args.tau)):
-        raise SystemExit(f"gumbelkit estimators: --tau must be > 0 and finite, got {args.tau}")
+        usage_error(f"gumbelkit estimators: --tau must be > 0 and finite, got {args.tau}")
     if args.threads < 1:
-        raise SystemExit(f"gumbelkit estimators: --threads must be >= 1, got {args.threads}")
+        usage_error(f"gumbelkit estimators: --threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(",") if m] or list(ESTIMATORS)
     unknown = [m for m in methods if m not in ESTIMATORS]
     if unknown:
-        raise SystemExit(f"gumbelkit estimators: unknown method(s) {', '.join(unknown)}; "
+        usage_error(f"gumbelkit estimators: unknown method(s) {', '.join(unknown)}; "
                          f"valid: {', '.join(ESTIMATORS)}")
     start = time.perf_counter()
     print(f"Gradient estimators against the exact gradient: {args.draws} draws per cell, "

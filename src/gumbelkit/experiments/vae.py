@@ -68,9 +68,14 @@ def tau_spec(text: str) -> str:
 def estimator_name(text: str) -> str:
     from ..estimators import METHODS
 
+    usable = sorted(set(METHODS) - {"relax"})
+    if text == "relax":
+        raise argparse.ArgumentTypeError("relax needs a learnable control variate, which only "
+                                         "the Python API takes (gumbelkit.estimate(..., "
+                                         "control=...)); choose from " + ", ".join(usable))
     if text not in METHODS:
         raise argparse.ArgumentTypeError(f"unknown estimator {text!r}; choose from "
-                                         f"{', '.join(sorted(METHODS))}")
+                                         f"{', '.join(usable)}")
     return text
 
 
