@@ -233,6 +233,7 @@ BAD_CALLS = [
     ("+inf logits", lambda: gumbelkit.gumbel_softmax(torch.tensor([0.0, INF])), "\\+inf"),
     ("all masked", lambda: gumbelkit.gumbel_softmax(torch.tensor([[0.0, 1.0], [-INF, -INF]])),
      "every logit is -inf in row 1"),
+    ("no categories", lambda: gumbelkit.gumbel_max(torch.zeros(2, 0)), "is empty"),
     ("bad dim", lambda: gumbelkit.gumbel_max(torch.zeros(2, 3), dim=2), "dim must lie in"),
     ("int logits", lambda: gumbelkit.gumbel_max(torch.zeros(3, dtype=torch.long)), "floating"),
     ("k>K", lambda: gumbelkit.gumbel_topk(torch.zeros(3), 4), r"k must lie in \[1, 3\], got 4"),
@@ -250,3 +251,17 @@ BAD_CALLS = [
 def test_bad_input_raises_with_the_value(name, call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("op", [
+    lambda x: gumbelkit.gumbel_max(x, seed=0),
+    lambda x: gumbelkit.gumbel_topk(x, 2, seed=0),
+    lambda x: gumbelkit.gumbel_softmax(x, 0.5, seed=0),
+    lambda x: gumbelkit.gumbel_softmax(x, 0.5, hard=True, seed=0),
+    lambda x: gumbelkit.binary_concrete(x, seed=0),
+    lambda x: gumbelkit.hard_concrete(x, seed=0),
+], ids=["gumbel_max", "gumbel_topk", "soft", "hard", "binary_concrete", "hard_concrete"])
+def test_empty_batch_gives_empty_result(op):
+    out = op(torch.zeros(0, 3))
+    assert out.shape[0] == 0
+    assert gumbelkit.gumbel_noise((0, 3), seed=0).shape == (0, 3)

@@ -153,7 +153,7 @@ def random_words(seeds: torch.Tensor, keys: torch.Tensor, n_cols: int,
     words = philox4x32((blocks, stream_word, r0, r1), (k0, k1))
     rows = seeds.shape[0]
     stacked = torch.stack(torch.broadcast_tensors(*words), dim=-1)
-    return stacked.reshape(rows, -1)[:, :n_cols]
+    return stacked.reshape(rows, 4 * blocks.shape[1])[:, :n_cols]
 
 
 # --------------------------------------------------------------------------- log

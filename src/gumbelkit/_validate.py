@@ -64,6 +64,9 @@ def check_logits(logits: torch.Tensor, dim: int = -1, *, masked_ok: bool = True,
     """
     check_floating(logits)
     dim = check_dim(logits, dim)
+    if logits.shape[dim] == 0:
+        raise ValueError(f"the category axis dim={dim} of logits of shape "
+                         f"{tuple(logits.shape)} is empty; it needs at least one category")
     if logits.numel() == 0 or not scan:
         return dim
     moved = logits.detach().movedim(dim, -1)
