@@ -3,6 +3,8 @@ and the support constraints that accept the distributions' own rounded samples."
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.distributions import constraints
 
@@ -64,14 +66,26 @@ def batch_temperature(temperature: Temperature, batch_shape: torch.Size,
 
 
 def noise(kind: str, shape: torch.Size, seed: SeedLike, generator: torch.Generator | None,
-          like: torch.Tensor) -> torch.Tensor:
-    """Noise of ``shape`` (noise dtype): rows are the leading axes keyed by flat index,
-    columns the last axis, exactly as the functional ops lay it out for logits of that
-    shape (so a distribution and its functional op agree for the same seed)."""
+          like: torch.Tensor, sample_ndim: int = 0) -> torch.Tensor:
+    """Noise of ``shape`` (noise dtype): rows are the leading axes, columns the last axis,
+    exactly as the functional ops lay it out for logits of that shape (so a distribution
+    and its functional op agree for the same int seed).
+
+    ``sample_ndim`` leading axes are ``sample_shape``. With an int seed rows are keyed
+    by their flat index; with one seed per batch row, a row is keyed by its flat sample
+    index, so draws along ``sample_shape`` are independent while each batch row's noise
+    still depends only on its own seed.
+    """
     grid = tuple(shape) if len(shape) > 0 else (1,)
     resolved = _rng.resolve_seed(seed, generator)
+    row_keys = None
+    if resolved.per_row is not None and sample_ndim > 0:
+        sample_shape = grid[:sample_ndim]
+        rows_ndim = len(grid) - 1
+        row_keys = torch.arange(math.prod(sample_shape), device=like.device).reshape(
+            sample_shape + (1,) * (rows_ndim - sample_ndim))
     out = _rng.noise(kind, grid[:-1], grid[-1], resolved, _rng.noise_dtype(like.dtype),
-                     like.device)
+                     like.device, row_keys=row_keys)
     return out.reshape(shape)
 
 

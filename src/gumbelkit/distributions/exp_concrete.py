@@ -97,12 +97,14 @@ class ExpConcrete(DirectRelaxation):
                               generator: torch.Generator | None = None) -> torch.Tensor:
         """``log_softmax((logits + G) / tau)`` in the noise dtype (float32, or float64).
 
-        The Gumbel noise of element ``(row, i)`` is keyed by the flat row index over
-        ``sample_shape + batch_shape``, as in :func:`gumbelkit.gumbel_softmax` on
-        logits expanded to that shape; ``seed`` may be one seed per row.
+        With an int seed the Gumbel noise of element ``(row, i)`` is keyed by the flat
+        row index over ``sample_shape + batch_shape``, as in
+        :func:`gumbelkit.gumbel_softmax` on logits expanded to that shape; ``seed`` may
+        also be one seed per batch row (rows are then keyed by their sample index).
         """
-        shape = self._extended_shape(torch.Size(sample_shape))
-        g = noise("gumbel", shape, seed, generator, self.logits)
+        sample_shape = torch.Size(sample_shape)
+        shape = self._extended_shape(sample_shape)
+        g = noise("gumbel", shape, seed, generator, self.logits, len(sample_shape))
         perturbed = self.logits.to(g.dtype) + g
         return divide_unmasked(perturbed, self.temperature.unsqueeze(-1)).log_softmax(-1)
 

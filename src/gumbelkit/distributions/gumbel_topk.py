@@ -8,7 +8,6 @@ from torch.distributions.utils import lazy_property
 
 from .. import _rng
 from .._validate import Temperature, check_int_range
-from ..functional import gumbel_topk
 from ._base import SeededDistribution
 from ._common import (
     SeedLike,
@@ -99,16 +98,20 @@ class GumbelTopK(SeededDistribution):
     def support(self) -> constraints.Constraint:
         return ordered_subset(self.logits.shape[-1])
 
-    def _expanded_logits(self, sample_shape: torch.Size) -> torch.Tensor:
-        shape = torch.Size(sample_shape) + self.logits.shape
-        return self.logits.expand(shape)
+    def _perturbed(self, sample_shape: ShapeLike, seed: SeedLike,
+                   generator: torch.Generator | None) -> torch.Tensor:
+        """``logits + G`` in the noise dtype, shape ``sample_shape + batch_shape + (K,)``."""
+        sample_shape = torch.Size(sample_shape)
+        logits = self.logits.expand(sample_shape + self.logits.shape)
+        g = noise("gumbel", logits.shape, seed, generator, logits, len(sample_shape))
+        return logits.to(g.dtype) + g
 
     def sample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """int64 indices, shape ``sample_shape + batch_shape + (k,)``, via :func:`gumbel_topk`."""
+        """int64 indices, shape ``sample_shape + batch_shape + (k,)``: the top ``k`` of
+        ``logits + G`` (for an int seed, what :func:`gumbelkit.gumbel_topk` draws)."""
         with torch.no_grad():
-            return gumbel_topk(self._expanded_logits(sample_shape), self.k, seed=seed,
-                               generator=generator)
+            return self._perturbed(sample_shape, seed, generator).topk(self.k, -1).indices
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Exact log-probability of the ordered subset ``value`` (last axis, length k)."""
@@ -135,10 +138,8 @@ class GumbelTopK(SeededDistribution):
                 :meth:`sample` returns for the same ``seed``), backward the
                 relaxed gradient.
         """
-        logits = self._expanded_logits(sample_shape)
         tau = batch_temperature(temperature, self.batch_shape, self.logits).unsqueeze(-1)
-        g = noise("gumbel", logits.shape, seed, generator, logits)
-        perturbed = logits.to(g.dtype) + g
+        perturbed = self._perturbed(sample_shape, seed, generator)
         alpha = perturbed
         khot = torch.zeros_like(perturbed)
         for j in range(self.k):

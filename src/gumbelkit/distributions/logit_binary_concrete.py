@@ -76,8 +76,9 @@ class LogitBinaryConcrete(DirectRelaxation):
         logits expanded to ``sample_shape + batch_shape``: the last axis is the
         column axis, the leading axes are rows keyed by flat index.
         """
-        shape = self._extended_shape(torch.Size(sample_shape))
-        noise_l = noise("logistic", shape, seed, generator, self.logits)
+        sample_shape = torch.Size(sample_shape)
+        shape = self._extended_shape(sample_shape)
+        noise_l = noise("logistic", shape, seed, generator, self.logits, len(sample_shape))
         return (self.logits.to(noise_l.dtype) + noise_l) / self.temperature
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
