@@ -22,6 +22,8 @@ MODULES = [
     "gumbelkit.nn.hard_concrete_gate",
     "gumbelkit.nn.l0_linear",
     "gumbelkit.nn.soft_embedding",
+    "gumbelkit.experiments.training",
+    "gumbelkit.sampling.sampler",
 ]
 
 

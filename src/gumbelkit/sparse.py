@@ -19,7 +19,7 @@ from ._validate import Temperature, check_int_range, check_logits, check_tempera
 from .functional import _StraightThrough, gumbel_softmax
 from .kernels._lib import KINDS, library
 
-__all__ = ["sparse_gumbel_softmax"]
+__all__ = ["sparse_gumbel_softmax", "sparse_to_dense"]
 
 SeedLike = int | torch.Tensor | None
 

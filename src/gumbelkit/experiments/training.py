@@ -9,8 +9,11 @@ and the metrics so far, and a run interrupted and resumed ends with exactly
 the metrics of one that was not.
 
 Example:
-    >>> result = train(TrainConfig(steps=50, estimator="st_gumbel"), out=Path("runs/x"))
-    >>> result.final["neg_elbo"]
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     result, _ = train(TrainConfig(steps=20, estimator="st_gumbel"), out=Path(out))
+    >>> result.final["neg_elbo"] > 0
+    True
 """
 
 from __future__ import annotations
