@@ -81,6 +81,14 @@ static int cands_push(gk_cands *a, float z, int64_t idx) {
  * d = k ln2 + r with |r| <= ln2 / 2 (Cody-Waite), exp(r) by its Taylor series to r^13
  * (truncation < 5e-18), times 2^k built from the bits. Branch-free, so loops vectorize;
  * within about 1 ulp of exp. */
+/* Taylor coefficients of exp on |r| <= log(2)/2, highest first: 1/13!, then 1/12! .. 1/0!.
+ * One table for the scalar and vector versions, evaluated in the same order. */
+#define GK_EXP_LEAD (1.0 / 6227020800.0)
+static const double gk_exp_coef[13] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+                                       1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0,
+                                       1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5,
+                                       1.0, 1.0};
+
 static inline double gk_exp_nonpos(double d) {
     const double magic = 0x1.8p52;
     double keep = d >= -708.0 ? 1.0 : 0.0;
@@ -88,20 +96,8 @@ static inline double gk_exp_nonpos(double d) {
     double t = d * 1.4426950408889634 + magic;
     double kd = t - magic;
     double r = (d - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    double p = GK_EXP_LEAD;
+    for (int j = 0; j < 13; ++j) p = p * r + gk_exp_coef[j];
     int64_t tb, mb;
     memcpy(&tb, &t, 8);
     memcpy(&mb, &magic, 8);
@@ -121,11 +117,8 @@ static inline __m128d gk_exp_nonpos_x2(__m128d d) {
     __m128d kd = _mm_sub_pd(t, magic);
     __m128d r = _mm_sub_pd(_mm_sub_pd(d, _mm_mul_pd(kd, _mm_set1_pd(6.93147180369123816490e-01))),
                            _mm_mul_pd(kd, _mm_set1_pd(1.90821492927058770002e-10)));
-    static const double coef[13] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
-                                    1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0,
-                                    1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
-    __m128d p = _mm_set1_pd(1.0 / 6227020800.0);
-    for (int j = 0; j < 13; ++j) p = _mm_add_pd(_mm_mul_pd(p, r), _mm_set1_pd(coef[j]));
+    __m128d p = _mm_set1_pd(GK_EXP_LEAD);
+    for (int j = 0; j < 13; ++j) p = _mm_add_pd(_mm_mul_pd(p, r), _mm_set1_pd(gk_exp_coef[j]));
     __m128i sb = _mm_slli_epi64(_mm_add_epi64(_mm_sub_epi64(_mm_castpd_si128(t),
                                                             _mm_castpd_si128(magic)),
                                               _mm_set1_epi64x(1023)), 52);
@@ -144,11 +137,8 @@ __attribute__((target("avx2"))) static inline __m256d gk_exp_nonpos_x4(__m256d d
     __m256d r = _mm256_sub_pd(
         _mm256_sub_pd(d, _mm256_mul_pd(kd, _mm256_set1_pd(6.93147180369123816490e-01))),
         _mm256_mul_pd(kd, _mm256_set1_pd(1.90821492927058770002e-10)));
-    static const double coef[13] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
-                                    1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0,
-                                    1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
-    __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);
-    for (int j = 0; j < 13; ++j) p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(coef[j]));
+    __m256d p = _mm256_set1_pd(GK_EXP_LEAD);
+    for (int j = 0; j < 13; ++j) p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(gk_exp_coef[j]));
     __m256i sb = _mm256_slli_epi64(
         _mm256_add_epi64(_mm256_sub_epi64(_mm256_castpd_si256(t), _mm256_castpd_si256(magic)),
                          _mm256_set1_epi64x(1023)), 52);
