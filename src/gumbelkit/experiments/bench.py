@@ -3,7 +3,7 @@
 Prints one table: median times (ms) of gumbelkit, of
 ``torch.nn.functional.gumbel_softmax`` and of ``x.clone()`` (the memory
 floor: one read and one write of the input), measured side by side in one
-process, and the ratios ``torch / gumbelkit`` (speed-up) and ``gumbelkit /
+process (calls interleaved), and the ratios ``torch / gumbelkit`` (speed-up) and ``gumbelkit /
 copy`` (distance from the memory floor); one row per shape, mode (soft, hard,
 hard forward+backward: the op's forward, then its backward for a fixed
 random output gradient) and thread count, plus Gumbel-max against
@@ -89,14 +89,19 @@ def peak_megabytes(fn: Callable[[], object], *inputs: torch.Tensor, grad: bool =
     return tracker.peak / 2**20
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def median_ms(*fns: Callable[[], object], repeats: int) -> list[float]:
+    """Median milliseconds of each function, calls interleaved (f, g, h, f, g, h,
+    ...) after one untimed call each, so that load from other processes falls
+    on all of them alike."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) * 1e3 for spent in times]
 
 
 def _calls(x: torch.Tensor, weight: torch.Tensor, mode: str
@@ -128,11 +133,10 @@ def measure(shapes, threads, repeats: int) -> list[dict]:
             weight = torch.randn(shape)
             for n_threads in threads:
                 torch.set_num_threads(n_threads)
-                copy_ms = median_ms(x.clone, repeats)
                 for mode in MODES:
                     ours, reference = _calls(x, weight, mode)
-                    ours_ms = median_ms(ours, repeats)
-                    ref_ms = median_ms(reference, repeats)
+                    ours_ms, ref_ms, copy_ms = median_ms(ours, reference, x.clone,
+                                                         repeats=repeats)
                     peak = _forward_peaks(x, mode)
                     rows.append(dict(shape=shape, mode=mode, threads=n_threads, ours=ours_ms,
                                      ref=ref_ms, copy=copy_ms, peak=peak))
@@ -162,9 +166,9 @@ def _gumbel_max_rows(x: torch.Tensor, threads, repeats: int) -> list[dict]:
         torch.set_num_threads(n_threads)
         ours = lambda: gumbelkit.gumbel_max(x, seed=0)  # noqa: E731
         reference = lambda: torch.multinomial(torch.softmax(x, -1), 1)  # noqa: E731
+        ours_ms, ref_ms, copy_ms = median_ms(ours, reference, x.clone, repeats=repeats)
         rows.append(dict(shape=tuple(x.shape), mode="gumbel_max", threads=n_threads,
-                         ours=median_ms(ours, repeats), ref=median_ms(reference, repeats),
-                         copy=median_ms(x.clone, repeats),
+                         ours=ours_ms, ref=ref_ms, copy=copy_ms,
                          peak=(peak_megabytes(ours, x), peak_megabytes(reference, x))))
     return rows
 

@@ -42,6 +42,8 @@ def _declare(lib: ctypes.CDLL) -> None:
             fn = getattr(lib, stem + suffix)
             fn.argtypes = argtypes
             fn.restype = None
+    lib.gk_advise_huge_pages.argtypes = [p, ctypes.c_size_t]
+    lib.gk_advise_huge_pages.restype = None
     lib.gk_exp_f32.argtypes = [p, p, i64]
     lib.gk_exp_f32.restype = None
     lib.gk_set_isa.argtypes = [c_int]

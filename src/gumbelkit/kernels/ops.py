@@ -54,9 +54,19 @@ def _rows_cols(x: Tensor) -> tuple[int, int]:
     return int(x.shape[0]), int(x.shape[1])
 
 
+# Outputs of this many bytes or more are backed by huge pages where possible.
+HUGE_PAGE_OUTPUT_BYTES = 4 << 20
+
+
 def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-    """Every output buffer comes from here (tests poison it with NaN)."""
-    return torch.empty(shape, dtype=dtype)
+    """Every output buffer comes from here (tests poison it with NaN). Large ones
+    are advised to use transparent huge pages before the kernel's first write
+    (``csrc/memory.c``): faulting in 4 KiB pages one by one cost more than the
+    kernel itself on the benchmark machine."""
+    out = torch.empty(shape, dtype=dtype)
+    if out.nbytes >= HUGE_PAGE_OUTPUT_BYTES:
+        library().gk_advise_huge_pages(out.data_ptr(), out.nbytes)
+    return out
 
 
 def _status() -> Tensor:

@@ -10,18 +10,29 @@
 
 enum { GK_ISA_PORTABLE = 0, GK_ISA_AVX2 = 1, GK_ISA_AVX512 = 2 };
 
+/* At most this many candidate columns are listed for a hard sample's exact
+ * argmax (see gk_gumbel_softmax); more, and the row is decided in full. */
+enum { GK_CANDIDATES = 64 };
+
+/* Append column c to a candidate list (counting past its capacity). */
+static inline void gk_candidate(int64_t *cand, int *ncand, int64_t c) {
+    if (*ncand < GK_CANDIDATES) cand[*ncand] = c;
+    ++*ncand;
+}
+
 typedef void (*gk_fill_f32_fn)(uint64_t seed, uint64_t key, uint32_t stream, int64_t col0,
                                int64_t n, float *out);
 
 typedef struct {
     const char *name;
     gk_fill_f32_fn fill[3]; /* gumbel, exponential, logistic */
-    void (*zpass)(const float *x, float *io, int64_t n, float inv_tau, int store, int64_t col0,
-                  float *best, int64_t *arg, int *bad);
     void (*gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t key,
                           uint32_t stream, int64_t col0, float *best, int64_t *arg, int *bad);
-    float (*expsum)(float *io, int64_t n, float m);
+    void (*soft_zpass)(const float *x, float *io, int64_t n, uint64_t seed, uint64_t key,
+                       uint32_t stream, int64_t col0, float inv_tau, float *best, int *bad);
+    float (*expsum)(float *io, int64_t n, float m, float threshold, int64_t *cand, int *ncand);
     void (*scale)(float *io, int64_t n, float c);
+    void (*zero)(float *out, int64_t n);
     void (*exp)(const float *x, float *out, int64_t n);
     double (*dot)(const float *a, const float *b, int64_t n);
     void (*softmax_grad)(const float *g, const float *y, float *out, int64_t n, float s,

@@ -105,9 +105,11 @@ static void gk_row_gumbel_argmax_f64(const double *x, int64_t n, uint64_t seed, 
     gk_row_zpass_f64(x, g, n, 1.0, 0, col0, best, arg, bad);
 }
 
-static double gk_row_expsum_f64(double *io, int64_t n, double m) {
+static double gk_row_expsum_f64(double *io, int64_t n, double m, double threshold,
+                                int64_t *cand, int *ncand) {
     double s = 0.0;
     for (int64_t i = 0; i < n; ++i) {
+        if (io[i] >= threshold) gk_candidate(cand, ncand, i);
         io[i] = exp(io[i] - m);
         s += io[i];
     }
@@ -117,6 +119,8 @@ static double gk_row_expsum_f64(double *io, int64_t n, double m) {
 static void gk_row_scale_f64(double *io, int64_t n, double c) {
     for (int64_t i = 0; i < n; ++i) io[i] *= c;
 }
+
+static void gk_row_zero_f64(double *out, int64_t n) { memset(out, 0, (size_t)n * sizeof *out); }
 
 static double gk_row_dot_f64(const double *a, const double *b, int64_t n) {
     double s = 0.0;
@@ -139,21 +143,38 @@ static void gk_row_concrete_f64(const double *x, const double *tau, double *io, 
     }
 }
 
+/* The float64 soft path forms the exact noise (fill, then zpass). */
+static void gk_row_soft_zpass_f64(const double *x, double *io, int64_t n, uint64_t seed,
+                                  uint64_t key, uint32_t stream, int64_t col0, double inv_tau,
+                                  double *best, int *bad) {
+    int64_t arg = -1;
+    gk_fill_gumbel_f64(seed, key, stream, col0, n, io);
+    gk_row_zpass_f64(x, io, n, inv_tau, 1, col0, best, &arg, bad);
+}
+
 typedef struct {
-    void (*zpass)(const double *, double *, int64_t, double, int, int64_t, double *, int64_t *,
-                  int *);
+    void (*soft_zpass)(const double *, double *, int64_t, uint64_t, uint64_t, uint32_t, int64_t,
+                       double, double *, int *);
     void (*gumbel_argmax)(const double *, int64_t, uint64_t, uint64_t, uint32_t, int64_t,
                           double *, int64_t *, int *);
-    double (*expsum)(double *, int64_t, double);
+    double (*expsum)(double *, int64_t, double, double, int64_t *, int *);
     void (*scale)(double *, int64_t, double);
+    void (*zero)(double *, int64_t);
     double (*dot)(const double *, const double *, int64_t);
     void (*softmax_grad)(const double *, const double *, double *, int64_t, double, double);
     void (*concrete)(const double *, const double *, double *, int64_t, int, double, double);
 } gk_ops_f64;
 
-static const gk_ops_f64 gk_f64_ops = {gk_row_zpass_f64, gk_row_gumbel_argmax_f64,
-                                      gk_row_expsum_f64, gk_row_scale_f64,
-                                      gk_row_dot_f64, gk_row_softmax_grad_f64, gk_row_concrete_f64};
+static const gk_ops_f64 gk_f64_ops = {
+    .soft_zpass = gk_row_soft_zpass_f64,
+    .gumbel_argmax = gk_row_gumbel_argmax_f64,
+    .expsum = gk_row_expsum_f64,
+    .scale = gk_row_scale_f64,
+    .zero = gk_row_zero_f64,
+    .dot = gk_row_dot_f64,
+    .softmax_grad = gk_row_softmax_grad_f64,
+    .concrete = gk_row_concrete_f64,
+};
 
 static void gk_fill_f32(int kind, uint64_t seed, uint64_t key, uint32_t stream, int64_t col0,
                         int64_t n, float *out) {
@@ -175,6 +196,26 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
 /* ----------------------------------------------------------- the kernels */
 
 #define GK_DEFINE_KERNELS(T, SUF, OPS, NATIVE)                                                 \
+    /* The first argmax of z = x + G over one row, G the exact noise (noise.h), among   */  \
+    /* the candidate columns (increasing); -1 when the list overflowed.                  */  \
+    static int64_t gk_exact_argmax_##SUF(const char *xrow, int xdtype, int64_t xcs,          \
+                                         const int64_t *cand, int ncand, uint64_t seed,       \
+                                         uint64_t key, uint32_t stream) {                     \
+        if (ncand > GK_CANDIDATES) return -1;                                                \
+        T top = -INFINITY;                                                                   \
+        int64_t arg = -1;                                                                    \
+        for (int j = 0; j < ncand; ++j) {                                                    \
+            T xi;                                                                            \
+            gk_load_##T(xrow, xdtype, xcs, cand[j], 1, &xi);                                 \
+            T z = xi + gk_gumbel_##SUF(gk_word(seed, key, (uint64_t)cand[j], stream));       \
+            if (z > top) {                                                                   \
+                top = z;                                                                     \
+                arg = cand[j];                                                               \
+            }                                                                                \
+        }                                                                                    \
+        return arg;                                                                          \
+    }                                                                                        \
+                                                                                             \
     /* hard = 0: y = softmax((x + G) / tau). hard = 1: y = one-hot(argmax(x + G)), and   */   \
     /* soft (if not NULL) = the softmax. index (if not NULL): the argmax per row.        */   \
     void gk_gumbel_softmax_##SUF(const void *x, int xdtype, int64_t xrs, int64_t xcs,        \
@@ -198,9 +239,8 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
                     const T *xc = direct ? (const T *)xrow + c0 : xbuf;                      \
                     if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);                \
                     if (srow) {                                                              \
-                        gk_fill_##SUF(GK_KIND_GUMBEL, GK_SEED(r), GK_KEY(r), stream, c0, n,  \
-                                      srow + c0);                                            \
-                        (OPS)->zpass(xc, srow + c0, n, inv, 1, c0, &best, &arg, &bad);       \
+                        (OPS)->soft_zpass(xc, srow + c0, n, GK_SEED(r), GK_KEY(r), stream, c0, \
+                                          inv, &best, &bad);                                 \
                     } else {                                                                 \
                         (OPS)->gumbel_argmax(xc, n, GK_SEED(r), GK_KEY(r), stream, c0, &best, \
                                              &arg, &bad);                                    \
@@ -210,16 +250,35 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
                     gk_record_min(&status[0], r);                                            \
                     continue;                                                                \
                 }                                                                            \
-                if (arg < 0) {                                                               \
+                if (srow ? best == -INFINITY : arg < 0) {                                    \
                     gk_record_min(&status[1], r);                                            \
                     continue;                                                                \
                 }                                                                            \
                 if (srow) {                                                                  \
-                    T sum = (OPS)->expsum(srow, cols, best * inv);                             \
+                    /* The soft pass used float32-accurate noise G~: |z~ - z| < eps =   */    \
+                    /* 2^-16 + 2^-21 |z|, so the exact argmax is among the columns with */    \
+                    /* z~ >= best - 2 eps (few; listed while forming exp).              */    \
+                    int64_t cand[GK_CANDIDATES];                                             \
+                    int ncand = 0;                                                           \
+                    T margin = (T)0x1p-15 + (T)fabs((double)best) * (T)0x1p-20;             \
+                    T threshold = hard || index ? (best - margin) * inv : (T)INFINITY;       \
+                    T sum = (OPS)->expsum(srow, cols, best * inv, threshold, cand, &ncand);  \
                     (OPS)->scale(srow, cols, (T)1 / sum);                                    \
+                    if (hard || index)                                                       \
+                        arg = gk_exact_argmax_##SUF(xrow, xdtype, xcs, cand, ncand,          \
+                                                    GK_SEED(r), GK_KEY(r), stream);          \
+                    T top = -INFINITY;                                                       \
+                    for (int64_t c0 = 0, full = (hard || index) && arg < 0; full && c0 < cols; \
+                         c0 += GK_CHUNK) {                                                   \
+                        int64_t n = cols - c0 < GK_CHUNK ? cols - c0 : GK_CHUNK;             \
+                        const T *xc = direct ? (const T *)xrow + c0 : xbuf;                  \
+                        if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);            \
+                        (OPS)->gumbel_argmax(xc, n, GK_SEED(r), GK_KEY(r), stream, c0, &top, \
+                                             &arg, &bad);                                    \
+                    }                                                                        \
                 }                                                                            \
                 if (hard && y) {                                                             \
-                    memset(y + r * cols, 0, (size_t)cols * sizeof(T));                       \
+                    (OPS)->zero(y + r * cols, cols);                                         \
                     y[r * cols + arg] = 1;                                                   \
                 }                                                                            \
                 if (index) index[r] = arg;                                                   \

@@ -1,4 +1,4 @@
-/* The float32 row primitives for AVX-512, AVX2 and SSE2 (portable x86-64, or
+/* The float32 row primitives for AVX-512, AVX2 + FMA and SSE2 (portable x86-64, or
  * plain C elsewhere), and the run-time choice between them: the best the CPU
  * supports, or the one named by GUMBELKIT_SIMD (portable, avx2, avx512). */
 #include <stdlib.h>
@@ -9,40 +9,49 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#define GK_FENCE() _mm_sfence() /* after streaming stores */
 
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 #define W 16
 #define SFX avx512
 #define GK_MUL_EVEN(a, b) ((vq)_mm512_mul_epu32((__m512i)(a), (__m512i)(b)))
-#define GK_ILO {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}
-#define GK_IHI {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}
-#define GK_EVEN {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}
+#define GK_FMA(a, b, c) ((vf)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
+#define GK_STREAM_ZERO(p) _mm512_stream_ps(p, _mm512_setzero_ps())
+#define GK_PAIR {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}
+#define GK_QLO {0, 8, 2, 10, 4, 12, 6, 14}
+#define GK_QHI {1, 9, 3, 11, 5, 13, 7, 15}
 #include "simd_impl.h"
 #pragma GCC pop_options
 
 #pragma GCC push_options
-#pragma GCC target("avx2")
+#pragma GCC target("avx2,fma")
 #define W 8
 #define SFX avx2
 #define GK_MUL_EVEN(a, b) ((vq)_mm256_mul_epu32((__m256i)(a), (__m256i)(b)))
-#define GK_ILO {0, 8, 1, 9, 2, 10, 3, 11}
-#define GK_IHI {4, 12, 5, 13, 6, 14, 7, 15}
-#define GK_EVEN {0, 2, 4, 6, 8, 10, 12, 14}
+#define GK_FMA(a, b, c) ((vf)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
+#define GK_STREAM_ZERO(p) _mm256_stream_ps(p, _mm256_setzero_ps())
+#define GK_PAIR {0, 8, 2, 10, 4, 12, 6, 14}
+#define GK_QLO {0, 4, 2, 6}
+#define GK_QHI {1, 5, 3, 7}
 #include "simd_impl.h"
 #pragma GCC pop_options
 
 #define GK_MUL_EVEN(a, b) ((vq)_mm_mul_epu32((__m128i)(a), (__m128i)(b)))
+#define GK_STREAM_ZERO(p) _mm_stream_ps(p, _mm_setzero_ps())
 #else
+#define GK_FENCE() ((void)0)
+#define GK_STREAM_ZERO(p) memset(p, 0, 16)
 /* Generic: 64-bit lane products of the low 32 bits (any GCC/Clang target). */
 #define GK_MUL_EVEN(a, b) (((a) & 0xFFFFFFFFull) * ((b) & 0xFFFFFFFFull))
 #endif
 
+#define GK_FMA(a, b, c) ((a) * (b) + (c))
 #define W 4
 #define SFX portable
-#define GK_ILO {0, 4, 1, 5}
-#define GK_IHI {2, 6, 3, 7}
-#define GK_EVEN {0, 2, 4, 6}
+#define GK_PAIR {0, 4, 2, 6}
+#define GK_QLO {0, 2}
+#define GK_QHI {1, 3}
 #include "simd_impl.h"
 
 static const gk_ops_f32 *gk_active = &gk_ops_portable;
@@ -52,7 +61,7 @@ static int gk_isa_supported(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f")) return GK_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2")) return GK_ISA_AVX2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GK_ISA_AVX2;
 #endif
     return GK_ISA_PORTABLE;
 }

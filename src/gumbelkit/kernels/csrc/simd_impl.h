@@ -2,11 +2,17 @@
  * extensions and compiled three times by simd.c (AVX-512, AVX2, SSE2).
  *
  * The includer defines W (float lanes), SFX (name suffix), GK_MUL_EVEN(a, b)
- * (unsigned 32x32->64 products of the even 32-bit lanes) and the interleave
- * masks GK_ILO / GK_IHI and the even-lane mask GK_EVEN; this file undefines them at its end. Every lane performs the IEEE operations of noise.h in
- * the same order (no FMA: the build passes -ffp-contract=off; divisions are
- * real divisions), so the noise is bit-identical to the scalar twin and to
- * gumbelkit/_rng.py.
+ * (unsigned 32x32->64 products of the even 32-bit lanes), GK_FMA(a, b, c)
+ * (a * b + c, fused where the instruction set has it), GK_STREAM_ZERO(p)
+ * (zero W floats at p, 4W-byte aligned, bypassing the caches) and the shuffle masks
+ * of the word transposition, GK_PAIR (even 32-bit lanes of two vectors,
+ * interleaved) and GK_QLO / GK_QHI (even / odd 64-bit lanes of two vectors,
+ * per 128-bit lane); this file undefines them at its end. The noise primitives perform, lane by lane, the IEEE operations of
+ * noise.h in the same order (no FMA: the build passes -ffp-contract=off;
+ * divisions are real divisions), so the noise is bit-identical to the scalar
+ * twin and to gumbelkit/_rng.py. Only the soft path's own arithmetic ("fast
+ * noise" below) and exp use GK_FMA: their results are float32-accurate, not
+ * bit-identical across instruction sets.
  */
 #define GK_CAT2(a, b) a##b
 #define GK_CAT(a, b) GK_CAT2(a, b)
@@ -16,63 +22,100 @@
 #define vi FN(gk_vi)
 #define vu FN(gk_vu)
 #define vq FN(gk_vq)
+#define vl FN(gk_vl)
 typedef float vf __attribute__((vector_size(4 * W)));
 typedef int32_t vi __attribute__((vector_size(4 * W)));
 typedef uint32_t vu __attribute__((vector_size(4 * W)));
 typedef uint64_t vq __attribute__((vector_size(4 * W)));
+typedef int64_t vl __attribute__((vector_size(4 * W)));
 
 static inline vf FN(load)(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void FN(store)(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf FN(sel)(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 static inline vf FN(splat)(float s) { return (vf){} + s; }
+static inline vf FN(fma)(vf a, vf b, vf c) { return GK_FMA(a, b, c); }
 
 /* -------------------------------------------------------------- Philox */
 
-/* One Philox round on W/2 counters held in the low halves of 64-bit lanes
- * (the high halves carry garbage that never reaches a low half: the multiply
- * reads only the low 32 bits, shifts move the true high product down). */
-#define GK_PHILOX_ROUND(c0, c1, c2, c3, k0, k1)                                             \
-    do {                                                                                    \
-        vq p0 = GK_MUL_EVEN(c0, m0), p1 = GK_MUL_EVEN(c2, m1);                              \
-        c0 = (p1 >> 32) ^ c1 ^ k0;                                                          \
-        c2 = (p0 >> 32) ^ c3 ^ k1;                                                          \
-        c1 = p1;                                                                            \
-        c3 = p0;                                                                            \
-    } while (0)
+/* Philox4x32-10 on W/2 counters held in the low halves of 64-bit lanes (the
+ * high halves carry garbage that never reaches a low half: the multiply reads
+ * only the low 32 bits, shifts move the true high product down). Within a row
+ * only the first counter word (the block index col / 4) varies; the others
+ * are (stream, key_lo, key_hi). So the first two rounds are folded into a
+ * row's constants: round 1 multiplies only c0 and round 2 only c2, and the
+ * round keys are formed once per row. */
+typedef struct {
+    vq d2, e0, e2, f2;     /* the folded constants (low halves) */
+    vq k0[10], k1[10];     /* round keys */
+} FN(philox_key);
 
-/* Words for the 4W columns of blocks [block0, block0 + W), in column order. */
-static inline void FN(words)(uint64_t seed, uint64_t key, uint32_t stream, uint32_t block0,
-                             vu out[4]) {
-    const vq m0 = (vq){} + (uint64_t)GK_PHILOX_M0, m1 = (vq){} + (uint64_t)GK_PHILOX_M1;
-    vq a0, b0; /* blocks block0 + [0, W/2) and block0 + [W/2, W) */
-    for (int j = 0; j < W / 2; ++j) {
-        a0[j] = (uint32_t)(block0 + (uint32_t)j);
-        b0[j] = (uint32_t)(block0 + (uint32_t)(j + W / 2));
-    }
-    vq a1 = (vq){} + (uint64_t)stream, a2 = (vq){} + (uint64_t)(uint32_t)key;
-    vq a3 = (vq){} + (key >> 32);
-    vq b1 = a1, b2 = a2, b3 = a3;
-    vq k0 = (vq){} + (uint64_t)(uint32_t)seed, k1 = (vq){} + (seed >> 32);
+static inline void FN(philox_key_init)(FN(philox_key) *pk, uint64_t seed, uint64_t key,
+                                       uint32_t stream) {
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (int r = 0; r < 10; ++r) {
-        if (r > 0) { /* low halves wrap mod 2^32; carries go to the unused high halves */
-            k0 += GK_PHILOX_W0;
-            k1 += GK_PHILOX_W1;
-        }
-        GK_PHILOX_ROUND(a0, a1, a2, a3, k0, k1);
-        GK_PHILOX_ROUND(b0, b1, b2, b3, k0, k1);
+        pk->k0[r] = (vq){} + (uint64_t)(uint32_t)(k0 + (uint32_t)r * GK_PHILOX_W0);
+        pk->k1[r] = (vq){} + (uint64_t)(uint32_t)(k1 + (uint32_t)r * GK_PHILOX_W1);
     }
-    /* low halves of (a, b) -> W 32-bit lanes, blocks in order */
-    const vi even = GK_EVEN;
-    vu c0 = __builtin_shuffle((vu)a0, (vu)b0, even), c1 = __builtin_shuffle((vu)a1, (vu)b1, even);
-    vu c2 = __builtin_shuffle((vu)a2, (vu)b2, even), c3 = __builtin_shuffle((vu)a3, (vu)b3, even);
-    /* 4 x W (word-major) -> W x 4 (column-major): two rounds of interleaving. */
-    const vi lo = GK_ILO, hi = GK_IHI;
-    vu ac_lo = __builtin_shuffle(c0, c2, lo), ac_hi = __builtin_shuffle(c0, c2, hi);
-    vu bd_lo = __builtin_shuffle(c1, c3, lo), bd_hi = __builtin_shuffle(c1, c3, hi);
-    out[0] = __builtin_shuffle(ac_lo, bd_lo, lo);
-    out[1] = __builtin_shuffle(ac_lo, bd_lo, hi);
-    out[2] = __builtin_shuffle(ac_hi, bd_hi, lo);
-    out[3] = __builtin_shuffle(ac_hi, bd_hi, hi);
+    /* round 1: c0 and c1 come out constant; round 2: c3 does */
+    uint64_t p1 = (uint64_t)GK_PHILOX_M1 * (uint32_t)key;
+    uint32_t a0 = (uint32_t)(p1 >> 32) ^ stream ^ k0, a1 = (uint32_t)p1;
+    uint64_t p0 = (uint64_t)GK_PHILOX_M0 * a0;
+    uint32_t e3 = (uint32_t)p0;
+    pk->d2 = (vq){} + (uint64_t)((uint32_t)(key >> 32) ^ k1);
+    pk->e0 = (vq){} + (uint64_t)(a1 ^ (uint32_t)(k0 + GK_PHILOX_W0));
+    pk->e2 = (vq){} + (uint64_t)((uint32_t)(p0 >> 32) ^ (uint32_t)(k1 + GK_PHILOX_W1));
+    pk->f2 = (vq){} + (uint64_t)(e3 ^ (uint32_t)(k1 + 2u * GK_PHILOX_W1));
+}
+
+/* Words for the 4W * groups columns of blocks [block0, block0 + W * groups), in
+ * column order, into out[0 .. 4 * groups); groups is 1 or 2, a constant after
+ * inlining: the 2 * groups counter vectors run their rounds in lockstep. */
+static inline void FN(words)(const FN(philox_key) *pk, uint32_t block0, vu *out, int groups) {
+    const vq m0 = (vq){} + (uint64_t)GK_PHILOX_M0, m1 = (vq){} + (uint64_t)GK_PHILOX_M1;
+    const int chains = 2 * groups;
+    vq c0[4], c1[4], c2[4], c3[4];
+    /* 64-bit lane l of chain h holds block block0 + h W/2 + l/2 (l even) or
+     * + W/4 + l/2 (l odd): then the transposition below is two shuffles. */
+    vq lanes = (vq){};
+    for (int l = 0; l < W / 2; ++l) lanes[l] = (uint32_t)((l % 2 ? W / 4 : 0) + l / 2);
+    for (int h = 0; h < chains; ++h) c0[h] = lanes + (uint64_t)(block0 + (uint32_t)(h * (W / 2)));
+    for (int h = 0; h < chains; ++h) { /* round 1 */
+        vq p = GK_MUL_EVEN(c0[h], m0);
+        c2[h] = (p >> 32) ^ pk->d2;
+        c3[h] = p;
+    }
+    for (int h = 0; h < chains; ++h) { /* round 2; its c3 is the row's constant e3 */
+        vq p = GK_MUL_EVEN(c2[h], m1);
+        c0[h] = (p >> 32) ^ pk->e0;
+        c1[h] = p;
+        c2[h] = c3[h] ^ pk->e2;
+    }
+    for (int h = 0; h < chains; ++h) { /* round 3 */
+        vq p0 = GK_MUL_EVEN(c0[h], m0), p1 = GK_MUL_EVEN(c2[h], m1);
+        c0[h] = (p1 >> 32) ^ c1[h] ^ pk->k0[2];
+        c2[h] = (p0 >> 32) ^ pk->f2;
+        c1[h] = p1;
+        c3[h] = p0;
+    }
+    for (int r = 3; r < 10; ++r) {
+        for (int h = 0; h < chains; ++h) {
+            vq p0 = GK_MUL_EVEN(c0[h], m0), p1 = GK_MUL_EVEN(c2[h], m1);
+            c0[h] = (p1 >> 32) ^ c1[h] ^ pk->k0[r];
+            c2[h] = (p0 >> 32) ^ c3[h] ^ pk->k1[r];
+            c1[h] = p1;
+            c3[h] = p0;
+        }
+    }
+    /* (w0, w1) and (w2, w3) of each counter side by side, then the counters of
+     * even and of odd lanes: W consecutive columns each. */
+    const vi pair = GK_PAIR;
+    const vl qlo = GK_QLO, qhi = GK_QHI;
+    for (int h = 0; h < chains; ++h) {
+        vq w01 = (vq)__builtin_shuffle((vu)c0[h], (vu)c1[h], pair);
+        vq w23 = (vq)__builtin_shuffle((vu)c2[h], (vu)c3[h], pair);
+        out[2 * h] = (vu)__builtin_shuffle(w01, w23, qlo);
+        out[2 * h + 1] = (vu)__builtin_shuffle(w01, w23, qhi);
+    }
 }
 
 /* ---------------------------------------------------- log / exp (float32) */
@@ -94,31 +137,45 @@ static inline vf FN(log)(vf x) {
     return s * (hfsq + r) + dk * 9.0580006145e-06f - hfsq + f + dk * 6.9313812256e-01f;
 }
 
-/* exp(x), within 2 ulp of the float64 exp; exp(-inf) = 0 exactly, exp(+inf) = inf,
- * subnormal results rounded once (two-step scaling), NaN propagates. */
+/* v[q] = exp(v[q]) for q < count, in lockstep (count is a constant after
+ * inlining, the loops unroll): within 2 ulp of the float64 exp; exp(-inf) = 0
+ * exactly, exp(+inf) = inf, subnormal results rounded once (two-step
+ * scaling), NaN propagates. The Cephes expf polynomial on r = x - n log 2,
+ * |r| <= log(2) / 2. */
+static inline void FN(expn)(vf *v, int count) {
+    static const float P[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                               4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+    vf t[4], n[4], r[4], p[4];
+    for (int q = 0; q < count; ++q) {
+        v[q] = FN(sel)(v[q] < -110.0f, FN(splat)(-110.0f), v[q]);
+        v[q] = FN(sel)(v[q] > 89.0f, FN(splat)(89.0f), v[q]);
+    }
+    for (int q = 0; q < count; ++q)
+        t[q] = FN(fma)(v[q], FN(splat)(1.44269504088896341f), FN(splat)(12582912.0f));
+    for (int q = 0; q < count; ++q) n[q] = t[q] - 12582912.0f;
+    for (int q = 0; q < count; ++q) r[q] = FN(fma)(n[q], FN(splat)(-0.693359375f), v[q]);
+    for (int q = 0; q < count; ++q) r[q] = FN(fma)(n[q], FN(splat)(2.12194440e-4f), r[q]);
+    for (int q = 0; q < count; ++q) p[q] = FN(splat)(P[0]);
+    for (int i = 1; i < 6; ++i)
+        for (int q = 0; q < count; ++q) p[q] = FN(fma)(p[q], r[q], FN(splat)(P[i]));
+    for (int q = 0; q < count; ++q) p[q] = FN(fma)(p[q], r[q] * r[q], r[q]) + 1.0f;
+    for (int q = 0; q < count; ++q) {
+        vi ni = (vi)t[q] - 0x4B400000, n1 = ni >> 1, n2 = ni - n1;
+        v[q] = p[q] * (vf)((n1 + 127) << 23) * (vf)((n2 + 127) << 23);
+    }
+}
+
 static inline vf FN(exp)(vf x) {
-    x = FN(sel)(x < -110.0f, FN(splat)(-110.0f), x);
-    x = FN(sel)(x > 89.0f, FN(splat)(89.0f), x);
-    vf t = x * 1.44269504088896341f + 12582912.0f;
-    vf n = t - 12582912.0f;
-    vi ni = (vi)t - 0x4B400000;
-    vf r = x - n * 0.693359375f - n * -2.12194440e-4f;
-    vf p = 1.9875691500e-4f * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
-    vi n1 = ni >> 1, n2 = ni - n1;
-    return p * (vf)((n1 + 127) << 23) * (vf)((n2 + 127) << 23);
+    FN(expn)(&x, 1);
+    return x;
 }
 
 /* ------------------------------------------------------- words -> noise */
 
 /* gk_small_side_f32: up = (u >= 1/2), returns a, the small side of u. */
 static inline vf FN(small)(vu w, vi *up) {
-    *up = (vi)w < 0;
-    vi r = (*up & (vi)~w) | (~*up & (vi)w);
+    *up = (vi)w >> 31;
+    vi r = (vi)w ^ *up;
     return (__builtin_convertvector(r, vf) + 0.5f) * 0x1p-32f;
 }
 
@@ -149,13 +206,116 @@ static inline vf FN(logistic)(vu w) {
     return FN(sel)(up, -lower, lower);
 }
 
+/* ------------------------------------------------ fast noise (soft path) */
+
+/* The relaxed sample softmax((x + G) / tau) needs G to float32 accuracy, not
+ * bit for bit: its argmax is never taken from it (hard samples decide the
+ * argmax on the exact noise, see gk_gumbel_softmax). So the soft path forms G
+ * from the same Philox words with division-free logarithms and fused
+ * multiply-adds, about half the instructions of the exact noise. */
+
+/* The functions below work on 8 vectors in lockstep (each step a loop over q
+ * that the compiler unrolls): their long dependency chains (two polynomials
+ * per value) then overlap, instead of waiting on one another. */
+#define GK_EACH for (int q = 0; q < 8; ++q)
+
+/* x = 2^k (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)), x positive, normal, finite. */
+static inline void FN(reduce)(const vf x[8], vi k[8], vf f[8]) {
+    vi ix[8];
+    GK_EACH ix[q] = (vi)x[q] + (0x3F800000 - 0x3F3504F3);
+    GK_EACH k[q] = (ix[q] >> 23) - 0x7F;
+    GK_EACH f[q] = (vf)((ix[q] & 0x007FFFFF) + 0x3F3504F3) - 1.0f;
+}
+
+/* log(2^k (1 + f)) = k log 2 + f - f^2/2 + f^3 P(f) for f in [sqrt(1/2) - 1,
+ * sqrt(2) - 1], P the degree-8 polynomial of Cephes logf (Moshier, 1992),
+ * log 2 split in two: within 1 float32 ulp of the float64 log. */
+static inline void FN(log_reduced)(const vi k[8], const vf f[8], vf out[8]) {
+    static const float P[9] = {7.0376836292e-2f,  -1.1514610310e-1f, 1.1676998740e-1f,
+                               -1.2420140846e-1f, 1.4249322787e-1f,  -1.6668057665e-1f,
+                               2.0000714765e-1f,  -2.4999993993e-1f, 3.3333331174e-1f};
+    vf p[8], f2[8], dk[8];
+    GK_EACH p[q] = FN(splat)(P[0]);
+    for (int i = 1; i < 9; ++i) GK_EACH p[q] = FN(fma)(p[q], f[q], FN(splat)(P[i]));
+    GK_EACH f2[q] = f[q] * f[q];
+    GK_EACH dk[q] = __builtin_convertvector(k[q], vf);
+    GK_EACH p[q] = FN(fma)(dk[q], FN(splat)(-2.12194440e-4f), p[q] * f[q] * f2[q]);
+    GK_EACH p[q] = FN(fma)(f2[q], FN(splat)(-0.5f), p[q]);
+    GK_EACH out[q] = FN(fma)(dk[q], FN(splat)(0.693359375f), f[q] + p[q]);
+}
+
+/* -E = log u for the words' uniforms u, to float32 accuracy. With a the small
+ * side (noise.h): log u = log a when u < 1/2; when u >= 1/2, log(1 - a) is
+ * reduced without rounding 1 - a: 1 - a = 1 + f with f = -a, or, when
+ * 1 - a < sqrt(1/2), 2^-1 (1 + f) with f = 1 - 2a; both f are exact. */
+static inline void FN(log_uniform_fast)(const vu w[8], vf out[8]) {
+    vi up[8], k[8], halved[8];
+    vf a[8], f[8];
+    GK_EACH a[q] = FN(small)(w[q], &up[q]);
+    FN(reduce)(a, k, f);
+    GK_EACH halved[q] = a[q] > 0.29289321881f; /* 1 - sqrt(1/2); all ones: k = -1 */
+    GK_EACH f[q] = FN(sel)(up[q], FN(sel)(halved[q], 1.0f - (a[q] + a[q]), -a[q]), f[q]);
+    GK_EACH k[q] = (up[q] & halved[q]) | (~up[q] & k[q]);
+    FN(log_reduced)(k, f, out);
+}
+
+/* G = -log(-log u) for the words of 4W columns, to float32 accuracy. */
+static inline void FN(gumbel_fast)(const vu w[8], vf g[8]) {
+    vf e[8], f[8];
+    vi k[8];
+    FN(log_uniform_fast)(w, e);
+    GK_EACH e[q] = -e[q];
+    FN(reduce)(e, k, f);
+    FN(log_reduced)(k, f, g);
+    GK_EACH g[q] = -g[q];
+}
+
+/* The soft path's row pass over columns [col0, col0 + n) (col0 a multiple of
+ * 8W): io = z * inv_tau for z = x + G, G the fast noise of the row's words;
+ * the running max of z, and *bad when some z is NaN or +inf. */
+static void FN(soft_zpass)(const float *x, float *io, int64_t n, uint64_t seed, uint64_t key,
+                           uint32_t stream, int64_t col0, float inv_tau, float *best, int *bad) {
+    const vf inf = FN(splat)(__builtin_inff()), tv = FN(splat)(inv_tau);
+    vf bv = -inf;
+    vi badv = (vi){};
+    FN(philox_key) pk;
+    FN(philox_key_init)(&pk, seed, key, stream);
+    for (int64_t i = 0; i < n; i += 8 * W) {
+        vu w[8];
+        vf z[8];
+        FN(words)(&pk, (uint32_t)((col0 + i) >> 2), w, 2);
+        FN(gumbel_fast)(w, z);
+        if (i + 8 * W <= n) {
+            GK_EACH z[q] += FN(load)(x + i + q * W);
+        } else {
+            float xs[8 * W];
+            for (int j = 0; j < 8 * W; ++j) xs[j] = i + j < n ? x[i + j] : -__builtin_inff();
+            GK_EACH z[q] += FN(load)(xs + q * W);
+        }
+        GK_EACH badv |= ~(z[q] < inf);
+        GK_EACH bv = FN(sel)(z[q] > bv, z[q], bv);
+        GK_EACH z[q] *= tv;
+        if (i + 8 * W <= n) {
+            GK_EACH FN(store)(io + i + q * W, z[q]);
+        } else {
+            memcpy(io + i, z, (size_t)(n - i) * 4);
+        }
+    }
+    for (int j = 0; j < W; ++j) {
+        if (badv[j]) *bad = 1;
+        if (bv[j] > *best) *best = bv[j];
+    }
+}
+
 #define GK_DEFINE_SIMD_FILL(KIND)                                                           \
     static void FN(fill_##KIND)(uint64_t seed, uint64_t key, uint32_t stream, int64_t col0, \
                                 int64_t n, float *out) {                                    \
         int64_t end = col0 + n;                                                             \
+        FN(philox_key) pk;                                                                  \
+        FN(philox_key_init)(&pk, seed, key, stream);                                        \
         for (int64_t base = col0 & ~(int64_t)3; base < end; base += 4 * W) {                \
             vu w[4];                                                                        \
-            FN(words)(seed, key, stream, (uint32_t)(base >> 2), w);                         \
+            FN(words)(&pk, (uint32_t)(base >> 2), w, 1);                                    \
             vf v[4];                                                                        \
             for (int q = 0; q < 4; ++q) v[q] = FN(KIND)(w[q]);                              \
             if (base >= col0 && base + 4 * W <= end) {                                      \
@@ -176,48 +336,6 @@ GK_DEFINE_SIMD_FILL(logistic)
 
 /* ------------------------------------------------------ row primitives */
 
-/* z = x + g (into io), then io = z * inv_tau when store; running max/argmax of z
- * (first index on ties) and *bad when some z is NaN or +inf. Indices from col0. */
-static void FN(zpass)(const float *x, float *io, int64_t n, float inv_tau, int store, int64_t col0,
-                      float *best, int64_t *arg, int *bad) {
-    vf bv = FN(splat)(-__builtin_inff());
-    vi bi = (vi){} + 0x7FFFFFFF, idx = (vi){};
-    for (int j = 0; j < W; ++j) idx[j] = j;
-    vi badv = (vi){};
-    const vf inf = FN(splat)(__builtin_inff()), tv = FN(splat)(inv_tau);
-    int64_t i = 0;
-    for (; i + W <= n; i += W) {
-        vf z = FN(load)(x + i) + FN(load)(io + i);
-        badv |= ~(z < inf);
-        vi gt = z > bv;
-        bv = FN(sel)(gt, z, bv);
-        bi = (gt & idx) | (~gt & bi);
-        idx += W;
-        if (store) FN(store)(io + i, z * tv);
-    }
-    float b = *best;
-    int64_t a = *arg;
-    for (int j = 0; j < W; ++j) {
-        if (badv[j]) *bad = 1;
-        if (bi[j] == 0x7FFFFFFF) continue;
-        if (bv[j] > b || (bv[j] == b && (a < 0 || col0 + bi[j] < a))) {
-            b = bv[j];
-            a = col0 + bi[j];
-        }
-    }
-    for (; i < n; ++i) {
-        float z = x[i] + io[i];
-        if (!(z < __builtin_inff())) *bad = 1;
-        if (z > b) {
-            b = z;
-            a = col0 + i;
-        }
-        if (store) io[i] = z * inv_tau;
-    }
-    *best = b;
-    *arg = a;
-}
-
 /* The running (max, first argmax) of z = x + G over columns [col0, col0 + n)
  * of one row, G the row's Gumbel noise, and *bad when some x is NaN or +inf:
  * what zpass gives on filled noise, without forming G where it cannot matter.
@@ -231,9 +349,11 @@ static void FN(gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t
     float b = *best;
     int64_t a = *arg, end = col0 + n;
     vi badv = (vi){};
+    FN(philox_key) pk;
+    FN(philox_key_init)(&pk, seed, key, stream);
     for (int64_t base = col0 & ~(int64_t)3; base < end; base += 4 * W) {
         vu w[4];
-        FN(words)(seed, key, stream, (uint32_t)(base >> 2), w);
+        FN(words)(&pk, (uint32_t)(base >> 2), w, 1);
         /* A first bound for all 4W columns, tested against the running max
          * once, before any logarithm: with a the small side of u (noise.h),
          * E >= log 2 when u < 1/2, so G <= -log log 2 < 0.3666, and E =
@@ -287,23 +407,41 @@ static void FN(gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t
     *arg = a;
 }
 
-/* io = exp(io - m); returns the sum (W partial sums, then in order). */
-static float FN(expsum)(float *io, int64_t n, float m) {
-    vf acc = (vf){};
-    const vf mv = FN(splat)(m);
+/* io = exp(io - m); returns the sum (W partial sums, then in order). The
+ * columns whose io was >= threshold on entry go to the candidate list. */
+static float FN(expsum)(float *io, int64_t n, float m, float threshold, int64_t *cand,
+                        int *ncand) {
+    vf acc = (vf){}, e[4];
+    const vf mv = FN(splat)(m), th = FN(splat)(threshold);
     int64_t i = 0;
-    for (; i + W <= n; i += W) {
-        vf e = FN(exp)(FN(load)(io + i) - mv);
-        FN(store)(io + i, e);
-        acc += e;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        vi hit = (vi){};
+        for (int q = 0; q < 4; ++q) {
+            e[q] = FN(load)(io + i + q * W);
+            hit |= e[q] >= th;
+        }
+        int any = 0;
+        for (int j = 0; j < W; ++j) any |= hit[j];
+        if (any)
+            for (int j = 0; j < 4 * W; ++j)
+                if (io[i + j] >= threshold) gk_candidate(cand, ncand, i + j);
+        for (int q = 0; q < 4; ++q) e[q] -= mv;
+        FN(expn)(e, 4);
+        for (int q = 0; q < 4; ++q) {
+            FN(store)(io + i + q * W, e[q]);
+            acc += e[q];
+        }
     }
-    if (i < n) {
+    for (; i < n; i += W) {
         float tmp[W] = {0};
-        memcpy(tmp, io + i, (size_t)(n - i) * 4);
-        vf e = FN(exp)(FN(load)(tmp) - mv);
-        for (int j = 0; j < n - i; ++j) {
-            io[i + j] = e[j];
-            acc[j] += e[j];
+        int64_t m = n - i < W ? n - i : W;
+        for (int j = 0; j < m; ++j)
+            if (io[i + j] >= threshold) gk_candidate(cand, ncand, i + j);
+        memcpy(tmp, io + i, (size_t)m * 4);
+        vf x = FN(exp)(FN(load)(tmp) - mv);
+        for (int j = 0; j < m; ++j) {
+            io[i + j] = x[j];
+            acc[j] += x[j];
         }
     }
     float s = 0.0f;
@@ -327,6 +465,16 @@ static void FN(scale)(float *io, int64_t n, float c) {
     int64_t i = 0;
     for (; i + W <= n; i += W) FN(store)(io + i, FN(load)(io + i) * cv);
     for (; i < n; ++i) io[i] *= c;
+}
+
+/* out[0 .. n) = 0 with streaming stores: a hard sample's row is written once
+ * and not read back, so it need not be read into the cache first. */
+static void FN(zero)(float *out, int64_t n) {
+    int64_t i = 0;
+    for (; i < n && ((uintptr_t)(out + i) & (4 * W - 1)) != 0; ++i) out[i] = 0.0f;
+    for (; i + W <= n; i += W) GK_STREAM_ZERO(out + i);
+    for (; i < n; ++i) out[i] = 0.0f;
+    GK_FENCE();
 }
 
 static double FN(dot)(const float *a, const float *b, int64_t n) {
@@ -391,10 +539,11 @@ static void FN(concrete)(const float *x, const float *tau, float *io, int64_t n,
 static const gk_ops_f32 FN(gk_ops) = {
     .name = GK_STR(SFX),
     .fill = {FN(fill_gumbel), FN(fill_exponential), FN(fill_logistic)},
-    .zpass = FN(zpass),
+    .soft_zpass = FN(soft_zpass),
     .gumbel_argmax = FN(gumbel_argmax),
     .expsum = FN(expsum),
     .scale = FN(scale),
+    .zero = FN(zero),
     .exp = FN(exp_array),
     .dot = FN(dot),
     .softmax_grad = FN(softmax_grad),
@@ -405,12 +554,15 @@ static const gk_ops_f32 FN(gk_ops) = {
 #undef vi
 #undef vu
 #undef vq
+#undef vl
 #undef FN
 #undef GK_DEFINE_SIMD_FILL
 #undef W
 #undef SFX
 #undef GK_MUL_EVEN
-#undef GK_ILO
-#undef GK_IHI
-#undef GK_EVEN
-#undef GK_PHILOX_ROUND
+#undef GK_FMA
+#undef GK_STREAM_ZERO
+#undef GK_PAIR
+#undef GK_QLO
+#undef GK_QHI
+#undef GK_EACH
