@@ -3,8 +3,9 @@
 Prints one table: median times (ms) of gumbelkit, of
 ``torch.nn.functional.gumbel_softmax`` and of ``x.clone()`` (the memory
 floor: one read and one write of the input), measured side by side in one
-process (calls interleaved), and the ratios ``torch / gumbelkit`` (speed-up) and ``gumbelkit /
-copy`` (distance from the memory floor); one row per shape, mode (soft, hard,
+process (in rounds that run each function in turn), and the ratios ``torch /
+gumbelkit`` (speed-up) and ``gumbelkit / copy`` (distance from the memory
+floor); one row per shape, mode (soft, hard,
 hard forward+backward: the op's forward, then its backward for a fixed
 random output gradient) and thread count, plus Gumbel-max against
 ``torch.multinomial(softmax(x), 1)``. ``peak MB`` is the largest extra tensor
@@ -90,14 +91,15 @@ def peak_megabytes(fn: Callable[[], object], *inputs: torch.Tensor, grad: bool =
 
 
 def median_ms(*fns: Callable[[], object], repeats: int) -> list[float]:
-    """Median milliseconds of each function, calls interleaved (f, g, h, f, g, h,
-    ...) after one untimed call each, so that load from other processes falls
-    on all of them alike."""
-    for fn in fns:
-        fn()
+    """Median milliseconds of each function over ``repeats`` rounds. A round
+    runs every function twice in turn and times the second call (f, f*, g, g*,
+    ...): each timed call finds the caches as its own previous call left them,
+    as in a loop, while load from other processes falls on all functions
+    alike."""
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, spent in zip(fns, times):
+            fn()
             start = time.perf_counter()
             fn()
             spent.append(time.perf_counter() - start)
