@@ -200,8 +200,9 @@ def test_soft_sample_as_accurate_as_reference(isa, tau):
     assert fused.max() <= 2 * reference.max() + 8
 
 
+@pytest.mark.parametrize("tau", [0.5, 1.0])
 @pytest.mark.parametrize("tied", [5, 100])
-def test_hard_sample_exact_on_near_ties(isa, tied):
+def test_hard_sample_exact_on_near_ties(isa, tied, tau):
     """Columns whose x + G differ by a few ulps: the float32-accurate soft pass
     cannot order them, the exact noise decides (among listed candidates, or,
     past 64 of them, over the whole row), as in the reference."""
@@ -213,18 +214,34 @@ def test_hard_sample_exact_on_near_ties(isa, tied):
     near = 5.0 - g.gather(1, columns) + (torch.randint(-3, 4, columns.shape) * 2.0**-21)
     x.scatter_(1, columns, near)
     leaf = x.clone().requires_grad_(True)
-    expected = F._gumbel_softmax_reference(x, 0.5, True, -1, seed, None)
-    assert torch.equal(F.gumbel_softmax(leaf, 0.5, hard=True, seed=seed).detach(), expected)
-    assert torch.equal(F.gumbel_softmax(x, 0.5, hard=True, seed=seed), expected)
+    expected = F._gumbel_softmax_reference(x, tau, True, -1, seed, None)
+    assert torch.equal(F.gumbel_softmax(leaf, tau, hard=True, seed=seed).detach(), expected)
+    assert torch.equal(F.gumbel_softmax(x, tau, hard=True, seed=seed), expected)
     assert torch.equal(F.gumbel_max(x, seed=seed), expected.argmax(-1))
 
 
+@pytest.mark.parametrize("tau", [0.3, 1.0])
 @pytest.mark.parametrize("cols", [3000, 40_001])
-def test_hard_sample_with_autograd_matches_reference(isa, cols):
+def test_hard_sample_with_autograd_matches_reference(isa, cols, tau):
     x = fresh_logits(6, cols).requires_grad_(True)
     seed = fresh_seed()
-    y = F.gumbel_softmax(x, 0.3, hard=True, seed=seed)
-    assert torch.equal(y, F._gumbel_softmax_reference(x.detach(), 0.3, True, -1, seed, None))
+    y = F.gumbel_softmax(x, tau, hard=True, seed=seed)
+    assert torch.equal(y, F._gumbel_softmax_reference(x.detach(), tau, True, -1, seed, None))
+
+
+@pytest.mark.parametrize("scale", [3.0, 40.0])
+def test_unit_temperature_matches_reference(isa, scale):
+    """tau = 1 runs the exponential race exp(x - max x) / E (one logarithm) when
+    the finite logits span at most 80, the general pass otherwise (scale 40):
+    both agree with the reference, and hard samples exactly."""
+    x = fresh_logits(16, 1500) * scale
+    seed = fresh_seed()
+    reference = F._gumbel_softmax_reference(x, 1.0, False, -1, seed, None)
+    torch.testing.assert_close(F.gumbel_softmax(x, 1.0, seed=seed), reference,
+                               **FLOAT_TOL[torch.float32])
+    leaf = x.clone().requires_grad_(True)
+    assert torch.equal(F.gumbel_softmax(leaf, 1.0, hard=True, seed=seed).detach(),
+                       F._gumbel_softmax_reference(x, 1.0, True, -1, seed, None))
 
 
 def test_gumbel_max_matches_reference(isa):

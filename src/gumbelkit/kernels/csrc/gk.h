@@ -30,8 +30,11 @@ typedef struct {
                           uint32_t stream, int64_t col0, float *best, int64_t *arg, int *bad);
     void (*soft_zpass)(const float *x, float *io, int64_t n, uint64_t seed, uint64_t key,
                        uint32_t stream, int64_t col0, float inv_tau, float *best, int *bad);
+    int (*race_ready)(const float *x, int64_t n, float *m, int *bad);
+    float (*race)(const float *x, float *io, int64_t n, uint64_t seed, uint64_t key,
+                  uint32_t stream, float m, float *vmax);
     float (*expsum)(float *io, int64_t n, float m, float threshold, int64_t *cand, int *ncand);
-    void (*scale)(float *io, int64_t n, float c);
+    void (*scale)(float *io, int64_t n, float c, float threshold, int64_t *cand, int *ncand);
     void (*zero)(float *out, int64_t n);
     void (*exp)(const float *x, float *out, int64_t n);
     double (*dot)(const float *a, const float *b, int64_t n);

@@ -116,8 +116,12 @@ static double gk_row_expsum_f64(double *io, int64_t n, double m, double threshol
     return s;
 }
 
-static void gk_row_scale_f64(double *io, int64_t n, double c) {
-    for (int64_t i = 0; i < n; ++i) io[i] *= c;
+static void gk_row_scale_f64(double *io, int64_t n, double c, double threshold, int64_t *cand,
+                             int *ncand) {
+    for (int64_t i = 0; i < n; ++i) {
+        if (io[i] >= threshold) gk_candidate(cand, ncand, i);
+        io[i] *= c;
+    }
 }
 
 static void gk_row_zero_f64(double *out, int64_t n) { memset(out, 0, (size_t)n * sizeof *out); }
@@ -157,8 +161,11 @@ typedef struct {
                        double, double *, int *);
     void (*gumbel_argmax)(const double *, int64_t, uint64_t, uint64_t, uint32_t, int64_t,
                           double *, int64_t *, int *);
+    int (*race_ready)(const double *, int64_t, double *, int *);
+    double (*race)(const double *, double *, int64_t, uint64_t, uint64_t, uint32_t, double,
+                   double *);
     double (*expsum)(double *, int64_t, double, double, int64_t *, int *);
-    void (*scale)(double *, int64_t, double);
+    void (*scale)(double *, int64_t, double, double, int64_t *, int *);
     void (*zero)(double *, int64_t);
     double (*dot)(const double *, const double *, int64_t);
     void (*softmax_grad)(const double *, const double *, double *, int64_t, double, double);
@@ -167,6 +174,8 @@ typedef struct {
 
 static const gk_ops_f64 gk_f64_ops = {
     .soft_zpass = gk_row_soft_zpass_f64,
+    .race_ready = NULL, /* float64 keeps the exact noise throughout */
+    .race = NULL,
     .gumbel_argmax = gk_row_gumbel_argmax_f64,
     .expsum = gk_row_expsum_f64,
     .scale = gk_row_scale_f64,
@@ -189,6 +198,7 @@ static void gk_fill_f64(int kind, uint64_t seed, uint64_t key, uint32_t stream, 
 }
 
 enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
+enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf */
 
 #define GK_SEED(r) ((uint64_t)seeds[(r) * seed_stride])
 #define GK_KEY(r) (keys == NULL ? (uint64_t)(r) : (uint64_t)keys[(r) * key_stride])
@@ -216,6 +226,64 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
         return arg;                                                                          \
     }                                                                                        \
                                                                                              \
+    /* The first argmax of x + G over a whole row, with the exact noise.                */  \
+    static int gk_argmax_row_##SUF(const char *xrow, int xdtype, int64_t xcs, int direct,    \
+                                   T *xbuf, int64_t cols, uint64_t seed, uint64_t key,        \
+                                   uint32_t stream, int64_t *arg) {                           \
+        T best = -INFINITY;                                                                  \
+        int bad = 0;                                                                         \
+        *arg = -1;                                                                           \
+        for (int64_t c0 = 0; c0 < cols; c0 += GK_CHUNK) {                                    \
+            int64_t n = cols - c0 < GK_CHUNK ? cols - c0 : GK_CHUNK;                         \
+            const T *xc = direct ? (const T *)xrow + c0 : xbuf;                              \
+            if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);                        \
+            (OPS)->gumbel_argmax(xc, n, seed, key, stream, c0, &best, arg, &bad);            \
+        }                                                                                    \
+        return bad ? GK_ROW_BAD : *arg < 0 ? GK_ROW_EMPTY : GK_ROW_OK;                       \
+    }                                                                                        \
+                                                                                             \
+    /* A row's relaxed sample softmax((x + G) / tau) into srow, and, if arg is not NULL, */  \
+    /* the first argmax of x + G decided on the exact noise. The float32 soft pass uses  */  \
+    /* float32-accurate noise G~, |z~ - z| < eps = 2^-16 + 2^-21 |z| for z = x + G, so   */  \
+    /* the exact argmax is among the columns with z~ >= max z~ - 2 eps: few, listed     */  \
+    /* while forming exp (or scaling, for the race) and decided on the exact noise.     */  \
+    static int gk_soft_row_##SUF(const char *xrow, int xdtype, int64_t xcs, int direct,      \
+                                 T *xbuf, int64_t cols, T tau, uint64_t seed, uint64_t key,   \
+                                 uint32_t stream, T *srow, int64_t *arg) {                    \
+        int64_t cand[GK_CANDIDATES];                                                         \
+        int ncand = 0, bad = 0;                                                              \
+        T best = -INFINITY, vmax, threshold = INFINITY;                                      \
+        if ((OPS)->race && tau == 1 && direct &&                                             \
+            (OPS)->race_ready((const T *)xrow, cols, &best, &bad)) {                         \
+            T sum = (OPS)->race((const T *)xrow, srow, cols, seed, key, stream, best, &vmax); \
+            if (arg) /* |z| <= |max x| + 80 + 23 */                                          \
+                threshold = vmax * (T)exp(-(0x1p-15 + 0x1p-20 * (fabs((double)best) + 103))); \
+            (OPS)->scale(srow, cols, (T)1 / sum, threshold, cand, &ncand);                   \
+        } else {                                                                             \
+            T inv = (T)1 / tau;                                                              \
+            best = -INFINITY;                                                                \
+            bad = 0;                                                                         \
+            for (int64_t c0 = 0; c0 < cols; c0 += GK_CHUNK) {                                \
+                int64_t n = cols - c0 < GK_CHUNK ? cols - c0 : GK_CHUNK;                     \
+                const T *xc = direct ? (const T *)xrow + c0 : xbuf;                          \
+                if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);                    \
+                (OPS)->soft_zpass(xc, srow + c0, n, seed, key, stream, c0, inv, &best, &bad); \
+            }                                                                                \
+            if (bad) return GK_ROW_BAD;                                                      \
+            if (best == -INFINITY) return GK_ROW_EMPTY;                                      \
+            if (arg) threshold = (best - ((T)0x1p-15 + (T)fabs((double)best) * (T)0x1p-20)) * inv; \
+            T sum = (OPS)->expsum(srow, cols, best * inv, threshold, cand, &ncand);          \
+            (OPS)->scale(srow, cols, (T)1 / sum, INFINITY, cand, &ncand);                    \
+        }                                                                                    \
+        if (arg) {                                                                           \
+            *arg = gk_exact_argmax_##SUF(xrow, xdtype, xcs, cand, ncand, seed, key, stream); \
+            if (*arg < 0)                                                                    \
+                return gk_argmax_row_##SUF(xrow, xdtype, xcs, direct, xbuf, cols, seed, key, \
+                                           stream, arg);                                     \
+        }                                                                                    \
+        return GK_ROW_OK;                                                                    \
+    }                                                                                        \
+                                                                                             \
     /* hard = 0: y = softmax((x + G) / tau). hard = 1: y = one-hot(argmax(x + G)), and   */   \
     /* soft (if not NULL) = the softmax. index (if not NULL): the argmax per row.        */   \
     void gk_gumbel_softmax_##SUF(const void *x, int xdtype, int64_t xrs, int64_t xcs,        \
@@ -227,55 +295,19 @@ enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
         int direct = xdtype == NATIVE && xcs == 1;                                           \
         _Pragma("omp parallel num_threads(nthreads)") {                                      \
             T xbuf[GK_CHUNK];                                                                \
-            _Pragma("omp for schedule(dynamic, 4)") for (int64_t r = 0; r < rows; ++r) {         \
+            _Pragma("omp for schedule(dynamic, 4)") for (int64_t r = 0; r < rows; ++r) {     \
                 const char *xrow = gk_row(x, xdtype, xrs, r);                                \
                 T *srow = hard ? (soft ? soft + r * cols : NULL) : y + r * cols;             \
-                T inv = (T)1 / tau[r * tau_stride];                                          \
-                T best = -INFINITY;                                                          \
                 int64_t arg = -1;                                                            \
-                int bad = 0;                                                                 \
-                for (int64_t c0 = 0; c0 < cols; c0 += GK_CHUNK) {                            \
-                    int64_t n = cols - c0 < GK_CHUNK ? cols - c0 : GK_CHUNK;                 \
-                    const T *xc = direct ? (const T *)xrow + c0 : xbuf;                      \
-                    if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);                \
-                    if (srow) {                                                              \
-                        (OPS)->soft_zpass(xc, srow + c0, n, GK_SEED(r), GK_KEY(r), stream, c0, \
-                                          inv, &best, &bad);                                 \
-                    } else {                                                                 \
-                        (OPS)->gumbel_argmax(xc, n, GK_SEED(r), GK_KEY(r), stream, c0, &best, \
-                                             &arg, &bad);                                    \
-                    }                                                                        \
-                }                                                                            \
-                if (bad) {                                                                   \
-                    gk_record_min(&status[0], r);                                            \
+                int state = srow ? gk_soft_row_##SUF(xrow, xdtype, xcs, direct, xbuf, cols,  \
+                                                     tau[r * tau_stride], GK_SEED(r),        \
+                                                     GK_KEY(r), stream, srow,                \
+                                                     hard || index ? &arg : NULL)            \
+                                 : gk_argmax_row_##SUF(xrow, xdtype, xcs, direct, xbuf, cols, \
+                                                       GK_SEED(r), GK_KEY(r), stream, &arg);  \
+                if (state != GK_ROW_OK) {                                                    \
+                    gk_record_min(&status[state == GK_ROW_BAD ? 0 : 1], r);                  \
                     continue;                                                                \
-                }                                                                            \
-                if (srow ? best == -INFINITY : arg < 0) {                                    \
-                    gk_record_min(&status[1], r);                                            \
-                    continue;                                                                \
-                }                                                                            \
-                if (srow) {                                                                  \
-                    /* The soft pass used float32-accurate noise G~: |z~ - z| < eps =   */    \
-                    /* 2^-16 + 2^-21 |z|, so the exact argmax is among the columns with */    \
-                    /* z~ >= best - 2 eps (few; listed while forming exp).              */    \
-                    int64_t cand[GK_CANDIDATES];                                             \
-                    int ncand = 0;                                                           \
-                    T margin = (T)0x1p-15 + (T)fabs((double)best) * (T)0x1p-20;             \
-                    T threshold = hard || index ? (best - margin) * inv : (T)INFINITY;       \
-                    T sum = (OPS)->expsum(srow, cols, best * inv, threshold, cand, &ncand);  \
-                    (OPS)->scale(srow, cols, (T)1 / sum);                                    \
-                    if (hard || index)                                                       \
-                        arg = gk_exact_argmax_##SUF(xrow, xdtype, xcs, cand, ncand,          \
-                                                    GK_SEED(r), GK_KEY(r), stream);          \
-                    T top = -INFINITY;                                                       \
-                    for (int64_t c0 = 0, full = (hard || index) && arg < 0; full && c0 < cols; \
-                         c0 += GK_CHUNK) {                                                   \
-                        int64_t n = cols - c0 < GK_CHUNK ? cols - c0 : GK_CHUNK;             \
-                        const T *xc = direct ? (const T *)xrow + c0 : xbuf;                  \
-                        if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);            \
-                        (OPS)->gumbel_argmax(xc, n, GK_SEED(r), GK_KEY(r), stream, c0, &top, \
-                                             &arg, &bad);                                    \
-                    }                                                                        \
                 }                                                                            \
                 if (hard && y) {                                                             \
                     (OPS)->zero(y + r * cols, cols);                                         \

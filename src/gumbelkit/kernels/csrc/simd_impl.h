@@ -3,7 +3,8 @@
  *
  * The includer defines W (float lanes), SFX (name suffix), GK_MUL_EVEN(a, b)
  * (unsigned 32x32->64 products of the even 32-bit lanes), GK_FMA(a, b, c)
- * (a * b + c, fused where the instruction set has it), GK_STREAM_ZERO(p)
+ * (a * b + c, fused where the instruction set has it), GK_ANY(m) (whether
+ * some lane of the mask m is set), GK_STREAM_ZERO(p)
  * (zero W floats at p, 4W-byte aligned, bypassing the caches) and the shuffle masks
  * of the word transposition, GK_PAIR (even 32-bit lanes of two vectors,
  * interleaved) and GK_QLO / GK_QHI (even / odd 64-bit lanes of two vectors,
@@ -307,6 +308,76 @@ static void FN(soft_zpass)(const float *x, float *io, int64_t n, uint64_t seed, 
     }
 }
 
+/* The exponential race, the soft pass for tau = 1: exp(x + G - m) = exp(x - m) / E
+ * with G = -log E, so one logarithm (E's) per element suffices. race_ready
+ * sets *m to the max of x and says whether the race applies: every finite x
+ * within 80 of m (so exp(x - m) is never subnormal), no NaN or +inf (else
+ * *bad). */
+static int FN(race_ready)(const float *x, int64_t n, float *m, int *bad) {
+    const vf inf = FN(splat)(__builtin_inff());
+    vf hi = -inf, lo = inf;
+    vi badv = (vi){};
+    int64_t i = 0;
+    for (; i + W <= n; i += W) {
+        vf v = FN(load)(x + i);
+        badv |= ~(v < inf);
+        hi = FN(sel)(v > hi, v, hi);
+        lo = FN(sel)((v < lo) & (v > -inf), v, lo);
+    }
+    float top = -__builtin_inff(), low = __builtin_inff();
+    for (int j = 0; j < W; ++j) {
+        *bad |= badv[j] != 0;
+        top = hi[j] > top ? hi[j] : top;
+        low = lo[j] < low ? lo[j] : low;
+    }
+    for (; i < n; ++i) {
+        *bad |= !(x[i] < __builtin_inff());
+        top = x[i] > top ? x[i] : top;
+        low = x[i] < low && x[i] > -__builtin_inff() ? x[i] : low;
+    }
+    *m = top;
+    return !*bad && top > -__builtin_inff() && top - low <= 80.0f;
+}
+
+/* io = exp(x - m) / E over a row of n columns; returns the sum, *vmax the max. */
+static float FN(race)(const float *x, float *io, int64_t n, uint64_t seed, uint64_t key,
+                      uint32_t stream, float m, float *vmax) {
+    FN(philox_key) pk;
+    FN(philox_key_init)(&pk, seed, key, stream);
+    const vf mv = FN(splat)(m);
+    vf acc = (vf){}, top = (vf){};
+    for (int64_t i = 0; i < n; i += 8 * W) {
+        vu w[8];
+        vf log_u[8], v[8];
+        FN(words)(&pk, (uint32_t)(i >> 2), w, 2);
+        FN(log_uniform_fast)(w, log_u);
+        if (i + 8 * W <= n) {
+            GK_EACH v[q] = FN(load)(x + i + q * W) - mv;
+        } else {
+            float xs[8 * W];
+            for (int j = 0; j < 8 * W; ++j) xs[j] = i + j < n ? x[i + j] : -__builtin_inff();
+            GK_EACH v[q] = FN(load)(xs + q * W) - mv;
+        }
+        FN(expn)(v, 4);
+        FN(expn)(v + 4, 4);
+        GK_EACH v[q] = v[q] / -log_u[q];
+        GK_EACH acc += v[q];
+        GK_EACH top = FN(sel)(v[q] > top, v[q], top);
+        if (i + 8 * W <= n) {
+            GK_EACH FN(store)(io + i + q * W, v[q]);
+        } else {
+            memcpy(io + i, v, (size_t)(n - i) * 4);
+        }
+    }
+    float s = 0.0f, t = 0.0f;
+    for (int j = 0; j < W; ++j) {
+        s += acc[j];
+        t = top[j] > t ? top[j] : t;
+    }
+    *vmax = t;
+    return s;
+}
+
 #define GK_DEFINE_SIMD_FILL(KIND)                                                           \
     static void FN(fill_##KIND)(uint64_t seed, uint64_t key, uint32_t stream, int64_t col0, \
                                 int64_t n, float *out) {                                    \
@@ -379,18 +450,14 @@ static void FN(gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t
             vf upper = __builtin_convertvector(-ja, vf) * 0.693147182f + 1e-3f;
             maybe_any |= xv[q] + FN(sel)(up, upper, FN(splat)(0.3676f)) > bv;
         }
-        int any = 0;
-        for (int j = 0; j < W; ++j) any |= maybe_any[j];
-        if (!any) continue;
+        if (!GK_ANY(maybe_any)) continue;
         /* Then per vector: the bound from E's own exponent, G = -log E <= -k log 2. */
         for (int q = 0; q < 4; ++q) {
             vf e = FN(exponential)(w[q]);
             vi k = ((vi)e >> 23) - 127;
             vf bound = xv[q] + (__builtin_convertvector(-k, vf) * 0.693147182f + 1e-3f);
             vi maybe = bound > FN(splat)(b);
-            any = 0;
-            for (int j = 0; j < W; ++j) any |= maybe[j];
-            if (!any) continue;
+            if (!GK_ANY(maybe)) continue;
             int64_t c = base + (int64_t)q * W;
             vf z = xv[q] - FN(log)(e);
             for (int j = 0; j < W; ++j) {
@@ -420,9 +487,7 @@ static float FN(expsum)(float *io, int64_t n, float m, float threshold, int64_t 
             e[q] = FN(load)(io + i + q * W);
             hit |= e[q] >= th;
         }
-        int any = 0;
-        for (int j = 0; j < W; ++j) any |= hit[j];
-        if (any)
+        if (GK_ANY(hit))
             for (int j = 0; j < 4 * W; ++j)
                 if (io[i + j] >= threshold) gk_candidate(cand, ncand, i + j);
         for (int q = 0; q < 4; ++q) e[q] -= mv;
@@ -460,11 +525,23 @@ static void FN(exp_array)(const float *x, float *out, int64_t n) {
     }
 }
 
-static void FN(scale)(float *io, int64_t n, float c) {
-    const vf cv = FN(splat)(c);
+/* io *= c; the columns whose io was >= threshold go to the candidate list. */
+static void FN(scale)(float *io, int64_t n, float c, float threshold, int64_t *cand,
+                      int *ncand) {
+    const vf cv = FN(splat)(c), th = FN(splat)(threshold);
     int64_t i = 0;
-    for (; i + W <= n; i += W) FN(store)(io + i, FN(load)(io + i) * cv);
-    for (; i < n; ++i) io[i] *= c;
+    for (; i + W <= n; i += W) {
+        vf v = FN(load)(io + i);
+        vi hit = v >= th;
+        if (GK_ANY(hit))
+            for (int j = 0; j < W; ++j)
+                if (io[i + j] >= threshold) gk_candidate(cand, ncand, i + j);
+        FN(store)(io + i, v * cv);
+    }
+    for (; i < n; ++i) {
+        if (io[i] >= threshold) gk_candidate(cand, ncand, i);
+        io[i] *= c;
+    }
 }
 
 /* out[0 .. n) = 0 with streaming stores: a hard sample's row is written once
@@ -540,6 +617,8 @@ static const gk_ops_f32 FN(gk_ops) = {
     .name = GK_STR(SFX),
     .fill = {FN(fill_gumbel), FN(fill_exponential), FN(fill_logistic)},
     .soft_zpass = FN(soft_zpass),
+    .race_ready = FN(race_ready),
+    .race = FN(race),
     .gumbel_argmax = FN(gumbel_argmax),
     .expsum = FN(expsum),
     .scale = FN(scale),
@@ -561,6 +640,7 @@ static const gk_ops_f32 FN(gk_ops) = {
 #undef SFX
 #undef GK_MUL_EVEN
 #undef GK_FMA
+#undef GK_ANY
 #undef GK_STREAM_ZERO
 #undef GK_PAIR
 #undef GK_QLO
