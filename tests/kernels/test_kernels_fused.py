@@ -229,12 +229,15 @@ def test_hard_sample_with_autograd_matches_reference(isa, cols, tau):
     assert torch.equal(y, F._gumbel_softmax_reference(x.detach(), tau, True, -1, seed, None))
 
 
-@pytest.mark.parametrize("scale", [3.0, 40.0])
-def test_unit_temperature_matches_reference(isa, scale):
+@pytest.mark.parametrize("scale,offset", [(3.0, 0.0), (3.0, 55.0), (40.0, 0.0), (3.0, 1e3),
+                                          (3.0, -1e5)])
+def test_unit_temperature_matches_reference(isa, scale, offset):
     """tau = 1 runs the exponential race exp(x - max x) / E (one logarithm) when
-    the finite logits span at most 80, the general pass otherwise (scale 40):
-    both agree with the reference, and hard samples exactly."""
-    x = fresh_logits(16, 1500) * scale
+    the finite logits span at most 80 and their max is within [-64, 64], the
+    general pass otherwise (scale 40, offsets 1e3 and -1e5, where the
+    reference's rounding of x + G to float32 dominates): both agree with the
+    reference, and hard samples exactly."""
+    x = fresh_logits(16, 1500) * scale + offset
     seed = fresh_seed()
     reference = F._gumbel_softmax_reference(x, 1.0, False, -1, seed, None)
     torch.testing.assert_close(F.gumbel_softmax(x, 1.0, seed=seed), reference,

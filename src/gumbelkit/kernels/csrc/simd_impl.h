@@ -121,21 +121,32 @@ static inline void FN(words)(const FN(philox_key) *pk, uint32_t block0, vu *out,
 
 /* ---------------------------------------------------- log / exp (float32) */
 
-/* gk_log_f32, lane by lane. */
+/* out[q] = gk_log_f32(x[q]) lane by lane, for q < count (1 to 4, a constant
+ * after inlining): each step runs on every vector before the next, so the
+ * vectors' dependency chains overlap (same operations, same order per lane). */
+static inline void FN(logn)(const vf *x, vf *out, int count) {
+    vf f[4], s[4], z[4], w[4], r[4], hfsq[4], dk[4];
+    for (int q = 0; q < count; ++q) {
+        vi ix = (vi)x[q] + (0x3F800000 - 0x3F3504F3);
+        dk[q] = __builtin_convertvector((ix >> 23) - 0x7F, vf);
+        f[q] = (vf)((ix & 0x007FFFFF) + 0x3F3504F3) - 1.0f;
+    }
+    for (int q = 0; q < count; ++q) s[q] = f[q] / (f[q] + 2.0f);
+    for (int q = 0; q < count; ++q) z[q] = s[q] * s[q];
+    for (int q = 0; q < count; ++q) w[q] = z[q] * z[q];
+    for (int q = 0; q < count; ++q)
+        r[q] = z[q] * (0.66666662693f + w[q] * 0.28498786688f)
+               + w[q] * (0.40000972152f + w[q] * 0.24279078841f);
+    for (int q = 0; q < count; ++q) hfsq[q] = 0.5f * f[q] * f[q];
+    for (int q = 0; q < count; ++q)
+        out[q] = s[q] * (hfsq[q] + r[q]) + dk[q] * 9.0580006145e-06f - hfsq[q] + f[q]
+                 + dk[q] * 6.9313812256e-01f;
+}
+
 static inline vf FN(log)(vf x) {
-    vi ix = (vi)x + (0x3F800000 - 0x3F3504F3);
-    vi k = (ix >> 23) - 0x7F;
-    vf m = (vf)((ix & 0x007FFFFF) + 0x3F3504F3);
-    vf f = m - 1.0f;
-    vf s = f / (f + 2.0f);
-    vf z = s * s;
-    vf w = z * z;
-    vf t1 = w * (0.40000972152f + w * 0.24279078841f);
-    vf t2 = z * (0.66666662693f + w * 0.28498786688f);
-    vf r = t2 + t1;
-    vf hfsq = 0.5f * f * f;
-    vf dk = __builtin_convertvector(k, vf);
-    return s * (hfsq + r) + dk * 9.0580006145e-06f - hfsq + f + dk * 6.9313812256e-01f;
+    vf out;
+    FN(logn)(&x, &out, 1);
+    return out;
 }
 
 /* v[q] = exp(v[q]) for q < count, in lockstep (count is a constant after
@@ -190,21 +201,42 @@ static inline vi FN(small_side)(vu w, vf *a, vf *one_minus, vf *correction) {
     return up;
 }
 
-/* -(upper ? log1m(a) : log(a)) with a the small side of the word (noise.h). */
-static inline vf FN(exponential)(vu w) {
-    vf a, one_minus, correction;
-    vi up = FN(small_side)(w, &a, &one_minus, &correction);
-    vf l = FN(log)(FN(sel)(up, one_minus, a));
-    return -FN(sel)(up, l + correction / one_minus, l);
+/* -(upper ? log1m(a) : log(a)) with a the small side of the word (noise.h),
+ * for count words in lockstep (as logn). */
+static inline void FN(exponentialn)(const vu *w, vf *out, int count) {
+    vf a[4], one_minus[4], correction[4], l[4];
+    vi up[4];
+    for (int q = 0; q < count; ++q)
+        up[q] = FN(small_side)(w[q], &a[q], &one_minus[q], &correction[q]);
+    for (int q = 0; q < count; ++q) l[q] = FN(sel)(up[q], one_minus[q], a[q]);
+    FN(logn)(l, l, count);
+    for (int q = 0; q < count; ++q)
+        out[q] = -FN(sel)(up[q], l[q] + correction[q] / one_minus[q], l[q]);
 }
 
-static inline vf FN(gumbel)(vu w) { return -FN(log)(FN(exponential)(w)); }
+static inline vf FN(exponential)(vu w) {
+    vf e;
+    FN(exponentialn)(&w, &e, 1);
+    return e;
+}
 
-static inline vf FN(logistic)(vu w) {
-    vf a, one_minus, correction;
-    vi up = FN(small_side)(w, &a, &one_minus, &correction);
-    vf lower = FN(log)(a) - (FN(log)(one_minus) + correction / one_minus);
-    return FN(sel)(up, -lower, lower);
+static inline void FN(gumbeln)(const vu *w, vf *out, int count) {
+    FN(exponentialn)(w, out, count);
+    FN(logn)(out, out, count);
+    for (int q = 0; q < count; ++q) out[q] = -out[q];
+}
+
+static inline void FN(logisticn)(const vu *w, vf *out, int count) {
+    vf a[4], one_minus[4], correction[4], la[4], lb[4];
+    vi up[4];
+    for (int q = 0; q < count; ++q)
+        up[q] = FN(small_side)(w[q], &a[q], &one_minus[q], &correction[q]);
+    FN(logn)(a, la, count);
+    FN(logn)(one_minus, lb, count);
+    for (int q = 0; q < count; ++q) {
+        vf lower = la[q] - (lb[q] + correction[q] / one_minus[q]);
+        out[q] = FN(sel)(up[q], -lower, lower);
+    }
 }
 
 /* ------------------------------------------------ fast noise (soft path) */
@@ -311,8 +343,11 @@ static void FN(soft_zpass)(const float *x, float *io, int64_t n, uint64_t seed, 
 /* The exponential race, the soft pass for tau = 1: exp(x + G - m) = exp(x - m) / E
  * with G = -log E, so one logarithm (E's) per element suffices. race_ready
  * sets *m to the max of x and says whether the race applies: every finite x
- * within 80 of m (so exp(x - m) is never subnormal), no NaN or +inf (else
- * *bad). */
+ * within 80 of m (so exp(x - m) is never subnormal) and |m| <= 64, *bad when
+ * some x is NaN or +inf. The bound on |m|: the race never rounds x + G to
+ * float32, the reference does, and for |x + G| near 2^7 or more that rounding
+ * (ulp / 2 relative in the sample) would part the two by more than float32
+ * noise; below it they agree as closely as the general pass does. */
 static int FN(race_ready)(const float *x, int64_t n, float *m, int *bad) {
     const vf inf = FN(splat)(__builtin_inff());
     vf hi = -inf, lo = inf;
@@ -336,7 +371,7 @@ static int FN(race_ready)(const float *x, int64_t n, float *m, int *bad) {
         low = x[i] < low && x[i] > -__builtin_inff() ? x[i] : low;
     }
     *m = top;
-    return !*bad && top > -__builtin_inff() && top - low <= 80.0f;
+    return !*bad && top >= -64.0f && top <= 64.0f && top - low <= 80.0f;
 }
 
 /* io = exp(x - m) / E over a row of n columns; returns the sum, *vmax the max. */
@@ -382,13 +417,14 @@ static float FN(race)(const float *x, float *io, int64_t n, uint64_t seed, uint6
     static void FN(fill_##KIND)(uint64_t seed, uint64_t key, uint32_t stream, int64_t col0, \
                                 int64_t n, float *out) {                                    \
         int64_t end = col0 + n;                                                             \
+        if (n <= 0) return;                                                                 \
         FN(philox_key) pk;                                                                  \
         FN(philox_key_init)(&pk, seed, key, stream);                                        \
         for (int64_t base = col0 & ~(int64_t)3; base < end; base += 4 * W) {                \
             vu w[4];                                                                        \
             FN(words)(&pk, (uint32_t)(base >> 2), w, 1);                                    \
             vf v[4];                                                                        \
-            for (int q = 0; q < 4; ++q) v[q] = FN(KIND)(w[q]);                              \
+            FN(KIND##n)(w, v, 4);                                                           \
             if (base >= col0 && base + 4 * W <= end) {                                      \
                 memcpy(out + (base - col0), v, sizeof v);                                   \
             } else {                                                                        \
@@ -499,12 +535,12 @@ static float FN(expsum)(float *io, int64_t n, float m, float threshold, int64_t 
     }
     for (; i < n; i += W) {
         float tmp[W] = {0};
-        int64_t m = n - i < W ? n - i : W;
-        for (int j = 0; j < m; ++j)
+        int64_t left = n - i < W ? n - i : W;
+        for (int j = 0; j < left; ++j)
             if (io[i + j] >= threshold) gk_candidate(cand, ncand, i + j);
-        memcpy(tmp, io + i, (size_t)m * 4);
+        memcpy(tmp, io + i, (size_t)left * 4);
         vf x = FN(exp)(FN(load)(tmp) - mv);
-        for (int j = 0; j < m; ++j) {
+        for (int j = 0; j < left; ++j) {
             io[i + j] = x[j];
             acc[j] += x[j];
         }
