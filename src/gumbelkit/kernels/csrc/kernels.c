@@ -331,7 +331,7 @@ enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf 
             if (gdtype == NATIVE && gcs == 1) gr = (const T *)gk_row(g, gdtype, grs, r);     \
             else gk_load_##T(gk_row(g, gdtype, grs, r), gdtype, gcs, 0, cols, out);          \
             T s = (T)(OPS)->dot(gr, yr, cols);                                               \
-            (OPS)->softmax_grad(gr, yr, out, cols, s, (T)1 / tau[r * tau_stride]);                                   \
+            (OPS)->softmax_grad(gr, yr, out, cols, s, (T)1 / tau[r * tau_stride]);           \
             if (gtau) {                                                                      \
                 double acc = 0.0;                                                            \
                 for (int64_t i = 0; i < cols; ++i)                                           \

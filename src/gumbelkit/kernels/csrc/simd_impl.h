@@ -4,16 +4,16 @@
  * The includer defines W (float lanes), SFX (name suffix), GK_MUL_EVEN(a, b)
  * (unsigned 32x32->64 products of the even 32-bit lanes), GK_FMA(a, b, c)
  * (a * b + c, fused where the instruction set has it), GK_ANY(m) (whether
- * some lane of the mask m is set), GK_STREAM_ZERO(p)
- * (zero W floats at p, 4W-byte aligned, bypassing the caches) and the shuffle masks
- * of the word transposition, GK_PAIR (even 32-bit lanes of two vectors,
- * interleaved) and GK_QLO / GK_QHI (even / odd 64-bit lanes of two vectors,
- * per 128-bit lane); this file undefines them at its end. The noise primitives perform, lane by lane, the IEEE operations of
- * noise.h in the same order (no FMA: the build passes -ffp-contract=off;
- * divisions are real divisions), so the noise is bit-identical to the scalar
- * twin and to gumbelkit/_rng.py. Only the soft path's own arithmetic ("fast
- * noise" below) and exp use GK_FMA: their results are float32-accurate, not
- * bit-identical across instruction sets.
+ * some lane of the mask m is set), GK_STREAM(p, v) (store the vector v at p,
+ * 4W-byte aligned, bypassing the caches) and the shuffle masks of the word
+ * transposition, GK_PAIR (even 32-bit lanes of two vectors, interleaved) and
+ * GK_QLO / GK_QHI (even / odd 64-bit lanes of two vectors, per 128-bit lane);
+ * this file undefines them at its end. The noise primitives perform, lane by
+ * lane, the IEEE operations of noise.h in the same order (no FMA: the build
+ * passes -ffp-contract=off; divisions are real divisions), so the noise is
+ * bit-identical to the scalar twin and to gumbelkit/_rng.py. Only the soft
+ * path's own arithmetic ("fast noise" below) and exp use GK_FMA: their results
+ * are float32-accurate, not bit-identical across instruction sets.
  */
 #define GK_CAT2(a, b) a##b
 #define GK_CAT(a, b) GK_CAT2(a, b)
@@ -585,7 +585,7 @@ static void FN(scale)(float *io, int64_t n, float c, float threshold, int64_t *c
 static void FN(zero)(float *out, int64_t n) {
     int64_t i = 0;
     for (; i < n && ((uintptr_t)(out + i) & (4 * W - 1)) != 0; ++i) out[i] = 0.0f;
-    for (; i + W <= n; i += W) GK_STREAM_ZERO(out + i);
+    for (; i + W <= n; i += W) GK_STREAM(out + i, (vf){});
     for (; i < n; ++i) out[i] = 0.0f;
     GK_FENCE();
 }
@@ -600,14 +600,19 @@ static double FN(dot)(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-/* out = y (g - s) / tau: the softmax backward divided by the temperature. */
+/* out = y (g - s) / tau: the softmax backward divided by the temperature,
+ * streamed like zero (out is the logits' gradient, not read back here; g may
+ * be out itself, each vector read before it is written). */
 static void FN(softmax_grad)(const float *g, const float *y, float *out, int64_t n, float s,
                              float inv_tau) {
     const vf sv = FN(splat)(s), tv = FN(splat)(inv_tau);
     int64_t i = 0;
+    for (; i < n && ((uintptr_t)(out + i) & (4 * W - 1)) != 0; ++i)
+        out[i] = y[i] * (g[i] - s) * inv_tau;
     for (; i + W <= n; i += W)
-        FN(store)(out + i, FN(load)(y + i) * (FN(load)(g + i) - sv) * tv);
+        GK_STREAM(out + i, FN(load)(y + i) * (FN(load)(g + i) - sv) * tv);
     for (; i < n; ++i) out[i] = y[i] * (g[i] - s) * inv_tau;
+    GK_FENCE();
 }
 
 /* Binary/Hard Concrete forward on one chunk: io holds logistic noise L on
@@ -677,7 +682,7 @@ static const gk_ops_f32 FN(gk_ops) = {
 #undef GK_MUL_EVEN
 #undef GK_FMA
 #undef GK_ANY
-#undef GK_STREAM_ZERO
+#undef GK_STREAM
 #undef GK_PAIR
 #undef GK_QLO
 #undef GK_QHI
