@@ -35,7 +35,8 @@ typedef struct {
                   uint32_t stream, float m, float *vmax);
     float (*expsum)(float *io, int64_t n, float m, float threshold, int64_t *cand, int *ncand);
     void (*scale)(float *io, int64_t n, float c, float threshold, int64_t *cand, int *ncand);
-    void (*zero)(float *out, int64_t n);
+    void (*one_hot)(float *out, int64_t n, int64_t arg);
+    void (*fence)(void);
     void (*exp)(const float *x, float *out, int64_t n);
     double (*dot)(const float *a, const float *b, int64_t n);
     void (*softmax_grad)(const float *g, const float *y, float *out, int64_t n, float s,

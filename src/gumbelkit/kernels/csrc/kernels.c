@@ -124,7 +124,12 @@ static void gk_row_scale_f64(double *io, int64_t n, double c, double threshold, 
     }
 }
 
-static void gk_row_zero_f64(double *out, int64_t n) { memset(out, 0, (size_t)n * sizeof *out); }
+static void gk_row_one_hot_f64(double *out, int64_t n, int64_t arg) {
+    memset(out, 0, (size_t)n * sizeof *out);
+    out[arg] = 1;
+}
+
+static void gk_fence_f64(void) {}
 
 static double gk_row_dot_f64(const double *a, const double *b, int64_t n) {
     double s = 0.0;
@@ -166,7 +171,8 @@ typedef struct {
                    double *);
     double (*expsum)(double *, int64_t, double, double, int64_t *, int *);
     void (*scale)(double *, int64_t, double, double, int64_t *, int *);
-    void (*zero)(double *, int64_t);
+    void (*one_hot)(double *, int64_t, int64_t);
+    void (*fence)(void);
     double (*dot)(const double *, const double *, int64_t);
     void (*softmax_grad)(const double *, const double *, double *, int64_t, double, double);
     void (*concrete)(const double *, const double *, double *, int64_t, int, double, double);
@@ -179,7 +185,8 @@ static const gk_ops_f64 gk_f64_ops = {
     .gumbel_argmax = gk_row_gumbel_argmax_f64,
     .expsum = gk_row_expsum_f64,
     .scale = gk_row_scale_f64,
-    .zero = gk_row_zero_f64,
+    .one_hot = gk_row_one_hot_f64,
+    .fence = gk_fence_f64,
     .dot = gk_row_dot_f64,
     .softmax_grad = gk_row_softmax_grad_f64,
     .concrete = gk_row_concrete_f64,
@@ -295,7 +302,8 @@ enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf 
         int direct = xdtype == NATIVE && xcs == 1;                                           \
         _Pragma("omp parallel num_threads(nthreads)") {                                      \
             T xbuf[GK_CHUNK];                                                                \
-            _Pragma("omp for schedule(dynamic, 4)") for (int64_t r = 0; r < rows; ++r) {     \
+            _Pragma("omp for schedule(dynamic, 4) nowait")                                   \
+            for (int64_t r = 0; r < rows; ++r) {                                             \
                 const char *xrow = gk_row(x, xdtype, xrs, r);                                \
                 T *srow = hard ? (soft ? soft + r * cols : NULL) : y + r * cols;             \
                 int64_t arg = -1;                                                            \
@@ -309,12 +317,10 @@ enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf 
                     gk_record_min(&status[state == GK_ROW_BAD ? 0 : 1], r);                  \
                     continue;                                                                \
                 }                                                                            \
-                if (hard && y) {                                                             \
-                    (OPS)->zero(y + r * cols, cols);                                         \
-                    y[r * cols + arg] = 1;                                                   \
-                }                                                                            \
+                if (hard && y) (OPS)->one_hot(y + r * cols, cols, arg);                      \
                 if (index) index[r] = arg;                                                   \
             }                                                                                \
+            (OPS)->fence(); /* the one-hot rows were streamed */                             \
         }                                                                                    \
     }                                                                                        \
                                                                                              \
@@ -323,21 +329,25 @@ enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf 
                                           const T *y, int64_t rows, int64_t cols,             \
                                           const T *tau, int64_t tau_stride, T *gx, T *gtau,   \
                                           int nthreads) {                                     \
-        _Pragma("omp parallel for schedule(dynamic, 4) num_threads(nthreads)")                   \
-        for (int64_t r = 0; r < rows; ++r) {                                                 \
-            T *out = gx + r * cols;                                                          \
-            const T *yr = y + r * cols;                                                      \
-            const T *gr = out;                                                               \
-            if (gdtype == NATIVE && gcs == 1) gr = (const T *)gk_row(g, gdtype, grs, r);     \
-            else gk_load_##T(gk_row(g, gdtype, grs, r), gdtype, gcs, 0, cols, out);          \
-            T s = (T)(OPS)->dot(gr, yr, cols);                                               \
-            (OPS)->softmax_grad(gr, yr, out, cols, s, (T)1 / tau[r * tau_stride]);           \
-            if (gtau) {                                                                      \
-                double acc = 0.0;                                                            \
-                for (int64_t i = 0; i < cols; ++i)                                           \
-                    if (yr[i] > 0) acc -= (double)out[i] * log((double)yr[i]);               \
-                gtau[r] = (T)acc;                                                            \
+        _Pragma("omp parallel num_threads(nthreads)") {                                      \
+            _Pragma("omp for schedule(dynamic, 4) nowait")                                   \
+            for (int64_t r = 0; r < rows; ++r) {                                             \
+                T *out = gx + r * cols;                                                      \
+                const T *yr = y + r * cols;                                                  \
+                const T *gr = out;                                                           \
+                if (gdtype == NATIVE && gcs == 1) gr = (const T *)gk_row(g, gdtype, grs, r); \
+                else gk_load_##T(gk_row(g, gdtype, grs, r), gdtype, gcs, 0, cols, out);      \
+                T s = (T)(OPS)->dot(gr, yr, cols);                                           \
+                (OPS)->softmax_grad(gr, yr, out, cols, s, (T)1 / tau[r * tau_stride]);       \
+                if (gtau) {                                                                  \
+                    (OPS)->fence(); /* read back below */                                    \
+                    double acc = 0.0;                                                        \
+                    for (int64_t i = 0; i < cols; ++i)                                       \
+                        if (yr[i] > 0) acc -= (double)out[i] * log((double)yr[i]);           \
+                    gtau[r] = (T)acc;                                                        \
+                }                                                                            \
             }                                                                                \
+            (OPS)->fence(); /* gx was streamed */                                            \
         }                                                                                    \
     }                                                                                        \
                                                                                              \

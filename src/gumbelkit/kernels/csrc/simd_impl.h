@@ -149,37 +149,58 @@ static inline vf FN(log)(vf x) {
     return out;
 }
 
+/* 1 + r + r^2 P(r) = exp(r) for |r| <= log(2) / 2, P the degree-5 polynomial of
+ * Cephes expf, in Estrin's scheme (three independent pairs, then two steps in
+ * r^2): half the dependency chain of Horner's, the same operation count. */
+static inline vf FN(exp_reduced)(vf r) {
+    static const float P[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                               4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+    vf r2 = r * r;
+    vf a = FN(fma)(FN(splat)(P[0]), r, FN(splat)(P[1]));
+    vf b = FN(fma)(FN(splat)(P[2]), r, FN(splat)(P[3]));
+    vf c = FN(fma)(FN(splat)(P[4]), r, FN(splat)(P[5]));
+    vf p = FN(fma)(FN(fma)(a, r2, b), r2, c);
+    return FN(fma)(p, r2, r) + 1.0f;
+}
+
+/* x = n log 2 + r, |r| <= log(2) / 2; returns r, *t holds n + 1.5 2^23 (n in its
+ * low mantissa bits). log 2 split in two so that r is exact. */
+static inline vf FN(exp_split)(vf x, vf *t) {
+    *t = FN(fma)(x, FN(splat)(1.44269504088896341f), FN(splat)(12582912.0f));
+    vf n = *t - 12582912.0f;
+    return FN(fma)(n, FN(splat)(2.12194440e-4f), FN(fma)(n, FN(splat)(-0.693359375f), x));
+}
+
 /* v[q] = exp(v[q]) for q < count, in lockstep (count is a constant after
  * inlining, the loops unroll): within 2 ulp of the float64 exp; exp(-inf) = 0
  * exactly, exp(+inf) = inf, subnormal results rounded once (two-step
- * scaling), NaN propagates. The Cephes expf polynomial on r = x - n log 2,
- * |r| <= log(2) / 2. */
+ * scaling), NaN propagates. */
 static inline void FN(expn)(vf *v, int count) {
-    static const float P[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
-                               4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
-    vf t[4], n[4], r[4], p[4];
     for (int q = 0; q < count; ++q) {
-        v[q] = FN(sel)(v[q] < -110.0f, FN(splat)(-110.0f), v[q]);
-        v[q] = FN(sel)(v[q] > 89.0f, FN(splat)(89.0f), v[q]);
-    }
-    for (int q = 0; q < count; ++q)
-        t[q] = FN(fma)(v[q], FN(splat)(1.44269504088896341f), FN(splat)(12582912.0f));
-    for (int q = 0; q < count; ++q) n[q] = t[q] - 12582912.0f;
-    for (int q = 0; q < count; ++q) r[q] = FN(fma)(n[q], FN(splat)(-0.693359375f), v[q]);
-    for (int q = 0; q < count; ++q) r[q] = FN(fma)(n[q], FN(splat)(2.12194440e-4f), r[q]);
-    for (int q = 0; q < count; ++q) p[q] = FN(splat)(P[0]);
-    for (int i = 1; i < 6; ++i)
-        for (int q = 0; q < count; ++q) p[q] = FN(fma)(p[q], r[q], FN(splat)(P[i]));
-    for (int q = 0; q < count; ++q) p[q] = FN(fma)(p[q], r[q] * r[q], r[q]) + 1.0f;
-    for (int q = 0; q < count; ++q) {
-        vi ni = (vi)t[q] - 0x4B400000, n1 = ni >> 1, n2 = ni - n1;
-        v[q] = p[q] * (vf)((n1 + 127) << 23) * (vf)((n2 + 127) << 23);
+        vf x = FN(sel)(v[q] < -110.0f, FN(splat)(-110.0f), v[q]), t;
+        x = FN(sel)(x > 89.0f, FN(splat)(89.0f), x);
+        vf p = FN(exp_reduced)(FN(exp_split)(x, &t));
+        vi ni = (vi)t - 0x4B400000, n1 = ni >> 1, n2 = ni - n1;
+        v[q] = p * (vf)((n1 + 127) << 23) * (vf)((n2 + 127) << 23);
     }
 }
 
 static inline vf FN(exp)(vf x) {
     FN(expn)(&x, 1);
     return x;
+}
+
+/* v[q] = exp(v[q]) for the 8 vectors of the race, whose lanes are in [-80, 0] or
+ * -inf: expn's values there, without its clamp from above and its two-step
+ * scaling, which this range never needs (2^n is normal for n >= -116; -inf is
+ * clamped to -104, where the biased exponent n + 127 < 0 becomes a zero scale). */
+static inline void FN(exp_race)(vf v[8]) {
+    for (int q = 0; q < 8; ++q) {
+        vf x = FN(sel)(v[q] < -104.0f, FN(splat)(-104.0f), v[q]), t;
+        vf p = FN(exp_reduced)(FN(exp_split)(x, &t));
+        vi biased = (vi)t - (0x4B400000 - 127);
+        v[q] = p * (vf)((biased & (biased > 0)) << 23);
+    }
 }
 
 /* ------------------------------------------------------- words -> noise */
@@ -393,8 +414,7 @@ static float FN(race)(const float *x, float *io, int64_t n, uint64_t seed, uint6
             for (int j = 0; j < 8 * W; ++j) xs[j] = i + j < n ? x[i + j] : -__builtin_inff();
             GK_EACH v[q] = FN(load)(xs + q * W) - mv;
         }
-        FN(expn)(v, 4);
-        FN(expn)(v + 4, 4);
+        FN(exp_race)(v);
         GK_EACH v[q] = v[q] / -log_u[q];
         GK_EACH acc += v[q];
         GK_EACH top = FN(sel)(v[q] > top, v[q], top);
@@ -580,15 +600,22 @@ static void FN(scale)(float *io, int64_t n, float c, float threshold, int64_t *c
     }
 }
 
-/* out[0 .. n) = 0 with streaming stores: a hard sample's row is written once
- * and not read back, so it need not be read into the cache first. */
-static void FN(zero)(float *out, int64_t n) {
+/* out[0 .. n) = the one-hot row of arg, with streaming stores: a hard sample's
+ * row is written once and not read back, so it need not be read into the
+ * cache first. The caller calls fence once its rows are written. */
+static void FN(one_hot)(float *out, int64_t n, int64_t arg) {
     int64_t i = 0;
-    for (; i < n && ((uintptr_t)(out + i) & (4 * W - 1)) != 0; ++i) out[i] = 0.0f;
-    for (; i + W <= n; i += W) GK_STREAM(out + i, (vf){});
-    for (; i < n; ++i) out[i] = 0.0f;
-    GK_FENCE();
+    for (; i < n && ((uintptr_t)(out + i) & (4 * W - 1)) != 0; ++i) out[i] = i == arg;
+    for (; i + W <= n; i += W) {
+        vf v = (vf){};
+        if (arg >= i && arg < i + W) v[arg - i] = 1.0f;
+        GK_STREAM(out + i, v);
+    }
+    for (; i < n; ++i) out[i] = i == arg;
 }
+
+/* Orders this thread's streaming stores before its later stores. */
+static void FN(fence)(void) { GK_FENCE(); }
 
 static double FN(dot)(const float *a, const float *b, int64_t n) {
     vf acc = (vf){};
@@ -601,8 +628,8 @@ static double FN(dot)(const float *a, const float *b, int64_t n) {
 }
 
 /* out = y (g - s) / tau: the softmax backward divided by the temperature,
- * streamed like zero (out is the logits' gradient, not read back here; g may
- * be out itself, each vector read before it is written). */
+ * streamed like one_hot (out is the logits' gradient, not read back here; g
+ * may be out itself, each vector read before it is written). */
 static void FN(softmax_grad)(const float *g, const float *y, float *out, int64_t n, float s,
                              float inv_tau) {
     const vf sv = FN(splat)(s), tv = FN(splat)(inv_tau);
@@ -612,7 +639,6 @@ static void FN(softmax_grad)(const float *g, const float *y, float *out, int64_t
     for (; i + W <= n; i += W)
         GK_STREAM(out + i, FN(load)(y + i) * (FN(load)(g + i) - sv) * tv);
     for (; i < n; ++i) out[i] = y[i] * (g[i] - s) * inv_tau;
-    GK_FENCE();
 }
 
 /* Binary/Hard Concrete forward on one chunk: io holds logistic noise L on
@@ -663,7 +689,8 @@ static const gk_ops_f32 FN(gk_ops) = {
     .gumbel_argmax = FN(gumbel_argmax),
     .expsum = FN(expsum),
     .scale = FN(scale),
-    .zero = FN(zero),
+    .one_hot = FN(one_hot),
+    .fence = FN(fence),
     .exp = FN(exp_array),
     .dot = FN(dot),
     .softmax_grad = FN(softmax_grad),
