@@ -273,6 +273,19 @@ static inline void FN(logisticn)(const vu *w, vf *out, int count) {
  * per value) then overlap, instead of waiting on one another. */
 #define GK_EACH for (int q = 0; q < 8; ++q)
 
+/* The sum and the max of 8 vectors as balanced trees: loop-carried chains of
+ * one operation per 8 vectors instead of 8. */
+static inline vf FN(sum8)(const vf v[8]) {
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
+static inline vf FN(max2)(vf a, vf b) { return FN(sel)(a > b, a, b); }
+
+static inline vf FN(max8)(const vf v[8]) {
+    return FN(max2)(FN(max2)(FN(max2)(v[0], v[1]), FN(max2)(v[2], v[3])),
+                    FN(max2)(FN(max2)(v[4], v[5]), FN(max2)(v[6], v[7])));
+}
+
 /* x = 2^k (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)), x positive, normal, finite. */
 static inline void FN(reduce)(const vf x[8], vi k[8], vf f[8]) {
     vi ix[8];
@@ -347,7 +360,7 @@ static void FN(soft_zpass)(const float *x, float *io, int64_t n, uint64_t seed, 
             GK_EACH z[q] += FN(load)(xs + q * W);
         }
         GK_EACH badv |= ~(z[q] < inf);
-        GK_EACH bv = FN(sel)(z[q] > bv, z[q], bv);
+        bv = FN(max2)(FN(max8)(z), bv);
         GK_EACH z[q] *= tv;
         if (i + 8 * W <= n) {
             GK_EACH FN(store)(io + i + q * W, z[q]);
@@ -371,20 +384,24 @@ static void FN(soft_zpass)(const float *x, float *io, int64_t n, uint64_t seed, 
  * noise; below it they agree as closely as the general pass does. */
 static int FN(race_ready)(const float *x, int64_t n, float *m, int *bad) {
     const vf inf = FN(splat)(__builtin_inff());
-    vf hi = -inf, lo = inf;
+    vf hi[4] = {-inf, -inf, -inf, -inf}, lo[4] = {inf, inf, inf, inf};
     vi badv = (vi){};
     int64_t i = 0;
-    for (; i + W <= n; i += W) {
-        vf v = FN(load)(x + i);
-        badv |= ~(v < inf);
-        hi = FN(sel)(v > hi, v, hi);
-        lo = FN(sel)((v < lo) & (v > -inf), v, lo);
+    for (; i + 4 * W <= n; i += 4 * W) { /* four running extremes: short dependency chains */
+        for (int q = 0; q < 4; ++q) {
+            vf v = FN(load)(x + i + q * W);
+            badv |= ~(v < inf);
+            hi[q] = FN(sel)(v > hi[q], v, hi[q]);
+            lo[q] = FN(sel)((v < lo[q]) & (v > -inf), v, lo[q]);
+        }
     }
     float top = -__builtin_inff(), low = __builtin_inff();
-    for (int j = 0; j < W; ++j) {
-        *bad |= badv[j] != 0;
-        top = hi[j] > top ? hi[j] : top;
-        low = lo[j] < low ? lo[j] : low;
+    for (int q = 0; q < 4; ++q) {
+        for (int j = 0; j < W; ++j) {
+            *bad |= badv[j] != 0;
+            top = hi[q][j] > top ? hi[q][j] : top;
+            low = lo[q][j] < low ? lo[q][j] : low;
+        }
     }
     for (; i < n; ++i) {
         *bad |= !(x[i] < __builtin_inff());
@@ -617,12 +634,16 @@ static void FN(one_hot)(float *out, int64_t n, int64_t arg) {
 /* Orders this thread's streaming stores before its later stores. */
 static void FN(fence)(void) { GK_FENCE(); }
 
+/* sum_i a_i b_i, in four running sums (short dependency chains). */
 static double FN(dot)(const float *a, const float *b, int64_t n) {
-    vf acc = (vf){};
+    vf acc[4] = {{0}, {0}, {0}, {0}};
     int64_t i = 0;
-    for (; i + W <= n; i += W) acc += FN(load)(a + i) * FN(load)(b + i);
+    for (; i + 4 * W <= n; i += 4 * W)
+        for (int q = 0; q < 4; ++q) acc[q] += FN(load)(a + i + q * W) * FN(load)(b + i + q * W);
+    for (; i + W <= n; i += W) acc[0] += FN(load)(a + i) * FN(load)(b + i);
+    vf total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     double s = 0.0;
-    for (int j = 0; j < W; ++j) s += acc[j];
+    for (int j = 0; j < W; ++j) s += total[j];
     for (; i < n; ++i) s += (double)a[i] * b[i];
     return s;
 }
