@@ -90,6 +90,11 @@ def split64(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x & MASK32, (x >> 32) & MASK32
 
 
+def as_int64(word: int) -> int:
+    """A 64-bit word in [0, 2**64) as the int64 value with the same bits."""
+    return word - 2**64 if word >= 2**63 else word
+
+
 def row_keys_and_seeds(seed: Seed, batch_shape: tuple[int, ...], device: torch.device,
                        row_keys: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,8 +112,7 @@ def row_keys_and_seeds(seed: Seed, batch_shape: tuple[int, ...], device: torch.d
                 f"to the batch shape {batch_shape}") from None
         default_keys = torch.zeros(rows, dtype=torch.int64, device=device)
     else:
-        scalar = seed.scalar - 2**64 if seed.scalar >= 2**63 else seed.scalar
-        seeds = torch.full((rows,), scalar, dtype=torch.int64, device=device)
+        seeds = torch.full((rows,), as_int64(seed.scalar), dtype=torch.int64, device=device)
         default_keys = torch.arange(rows, dtype=torch.int64, device=device)
     if row_keys is None:
         return seeds, default_keys

@@ -58,8 +58,17 @@ def _fused(x: torch.Tensor, dim: int = -1) -> bool:
 
 def _rows(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, tuple[int, ...]]:
     """``x`` as ``[rows, categories]`` (a view where the layout allows) and its batch shape."""
+    if x.dim() == 2 and dim == 1:
+        return x, (x.shape[0],)
     moved = x.movedim(dim, -1)
     return moved.reshape(-1, moved.shape[-1]), tuple(moved.shape[:-1])
+
+
+def _unrows(y: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
+    """The inverse of :func:`_rows`: ``[rows, categories]`` back to ``like``'s layout."""
+    if like.dim() == 2 and dim == 1:
+        return y
+    return y.reshape(like.movedim(dim, -1).shape).movedim(-1, dim)
 
 
 def _seed_rows(batch_shape: tuple[int, ...], seed: SeedLike,
@@ -68,6 +77,21 @@ def _seed_rows(batch_shape: tuple[int, ...], seed: SeedLike,
     seeds, keys = _rng.row_keys_and_seeds(_rng.resolve_seed(seed, generator), batch_shape,
                                           torch.device("cpu"))
     return seeds.contiguous(), keys.contiguous()
+
+
+# The kernels' compact forms of the same seeds and keys (kernels/ops.py): one
+# seed for every row, and no keys, which keys row r by r.
+_ROW_INDEX_KEYS = torch.empty(0, dtype=torch.int64)
+
+
+def _kernel_seeds(batch_shape: tuple[int, ...], seed: SeedLike,
+                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_seed_rows` for the sampling kernels, without per-row tensors for a
+    single seed (the per-call cost of small batches)."""
+    resolved = _rng.resolve_seed(seed, generator)
+    if resolved.per_row is not None:
+        return _seed_rows(batch_shape, resolved.per_row, None)
+    return torch.tensor([_rng.as_int64(resolved.scalar)], dtype=torch.int64), _ROW_INDEX_KEYS
 
 
 def _fused_temperature(tau: Temperature, logits: torch.Tensor,
@@ -134,7 +158,7 @@ def gumbel_max(logits: torch.Tensor, dim: int = -1, *, seed: SeedLike = None,
     dim = check_logits(logits, dim, scan=False)
     if _fused(logits, dim):
         x, batch_shape = _rows(logits.detach(), dim)
-        seeds, keys = _seed_rows(batch_shape, seed, generator)
+        seeds, keys = _kernel_seeds(batch_shape, seed, generator)
         index = torch.ops.gumbelkit.gumbel_max(x, seeds, keys, list(batch_shape), dim)
         return index.reshape(batch_shape)
     return _gumbel_max_reference(logits, dim, seed, generator)
@@ -254,10 +278,10 @@ def gumbel_softmax(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = Fa
         tau_rows = tau_rows.reshape(-1).contiguous()
     else:
         tau_rows = torch.full((1,), tau, dtype=dtype)
-    seeds, keys = _seed_rows(batch_shape, seed, generator)
+    seeds, keys = _kernel_seeds(batch_shape, seed, generator)
     y, _ = torch.ops.gumbelkit.gumbel_softmax(x, tau_rows, seeds, keys, hard,
                                               _wants_grad(logits, tau), list(batch_shape), dim)
-    return y.reshape(logits.movedim(dim, -1).shape).movedim(-1, dim).to(logits.dtype)
+    return _unrows(y, logits, dim).to(logits.dtype)
 
 
 def _gumbel_softmax_reference(logits: torch.Tensor, tau: Temperature, hard: bool, dim: int,
@@ -341,7 +365,7 @@ def _concrete_fused(logits: torch.Tensor, tau: Temperature, mode: int, gamma: fl
     x = logits.reshape(-1, shape[-1])
     tau_t = tau.to(dtype) if isinstance(tau, torch.Tensor) else torch.full((), tau, dtype=dtype)
     tau_2d = tau_t.broadcast_to(logits.shape).reshape(x.shape)
-    seeds, keys = _seed_rows(shape[:-1], seed, generator)
+    seeds, keys = _kernel_seeds(shape[:-1], seed, generator)
     y, _ = torch.ops.gumbelkit.concrete(x, tau_2d, seeds, keys, mode, _wants_grad(logits, tau),
                                         gamma, span, list(shape))
     return y.reshape(logits.shape).to(logits.dtype)
