@@ -229,6 +229,21 @@ def test_hard_sample_with_autograd_matches_reference(isa, cols, tau):
     assert torch.equal(y, F._gumbel_softmax_reference(x.detach(), tau, True, -1, seed, None))
 
 
+@pytest.mark.parametrize("tau", [0.6, 1.0])
+def test_short_rows_match_reference(isa, tau):
+    """Rows of 1 to 129 columns: a row's last columns take a block of 2, 4 or 8
+    vectors (whichever holds them), every width of it partly filled."""
+    seed = fresh_seed()
+    for cols in [1, 2, 3, 7, 8, 9, 15, 16, 17, 24, 31, 33, 40, 63, 64, 65, 100, 129]:
+        x = fresh_logits(300, cols)
+        reference = F._gumbel_softmax_reference(x, tau, False, -1, seed, None)
+        torch.testing.assert_close(F.gumbel_softmax(x, tau, seed=seed), reference,
+                                   **FLOAT_TOL[torch.float32])
+        leaf = x.clone().requires_grad_(True)
+        assert torch.equal(F.gumbel_softmax(leaf, tau, hard=True, seed=seed).detach(),
+                           F._gumbel_softmax_reference(x, tau, True, -1, seed, None)), cols
+
+
 @pytest.mark.parametrize("scale,offset", [(3.0, 0.0), (3.0, 55.0), (40.0, 0.0), (3.0, 1e3),
                                           (3.0, -1e5)])
 def test_unit_temperature_matches_reference(isa, scale, offset):

@@ -49,7 +49,7 @@ static float gk_half_to_float(uint16_t h) {
                             T *out) {                                                       \
         switch (dtype) {                                                                    \
         case GK_F32:                                                                        \
-            for (int64_t i = 0; i < n; ++i) out[i] = (T)((const float *)base)[(c0 + i) * cs]; \
+            for (int64_t i = 0; i < n; ++i) out[i] = (T)((const float *)base)[(c0 + i) * cs];\
             break;                                                                          \
         case GK_F64:                                                                        \
             for (int64_t i = 0; i < n; ++i) out[i] = (T)((const double *)base)[(c0 + i) * cs]; \
@@ -207,17 +207,23 @@ static void gk_fill_f64(int kind, uint64_t seed, uint64_t key, uint32_t stream, 
 enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
 enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf */
 
+/* Rows per scheduling chunk: 4, or enough for about 8192 elements when rows are
+ * short (a chunk costs an atomic, about what a row of 8 columns costs itself). */
+static int64_t gk_rows_per_chunk(int64_t cols) {
+    return cols >= 2048 || cols < 1 ? 4 : 8192 / cols;
+}
+
 #define GK_SEED(r) ((uint64_t)seeds[(r) * seed_stride])
 #define GK_KEY(r) (keys == NULL ? (uint64_t)(r) : (uint64_t)keys[(r) * key_stride])
 
 /* ----------------------------------------------------------- the kernels */
 
-#define GK_DEFINE_KERNELS(T, SUF, OPS, NATIVE)                                                 \
+#define GK_DEFINE_KERNELS(T, SUF, OPS, NATIVE)                                               \
     /* The first argmax of z = x + G over one row, G the exact noise (noise.h), among   */  \
     /* the candidate columns (increasing); -1 when the list overflowed.                  */  \
     static int64_t gk_exact_argmax_##SUF(const char *xrow, int xdtype, int64_t xcs,          \
-                                         const int64_t *cand, int ncand, uint64_t seed,       \
-                                         uint64_t key, uint32_t stream) {                     \
+                                         const int64_t *cand, int ncand, uint64_t seed,      \
+                                         uint64_t key, uint32_t stream) {                    \
         if (ncand > GK_CANDIDATES) return -1;                                                \
         T top = -INFINITY;                                                                   \
         int64_t arg = -1;                                                                    \
@@ -235,8 +241,8 @@ enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf 
                                                                                              \
     /* The first argmax of x + G over a whole row, with the exact noise.                */  \
     static int gk_argmax_row_##SUF(const char *xrow, int xdtype, int64_t xcs, int direct,    \
-                                   T *xbuf, int64_t cols, uint64_t seed, uint64_t key,        \
-                                   uint32_t stream, int64_t *arg) {                           \
+                                   T *xbuf, int64_t cols, uint64_t seed, uint64_t key,       \
+                                   uint32_t stream, int64_t *arg) {                          \
         T best = -INFINITY;                                                                  \
         int bad = 0;                                                                         \
         *arg = -1;                                                                           \
@@ -255,16 +261,16 @@ enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf 
     /* the exact argmax is among the columns with z~ >= max z~ - 2 eps: few, listed     */  \
     /* while forming exp (or scaling, for the race) and decided on the exact noise.     */  \
     static int gk_soft_row_##SUF(const char *xrow, int xdtype, int64_t xcs, int direct,      \
-                                 T *xbuf, int64_t cols, T tau, uint64_t seed, uint64_t key,   \
-                                 uint32_t stream, T *srow, int64_t *arg) {                    \
+                                 T *xbuf, int64_t cols, T tau, uint64_t seed, uint64_t key,  \
+                                 uint32_t stream, T *srow, int64_t *arg) {                   \
         int64_t cand[GK_CANDIDATES];                                                         \
         int ncand = 0, bad = 0;                                                              \
         T best = -INFINITY, vmax, threshold = INFINITY;                                      \
         if ((OPS)->race && tau == 1 && direct &&                                             \
             (OPS)->race_ready((const T *)xrow, cols, &best, &bad)) {                         \
-            T sum = (OPS)->race((const T *)xrow, srow, cols, seed, key, stream, best, &vmax); \
+            T sum = (OPS)->race((const T *)xrow, srow, cols, seed, key, stream, best, &vmax);\
             if (arg) /* |z| <= |max x| + 80 + 23 */                                          \
-                threshold = vmax * (T)exp(-(0x1p-15 + 0x1p-20 * (fabs((double)best) + 103))); \
+                threshold = vmax * (T)exp(-(0x1p-15 + 0x1p-20 * (fabs((double)best) + 103)));\
             (OPS)->scale(srow, cols, (T)1 / sum, threshold, cand, &ncand);                   \
         } else {                                                                             \
             T inv = (T)1 / tau;                                                              \
@@ -274,7 +280,7 @@ enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf 
                 int64_t n = cols - c0 < GK_CHUNK ? cols - c0 : GK_CHUNK;                     \
                 const T *xc = direct ? (const T *)xrow + c0 : xbuf;                          \
                 if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);                    \
-                (OPS)->soft_zpass(xc, srow + c0, n, seed, key, stream, c0, inv, &best, &bad); \
+                (OPS)->soft_zpass(xc, srow + c0, n, seed, key, stream, c0, inv, &best, &bad);\
             }                                                                                \
             if (bad) return GK_ROW_BAD;                                                      \
             if (best == -INFINITY) return GK_ROW_EMPTY;                                      \
@@ -291,18 +297,19 @@ enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf 
         return GK_ROW_OK;                                                                    \
     }                                                                                        \
                                                                                              \
-    /* hard = 0: y = softmax((x + G) / tau). hard = 1: y = one-hot(argmax(x + G)), and   */   \
-    /* soft (if not NULL) = the softmax. index (if not NULL): the argmax per row.        */   \
+    /* hard = 0: y = softmax((x + G) / tau). hard = 1: y = one-hot(argmax(x + G)), and   */  \
+    /* soft (if not NULL) = the softmax. index (if not NULL): the argmax per row.        */  \
     void gk_gumbel_softmax_##SUF(const void *x, int xdtype, int64_t xrs, int64_t xcs,        \
                                  int64_t rows, int64_t cols, const T *tau, int64_t tau_stride, \
                                  const int64_t *seeds, int64_t seed_stride, const int64_t *keys, \
                                  int64_t key_stride, uint32_t stream, T *y, T *soft, int hard, \
-                                 int64_t *index, int nthreads, int64_t *status) {             \
+                                 int64_t *index, int nthreads, int64_t *status) {            \
         status[0] = status[1] = -1;                                                          \
         int direct = xdtype == NATIVE && xcs == 1;                                           \
+        const int64_t chunk = gk_rows_per_chunk(cols);                                       \
         _Pragma("omp parallel num_threads(nthreads)") {                                      \
             T xbuf[GK_CHUNK];                                                                \
-            _Pragma("omp for schedule(dynamic, 4) nowait")                                   \
+            _Pragma("omp for schedule(dynamic, chunk) nowait")                               \
             for (int64_t r = 0; r < rows; ++r) {                                             \
                 const char *xrow = gk_row(x, xdtype, xrs, r);                                \
                 T *srow = hard ? (soft ? soft + r * cols : NULL) : y + r * cols;             \
@@ -311,8 +318,8 @@ enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf 
                                                      tau[r * tau_stride], GK_SEED(r),        \
                                                      GK_KEY(r), stream, srow,                \
                                                      hard || index ? &arg : NULL)            \
-                                 : gk_argmax_row_##SUF(xrow, xdtype, xcs, direct, xbuf, cols, \
-                                                       GK_SEED(r), GK_KEY(r), stream, &arg);  \
+                                 : gk_argmax_row_##SUF(xrow, xdtype, xcs, direct, xbuf, cols,\
+                                                       GK_SEED(r), GK_KEY(r), stream, &arg); \
                 if (state != GK_ROW_OK) {                                                    \
                     gk_record_min(&status[state == GK_ROW_BAD ? 0 : 1], r);                  \
                     continue;                                                                \
@@ -326,11 +333,12 @@ enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf 
                                                                                              \
     /* gx = y (g - <g, y>) / tau; gtau (if not NULL) = -sum_i gx_i log y_i per row.     */   \
     void gk_gumbel_softmax_backward_##SUF(const void *g, int gdtype, int64_t grs, int64_t gcs, \
-                                          const T *y, int64_t rows, int64_t cols,             \
-                                          const T *tau, int64_t tau_stride, T *gx, T *gtau,   \
-                                          int nthreads) {                                     \
+                                          const T *y, int64_t rows, int64_t cols,            \
+                                          const T *tau, int64_t tau_stride, T *gx, T *gtau,  \
+                                          int nthreads) {                                    \
+        const int64_t chunk = gk_rows_per_chunk(cols);                                       \
         _Pragma("omp parallel num_threads(nthreads)") {                                      \
-            _Pragma("omp for schedule(dynamic, 4) nowait")                                   \
+            _Pragma("omp for schedule(dynamic, chunk) nowait")                               \
             for (int64_t r = 0; r < rows; ++r) {                                             \
                 T *out = gx + r * cols;                                                      \
                 const T *yr = y + r * cols;                                                  \
@@ -353,16 +361,17 @@ enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf 
                                                                                              \
     /* mode 0: y = sigmoid((x + L) / tau); 1: y > 1/2 (soft, if not NULL, gets the     */    \
     /* sigmoid); 2: Hard Concrete clamp(sigmoid(.) span + gamma, 0, 1).                */    \
-    void gk_concrete_##SUF(const void *x, int xdtype, int64_t xrs, int64_t xcs, int64_t rows,  \
-                           int64_t cols, const T *tau, int64_t trs, int64_t tcs,               \
-                           const int64_t *seeds, int64_t seed_stride, const int64_t *keys,     \
-                           int64_t key_stride, uint32_t stream, T *y, T *soft, int mode,       \
-                           double gamma, double span, int nthreads, int64_t *status) {         \
+    void gk_concrete_##SUF(const void *x, int xdtype, int64_t xrs, int64_t xcs, int64_t rows,\
+                           int64_t cols, const T *tau, int64_t trs, int64_t tcs,             \
+                           const int64_t *seeds, int64_t seed_stride, const int64_t *keys,   \
+                           int64_t key_stride, uint32_t stream, T *y, T *soft, int mode,     \
+                           double gamma, double span, int nthreads, int64_t *status) {       \
         status[0] = status[1] = -1;                                                          \
         int direct = xdtype == NATIVE && xcs == 1;                                           \
+        const int64_t chunk = gk_rows_per_chunk(cols);                                       \
         _Pragma("omp parallel num_threads(nthreads)") {                                      \
             T xbuf[GK_CHUNK], tbuf[GK_CHUNK];                                                \
-            _Pragma("omp for schedule(dynamic, 4)") for (int64_t r = 0; r < rows; ++r) {         \
+            _Pragma("omp for schedule(dynamic, chunk)") for (int64_t r = 0; r < rows; ++r) { \
                 const char *xrow = gk_row(x, xdtype, xrs, r);                                \
                 const T *trow = tau + r * trs;                                               \
                 for (int64_t c0 = 0; c0 < cols; c0 += GK_CHUNK) {                            \
@@ -398,10 +407,11 @@ enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf 
     /* Backward from the saved sample s: mode 0, s = sigmoid(v), v = (x + L) / tau;     */   \
     /* mode 2, s = the Hard Concrete gate z (gradient 0 where z is 0 or 1).            */   \
     void gk_concrete_backward_##SUF(const void *g, int gdtype, int64_t grs, int64_t gcs,     \
-                                    const T *s, int64_t rows, int64_t cols, const T *tau,     \
+                                    const T *s, int64_t rows, int64_t cols, const T *tau,    \
                                     int64_t trs, int64_t tcs, int mode, double gamma,        \
                                     double span, T *gx, T *gtau, int nthreads) {             \
-        _Pragma("omp parallel for schedule(dynamic, 4) num_threads(nthreads)")                   \
+        const int64_t chunk = gk_rows_per_chunk(cols);                                       \
+        _Pragma("omp parallel for schedule(dynamic, chunk) num_threads(nthreads)")           \
         for (int64_t r = 0; r < rows; ++r) {                                                 \
             T *out = gx + r * cols;                                                          \
             const T *sr = s + r * cols, *tr = tau + r * trs;                                 \

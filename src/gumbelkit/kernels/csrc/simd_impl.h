@@ -68,12 +68,11 @@ static inline void FN(philox_key_init)(FN(philox_key) *pk, uint64_t seed, uint64
     pk->f2 = (vq){} + (uint64_t)(e3 ^ (uint32_t)(k1 + 2u * GK_PHILOX_W1));
 }
 
-/* Words for the 4W * groups columns of blocks [block0, block0 + W * groups), in
- * column order, into out[0 .. 4 * groups); groups is 1 or 2, a constant after
- * inlining: the 2 * groups counter vectors run their rounds in lockstep. */
-static inline void FN(words)(const FN(philox_key) *pk, uint32_t block0, vu *out, int groups) {
+/* Words for the 2W * chains columns of blocks [block0, block0 + W * chains / 2),
+ * in column order, into out[0 .. 2 * chains); chains is 1, 2 or 4, a constant
+ * after inlining: the counter vectors run their rounds in lockstep. */
+static inline void FN(words)(const FN(philox_key) *pk, uint32_t block0, vu *out, int chains) {
     const vq m0 = (vq){} + (uint64_t)GK_PHILOX_M0, m1 = (vq){} + (uint64_t)GK_PHILOX_M1;
-    const int chains = 2 * groups;
     vq c0[4], c1[4], c2[4], c3[4];
     /* 64-bit lane l of chain h holds block block0 + h W/2 + l/2 (l even) or
      * + W/4 + l/2 (l odd): then the transposition below is two shuffles. */
@@ -190,12 +189,12 @@ static inline vf FN(exp)(vf x) {
     return x;
 }
 
-/* v[q] = exp(v[q]) for the 8 vectors of the race, whose lanes are in [-80, 0] or
+/* v[q] = exp(v[q]) for the nv vectors of a race block, whose lanes are in [-80, 0] or
  * -inf: expn's values there, without its clamp from above and its two-step
  * scaling, which this range never needs (2^n is normal for n >= -116; -inf is
  * clamped to -104, where the biased exponent n + 127 < 0 becomes a zero scale). */
-static inline void FN(exp_race)(vf v[8]) {
-    for (int q = 0; q < 8; ++q) {
+static inline void FN(exp_race)(vf v[8], int nv) {
+    for (int q = 0; q < nv; ++q) {
         vf x = FN(sel)(v[q] < -104.0f, FN(splat)(-104.0f), v[q]), t;
         vf p = FN(exp_reduced)(FN(exp_split)(x, &t));
         vi biased = (vi)t - (0x4B400000 - 127);
@@ -268,26 +267,47 @@ static inline void FN(logisticn)(const vu *w, vf *out, int count) {
  * from the same Philox words with division-free logarithms and fused
  * multiply-adds, about half the instructions of the exact noise. */
 
-/* The functions below work on 8 vectors in lockstep (each step a loop over q
- * that the compiler unrolls): their long dependency chains (two polynomials
- * per value) then overlap, instead of waiting on one another. */
-#define GK_EACH for (int q = 0; q < 8; ++q)
-
-/* The sum and the max of 8 vectors as balanced trees: loop-carried chains of
- * one operation per 8 vectors instead of 8. */
-static inline vf FN(sum8)(const vf v[8]) {
-    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
-}
+/* The functions below work on nv vectors in lockstep (nv = 8, or 4 or 2 for a
+ * row's last columns; a constant after inlining, each step a loop over q that
+ * the compiler unrolls): their long dependency chains (two polynomials per
+ * value) then overlap, instead of waiting on one another. */
+#define GK_EACH for (int q = 0; q < nv; ++q)
 
 static inline vf FN(max2)(vf a, vf b) { return FN(sel)(a > b, a, b); }
 
-static inline vf FN(max8)(const vf v[8]) {
-    return FN(max2)(FN(max2)(FN(max2)(v[0], v[1]), FN(max2)(v[2], v[3])),
-                    FN(max2)(FN(max2)(v[4], v[5]), FN(max2)(v[6], v[7])));
+/* The max of nv vectors as a balanced tree: a running max then waits on one
+ * operation per block, not on nv. */
+static inline vf FN(maxn)(const vf v[8], int nv) {
+    vf m[8];
+    GK_EACH m[q] = v[q];
+    for (int half = nv / 2; half > 0; half /= 2)
+        for (int q = 0; q < half; ++q) m[q] = FN(max2)(m[q], m[q + half]);
+    return m[0];
+}
+
+/* The nv W floats of a row from x (left of them in the row; fewer than nv W:
+ * the rest -inf) and back (only the first left). */
+static inline void FN(load_block)(const float *x, int64_t left, vf v[8], int nv) {
+    if (left >= nv * W) {
+        GK_EACH v[q] = FN(load)(x + q * W);
+        return;
+    }
+    float xs[8 * W];
+    for (int j = 0; j < nv * W; ++j) xs[j] = -__builtin_inff();
+    memcpy(xs, x, (size_t)left * 4);
+    GK_EACH v[q] = FN(load)(xs + q * W);
+}
+
+static inline void FN(store_block)(float *io, int64_t left, const vf v[8], int nv) {
+    if (left >= nv * W) {
+        GK_EACH FN(store)(io + q * W, v[q]);
+    } else {
+        memcpy(io, v, (size_t)left * 4);
+    }
 }
 
 /* x = 2^k (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)), x positive, normal, finite. */
-static inline void FN(reduce)(const vf x[8], vi k[8], vf f[8]) {
+static inline void FN(reduce)(const vf x[8], vi k[8], vf f[8], int nv) {
     vi ix[8];
     GK_EACH ix[q] = (vi)x[q] + (0x3F800000 - 0x3F3504F3);
     GK_EACH k[q] = (ix[q] >> 23) - 0x7F;
@@ -297,7 +317,7 @@ static inline void FN(reduce)(const vf x[8], vi k[8], vf f[8]) {
 /* log(2^k (1 + f)) = k log 2 + f - f^2/2 + f^3 P(f) for f in [sqrt(1/2) - 1,
  * sqrt(2) - 1], P the degree-8 polynomial of Cephes logf (Moshier, 1992),
  * log 2 split in two: within 1 float32 ulp of the float64 log. */
-static inline void FN(log_reduced)(const vi k[8], const vf f[8], vf out[8]) {
+static inline void FN(log_reduced)(const vi k[8], const vf f[8], vf out[8], int nv) {
     static const float P[9] = {7.0376836292e-2f,  -1.1514610310e-1f, 1.1676998740e-1f,
                                -1.2420140846e-1f, 1.4249322787e-1f,  -1.6668057665e-1f,
                                2.0000714765e-1f,  -2.4999993993e-1f, 3.3333331174e-1f};
@@ -315,59 +335,64 @@ static inline void FN(log_reduced)(const vi k[8], const vf f[8], vf out[8]) {
  * side (noise.h): log u = log a when u < 1/2; when u >= 1/2, log(1 - a) is
  * reduced without rounding 1 - a: 1 - a = 1 + f with f = -a, or, when
  * 1 - a < sqrt(1/2), 2^-1 (1 + f) with f = 1 - 2a; both f are exact. */
-static inline void FN(log_uniform_fast)(const vu w[8], vf out[8]) {
+static inline void FN(log_uniform_fast)(const vu w[8], vf out[8], int nv) {
     vi up[8], k[8], halved[8];
     vf a[8], f[8];
     GK_EACH a[q] = FN(small)(w[q], &up[q]);
-    FN(reduce)(a, k, f);
+    FN(reduce)(a, k, f, nv);
     GK_EACH halved[q] = a[q] > 0.29289321881f; /* 1 - sqrt(1/2); all ones: k = -1 */
     GK_EACH f[q] = FN(sel)(up[q], FN(sel)(halved[q], 1.0f - (a[q] + a[q]), -a[q]), f[q]);
     GK_EACH k[q] = (up[q] & halved[q]) | (~up[q] & k[q]);
-    FN(log_reduced)(k, f, out);
+    FN(log_reduced)(k, f, out, nv);
 }
 
-/* G = -log(-log u) for the words of 4W columns, to float32 accuracy. */
-static inline void FN(gumbel_fast)(const vu w[8], vf g[8]) {
+/* G = -log(-log u) for the words of nv W columns, to float32 accuracy. */
+static inline void FN(gumbel_fast)(const vu w[8], vf g[8], int nv) {
     vf e[8], f[8];
     vi k[8];
-    FN(log_uniform_fast)(w, e);
+    FN(log_uniform_fast)(w, e, nv);
     GK_EACH e[q] = -e[q];
-    FN(reduce)(e, k, f);
-    FN(log_reduced)(k, f, g);
+    FN(reduce)(e, k, f, nv);
+    FN(log_reduced)(k, f, g, nv);
     GK_EACH g[q] = -g[q];
+}
+
+/* One block of soft_zpass: the nv W columns at x and io, left of them in the row. */
+static inline void FN(zpass_block)(const FN(philox_key) *pk, const float *x, float *io,
+                                   int64_t left, int64_t col, vf tv, vf *bv, vi *badv, int nv) {
+    const vf inf = FN(splat)(__builtin_inff());
+    vu w[8];
+    vf z[8], xv[8];
+    FN(words)(pk, (uint32_t)(col >> 2), w, nv / 2);
+    FN(gumbel_fast)(w, z, nv);
+    FN(load_block)(x, left, xv, nv);
+    GK_EACH z[q] += xv[q];
+    GK_EACH *badv |= ~(z[q] < inf);
+    *bv = FN(max2)(FN(maxn)(z, nv), *bv);
+    GK_EACH z[q] *= tv;
+    FN(store_block)(io, left, z, nv);
 }
 
 /* The soft path's row pass over columns [col0, col0 + n) (col0 a multiple of
  * 8W): io = z * inv_tau for z = x + G, G the fast noise of the row's words;
- * the running max of z, and *bad when some z is NaN or +inf. */
+ * the running max of z, and *bad when some z is NaN or +inf. The last columns
+ * take the smallest block that holds them. */
 static void FN(soft_zpass)(const float *x, float *io, int64_t n, uint64_t seed, uint64_t key,
                            uint32_t stream, int64_t col0, float inv_tau, float *best, int *bad) {
-    const vf inf = FN(splat)(__builtin_inff()), tv = FN(splat)(inv_tau);
-    vf bv = -inf;
+    const vf tv = FN(splat)(inv_tau);
+    vf bv = FN(splat)(-__builtin_inff());
     vi badv = (vi){};
     FN(philox_key) pk;
     FN(philox_key_init)(&pk, seed, key, stream);
-    for (int64_t i = 0; i < n; i += 8 * W) {
-        vu w[8];
-        vf z[8];
-        FN(words)(&pk, (uint32_t)((col0 + i) >> 2), w, 2);
-        FN(gumbel_fast)(w, z);
-        if (i + 8 * W <= n) {
-            GK_EACH z[q] += FN(load)(x + i + q * W);
-        } else {
-            float xs[8 * W];
-            for (int j = 0; j < 8 * W; ++j) xs[j] = i + j < n ? x[i + j] : -__builtin_inff();
-            GK_EACH z[q] += FN(load)(xs + q * W);
-        }
-        GK_EACH badv |= ~(z[q] < inf);
-        bv = FN(max2)(FN(max8)(z), bv);
-        GK_EACH z[q] *= tv;
-        if (i + 8 * W <= n) {
-            GK_EACH FN(store)(io + i + q * W, z[q]);
-        } else {
-            memcpy(io + i, z, (size_t)(n - i) * 4);
-        }
-    }
+    int64_t i = 0;
+    for (; i + 8 * W <= n; i += 8 * W)
+        FN(zpass_block)(&pk, x + i, io + i, 8 * W, col0 + i, tv, &bv, &badv, 8);
+    if (n - i > 4 * W)
+        FN(zpass_block)(&pk, x + i, io + i, n - i, col0 + i, tv, &bv, &badv, 8);
+    else if (n - i > 2 * W)
+        FN(zpass_block)(&pk, x + i, io + i, n - i, col0 + i, tv, &bv, &badv, 4);
+    else if (n > i)
+        FN(zpass_block)(&pk, x + i, io + i, n - i, col0 + i, tv, &bv, &badv, 2);
     for (int j = 0; j < W; ++j) {
         if (badv[j]) *bad = 1;
         if (bv[j] > *best) *best = bv[j];
@@ -412,6 +437,22 @@ static int FN(race_ready)(const float *x, int64_t n, float *m, int *bad) {
     return !*bad && top >= -64.0f && top <= 64.0f && top - low <= 80.0f;
 }
 
+/* One block of the race: the nv W columns at x and io, left of them in the row. */
+static inline void FN(race_block)(const FN(philox_key) *pk, const float *x, float *io,
+                                  int64_t left, int64_t col, vf mv, vf *acc, vf *top, int nv) {
+    vu w[8];
+    vf log_u[8], v[8];
+    FN(words)(pk, (uint32_t)(col >> 2), w, nv / 2);
+    FN(log_uniform_fast)(w, log_u, nv);
+    FN(load_block)(x, left, v, nv);
+    GK_EACH v[q] -= mv;
+    FN(exp_race)(v, nv);
+    GK_EACH v[q] = v[q] / -log_u[q];
+    GK_EACH *acc += v[q];
+    GK_EACH *top = FN(sel)(v[q] > *top, v[q], *top);
+    FN(store_block)(io, left, v, nv);
+}
+
 /* io = exp(x - m) / E over a row of n columns; returns the sum, *vmax the max. */
 static float FN(race)(const float *x, float *io, int64_t n, uint64_t seed, uint64_t key,
                       uint32_t stream, float m, float *vmax) {
@@ -419,28 +460,15 @@ static float FN(race)(const float *x, float *io, int64_t n, uint64_t seed, uint6
     FN(philox_key_init)(&pk, seed, key, stream);
     const vf mv = FN(splat)(m);
     vf acc = (vf){}, top = (vf){};
-    for (int64_t i = 0; i < n; i += 8 * W) {
-        vu w[8];
-        vf log_u[8], v[8];
-        FN(words)(&pk, (uint32_t)(i >> 2), w, 2);
-        FN(log_uniform_fast)(w, log_u);
-        if (i + 8 * W <= n) {
-            GK_EACH v[q] = FN(load)(x + i + q * W) - mv;
-        } else {
-            float xs[8 * W];
-            for (int j = 0; j < 8 * W; ++j) xs[j] = i + j < n ? x[i + j] : -__builtin_inff();
-            GK_EACH v[q] = FN(load)(xs + q * W) - mv;
-        }
-        FN(exp_race)(v);
-        GK_EACH v[q] = v[q] / -log_u[q];
-        GK_EACH acc += v[q];
-        GK_EACH top = FN(sel)(v[q] > top, v[q], top);
-        if (i + 8 * W <= n) {
-            GK_EACH FN(store)(io + i + q * W, v[q]);
-        } else {
-            memcpy(io + i, v, (size_t)(n - i) * 4);
-        }
-    }
+    int64_t i = 0;
+    for (; i + 8 * W <= n; i += 8 * W)
+        FN(race_block)(&pk, x + i, io + i, 8 * W, i, mv, &acc, &top, 8);
+    if (n - i > 4 * W)
+        FN(race_block)(&pk, x + i, io + i, n - i, i, mv, &acc, &top, 8);
+    else if (n - i > 2 * W)
+        FN(race_block)(&pk, x + i, io + i, n - i, i, mv, &acc, &top, 4);
+    else if (n > i)
+        FN(race_block)(&pk, x + i, io + i, n - i, i, mv, &acc, &top, 2);
     float s = 0.0f, t = 0.0f;
     for (int j = 0; j < W; ++j) {
         s += acc[j];
@@ -459,7 +487,7 @@ static float FN(race)(const float *x, float *io, int64_t n, uint64_t seed, uint6
         FN(philox_key_init)(&pk, seed, key, stream);                                        \
         for (int64_t base = col0 & ~(int64_t)3; base < end; base += 4 * W) {                \
             vu w[4];                                                                        \
-            FN(words)(&pk, (uint32_t)(base >> 2), w, 1);                                    \
+            FN(words)(&pk, (uint32_t)(base >> 2), w, 2);                                    \
             vf v[4];                                                                        \
             FN(KIND##n)(w, v, 4);                                                           \
             if (base >= col0 && base + 4 * W <= end) {                                      \
@@ -497,7 +525,7 @@ static void FN(gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t
     FN(philox_key_init)(&pk, seed, key, stream);
     for (int64_t base = col0 & ~(int64_t)3; base < end; base += 4 * W) {
         vu w[4];
-        FN(words)(&pk, (uint32_t)(base >> 2), w, 1);
+        FN(words)(&pk, (uint32_t)(base >> 2), w, 2);
         /* A first bound for all 4W columns, tested against the running max
          * once, before any logarithm: with a the small side of u (noise.h),
          * E >= log 2 when u < 1/2, so G <= -log log 2 < 0.3666, and E =
