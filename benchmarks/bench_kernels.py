@@ -3,7 +3,7 @@
 Same as ``gumbelkit bench`` (see gumbelkit/experiments/bench.py for what each
 column means); run from the repository root:
 
-    PYTHONPATH=src python benchmarks/bench_kernels.py [--quick] [--repeats N]
+    PYTHONPATH=src python benchmarks/bench_kernels.py [--quick] [--repeats N] [--shapes 65536x8]
 """
 
 import sys

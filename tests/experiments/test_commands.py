@@ -45,6 +45,8 @@ def test_help_has_examples(command, capsys):
     ["estimators", "--draws", "0"],
     ["estimators", "--methods", "foo"],
     ["bench", "--threads", "0"],
+    ["bench", "--shapes", "64x0"],
+    ["bench", "--shapes", "64by8"],
     ["bench", "--sampler", "--vocab", "0"],
     ["demo", "--draws", "0"],
     ["vae", "--no-such-flag"],

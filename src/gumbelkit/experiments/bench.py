@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed calls per cell, median reported (default 5)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                         help="thread counts to measure (default 1 2)")
+    parser.add_argument("--shapes", nargs="+", default=None, metavar="ROWSxCOLS",
+                        help="shapes to time, e.g. 65536x8 (default 4096x1024 256x32000 "
+                             "64x128000; gumbel_max runs on the last)")
     parser.add_argument("--quick", action="store_true",
                         help="smaller shapes (/8 rows) for a fast smoke run")
     parser.add_argument("--sampler", action="store_true",
@@ -189,6 +192,13 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _parse_shape(text: str) -> tuple[int, int]:
+    rows, _, cols = text.partition("x")
+    if not (rows.isdigit() and cols.isdigit() and int(rows) >= 1 and int(cols) >= 1):
+        usage_error(f"gumbelkit bench: --shapes takes ROWSxCOLS with both >= 1, got {text!r}")
+    return int(rows), int(cols)
+
+
 def run(args: argparse.Namespace) -> int:
     import gumbelkit
     from gumbelkit.kernels import _lib
@@ -200,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
             bench_sampler.run(argparse.Namespace(batch=args.batch, vocab=args.vocab,
                                                  threads=threads, repeats=args.repeats, seed=0))
         return 0
-    shapes = tuple((r // 8, c) for r, c in SHAPES) if args.quick else SHAPES
+    shapes = SHAPES if args.shapes is None else tuple(_parse_shape(s) for s in args.shapes)
+    if args.quick:
+        shapes = tuple((max(r // 8, 1), c) for r, c in shapes)
     print(f"backend: {gumbelkit.backend()} ({_lib.isa() or 'no kernels'}), torch "
           f"{torch.__version__}, float32, median of {args.repeats}")
     print(format_table(measure(shapes, args.threads, args.repeats)))
