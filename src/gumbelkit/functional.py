@@ -81,7 +81,7 @@ def _seed_rows(batch_shape: tuple[int, ...], seed: SeedLike,
 
 # The kernels' compact forms of the same seeds and keys (kernels/ops.py): one
 # seed for every row, and no keys, which keys row r by r.
-_ROW_INDEX_KEYS = torch.empty(0, dtype=torch.int64)
+_ROW_INDEX_KEYS = torch.empty(0, dtype=torch.int64, device="cpu")
 
 
 def _kernel_seeds(batch_shape: tuple[int, ...], seed: SeedLike,
@@ -91,7 +91,8 @@ def _kernel_seeds(batch_shape: tuple[int, ...], seed: SeedLike,
     resolved = _rng.resolve_seed(seed, generator)
     if resolved.per_row is not None:
         return _seed_rows(batch_shape, resolved.per_row, None)
-    return torch.tensor([_rng.as_int64(resolved.scalar)], dtype=torch.int64), _ROW_INDEX_KEYS
+    seeds = torch.tensor([_rng.as_int64(resolved.scalar)], dtype=torch.int64, device="cpu")
+    return seeds, _ROW_INDEX_KEYS
 
 
 def _fused_temperature(tau: Temperature, logits: torch.Tensor,

@@ -47,6 +47,7 @@ def test_help_has_examples(command, capsys):
     ["bench", "--threads", "0"],
     ["bench", "--shapes", "64x0"],
     ["bench", "--shapes", "64by8"],
+    ["bench", "--shapes", "6\u00b2x8"],
     ["bench", "--sampler", "--vocab", "0"],
     ["demo", "--draws", "0"],
     ["vae", "--no-such-flag"],

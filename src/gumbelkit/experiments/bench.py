@@ -133,7 +133,7 @@ def measure(shapes, threads, repeats: int) -> list[dict]:
     rows = []
     before = torch.get_num_threads()
     try:
-        for shape in shapes:
+        for i, shape in enumerate(shapes):
             x = torch.randn(shape)
             weight = torch.randn(shape)
             for n_threads in threads:
@@ -145,7 +145,7 @@ def measure(shapes, threads, repeats: int) -> list[dict]:
                     peak = _forward_peaks(x, mode)
                     rows.append(dict(shape=shape, mode=mode, threads=n_threads, ours=ours_ms,
                                      ref=ref_ms, copy=copy_ms, peak=peak))
-            if shape == shapes[-1]:
+            if i == len(shapes) - 1:
                 rows.extend(_gumbel_max_rows(x, threads, repeats))
     finally:
         torch.set_num_threads(before)
@@ -194,7 +194,7 @@ def format_table(rows: list[dict]) -> str:
 
 def _parse_shape(text: str) -> tuple[int, int]:
     rows, _, cols = text.partition("x")
-    if not (rows.isdigit() and cols.isdigit() and int(rows) >= 1 and int(cols) >= 1):
+    if not (rows.isdecimal() and cols.isdecimal() and int(rows) >= 1 and int(cols) >= 1):
         usage_error(f"gumbelkit bench: --shapes takes ROWSxCOLS with both >= 1, got {text!r}")
     return int(rows), int(cols)
 
