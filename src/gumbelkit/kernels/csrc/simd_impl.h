@@ -189,10 +189,11 @@ static inline vf FN(exp)(vf x) {
     return x;
 }
 
-/* v[q] = exp(v[q]) for the nv vectors of a race block, whose lanes are in [-80, 0] or
- * -inf: expn's values there, without its clamp from above and its two-step
- * scaling, which this range never needs (2^n is normal for n >= -116; -inf is
- * clamped to -104, where the biased exponent n + 127 < 0 becomes a zero scale). */
+/* v[q] = exp(v[q]) for the nv vectors of a race block, whose lanes are in
+ * [-80, 0] or -inf: expn's values there, without its clamp from above and its
+ * two-step scaling, which this range never needs (2^n is normal for n >= -116;
+ * -inf is clamped to -104, where the biased exponent n + 127 <= 0 becomes a
+ * zero scale). */
 static inline void FN(exp_race)(vf v[8], int nv) {
     for (int q = 0; q < nv; ++q) {
         vf x = FN(sel)(v[q] < -104.0f, FN(splat)(-104.0f), v[q]), t;
