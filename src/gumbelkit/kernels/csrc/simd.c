@@ -17,6 +17,8 @@
 #define SFX avx512
 #define GK_MUL_EVEN(a, b) ((vq)_mm512_mul_epu32((__m512i)(a), (__m512i)(b)))
 #define GK_FMA(a, b, c) ((vf)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
+#define GK_MAX(a, b) ((vf)_mm512_max_ps((__m512)(a), (__m512)(b)))
+#define GK_MAXI(a, b) ((vi)_mm512_max_epi32((__m512i)(a), (__m512i)(b)))
 #define GK_STREAM(p, v) _mm512_stream_ps(p, (__m512)(v))
 #define GK_ANY(m) (_mm512_test_epi32_mask((__m512i)(m), (__m512i)(m)) != 0)
 #define GK_PAIR {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}
@@ -31,6 +33,8 @@
 #define SFX avx2
 #define GK_MUL_EVEN(a, b) ((vq)_mm256_mul_epu32((__m256i)(a), (__m256i)(b)))
 #define GK_FMA(a, b, c) ((vf)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
+#define GK_MAX(a, b) ((vf)_mm256_max_ps((__m256)(a), (__m256)(b)))
+#define GK_MAXI(a, b) ((vi)_mm256_max_epi32((__m256i)(a), (__m256i)(b)))
 #define GK_STREAM(p, v) _mm256_stream_ps(p, (__m256)(v))
 #define GK_ANY(m) (!_mm256_testz_si256((__m256i)(m), (__m256i)(m)))
 #define GK_PAIR {0, 8, 2, 10, 4, 12, 6, 14}
@@ -41,6 +45,7 @@
 
 #define GK_MUL_EVEN(a, b) ((vq)_mm_mul_epu32((__m128i)(a), (__m128i)(b)))
 #define GK_STREAM(p, v) _mm_stream_ps(p, (__m128)(v))
+#define GK_MAX(a, b) ((vf)_mm_max_ps((__m128)(a), (__m128)(b)))
 #define GK_ANY(m) (_mm_movemask_epi8((__m128i)(m)) != 0)
 #else
 #define GK_FENCE() ((void)0)

@@ -7,7 +7,9 @@
  * some lane of the mask m is set), GK_STREAM(p, v) (store the vector v at p,
  * 4W-byte aligned, bypassing the caches) and the shuffle masks of the word
  * transposition, GK_PAIR (even 32-bit lanes of two vectors, interleaved) and
- * GK_QLO / GK_QHI (even / odd 64-bit lanes of two vectors, per 128-bit lane);
+ * GK_QLO / GK_QHI (even / odd 64-bit lanes of two vectors, per 128-bit lane),
+ * optionally GK_MAX(a, b) / GK_MAXI(a, b) (a > b ? a : b lane by lane, float /
+ * int32 lanes: x86's max instructions; a compare and a select when undefined);
  * this file undefines them at its end. The noise primitives perform, lane by
  * lane, the IEEE operations of noise.h in the same order (no FMA: the build
  * passes -ffp-contract=off; divisions are real divisions), so the noise is
@@ -35,6 +37,12 @@ static inline void FN(store)(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf FN(sel)(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 static inline vf FN(splat)(float s) { return (vf){} + s; }
 static inline vf FN(fma)(vf a, vf b, vf c) { return GK_FMA(a, b, c); }
+#ifndef GK_MAX
+#define GK_MAX(a, b) FN(sel)((a) > (b), (a), (b))
+#endif
+#ifndef GK_MAXI
+#define GK_MAXI(a, b) ((((a) > (b)) & (a)) | (~((a) > (b)) & (b)))
+#endif
 
 /* -------------------------------------------------------------- Philox */
 
@@ -148,10 +156,10 @@ static inline vf FN(log)(vf x) {
     return out;
 }
 
-/* 1 + r + r^2 P(r) = exp(r) for |r| <= log(2) / 2, P the degree-5 polynomial of
+/* r + r^2 P(r) = exp(r) - 1 for |r| <= log(2) / 2, P the degree-5 polynomial of
  * Cephes expf, in Estrin's scheme (three independent pairs, then two steps in
  * r^2): half the dependency chain of Horner's, the same operation count. */
-static inline vf FN(exp_reduced)(vf r) {
+static inline vf FN(expm1_reduced)(vf r) {
     static const float P[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
                                4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
     vf r2 = r * r;
@@ -159,8 +167,10 @@ static inline vf FN(exp_reduced)(vf r) {
     vf b = FN(fma)(FN(splat)(P[2]), r, FN(splat)(P[3]));
     vf c = FN(fma)(FN(splat)(P[4]), r, FN(splat)(P[5]));
     vf p = FN(fma)(FN(fma)(a, r2, b), r2, c);
-    return FN(fma)(p, r2, r) + 1.0f;
+    return FN(fma)(p, r2, r);
 }
+
+static inline vf FN(exp_reduced)(vf r) { return FN(expm1_reduced)(r) + 1.0f; }
 
 /* x = n log 2 + r, |r| <= log(2) / 2; returns r, *t holds n + 1.5 2^23 (n in its
  * low mantissa bits). log 2 split in two so that r is exact. */
@@ -190,16 +200,16 @@ static inline vf FN(exp)(vf x) {
 }
 
 /* v[q] = exp(v[q]) for the nv vectors of a race block, whose lanes are in
- * [-80, 0] or -inf: expn's values there, without its clamp from above and its
- * two-step scaling, which this range never needs (2^n is normal for n >= -116;
- * -inf is clamped to -104, where the biased exponent n + 127 <= 0 becomes a
- * zero scale). */
+ * [-80, 0] or -inf (never NaN): expn's values there, without its clamp from
+ * above and its two-step scaling, which this range never needs (2^n is normal
+ * for n >= -116; -inf is raised to -104, where the biased exponent n + 127 <= 0
+ * becomes a zero scale). */
 static inline void FN(exp_race)(vf v[8], int nv) {
     for (int q = 0; q < nv; ++q) {
-        vf x = FN(sel)(v[q] < -104.0f, FN(splat)(-104.0f), v[q]), t;
-        vf p = FN(exp_reduced)(FN(exp_split)(x, &t));
+        vf t, p = FN(expm1_reduced)(FN(exp_split)(GK_MAX(v[q], FN(splat)(-104.0f)), &t));
         vi biased = (vi)t - (0x4B400000 - 127);
-        v[q] = p * (vf)((biased & (biased > 0)) << 23);
+        vf scale = (vf)(GK_MAXI(biased, (vi){}) << 23);
+        v[q] = FN(fma)(p, scale, scale); /* (p + 1) scale, one rounding as expn's */
     }
 }
 
@@ -274,7 +284,7 @@ static inline void FN(logisticn)(const vu *w, vf *out, int count) {
  * value) then overlap, instead of waiting on one another. */
 #define GK_EACH for (int q = 0; q < nv; ++q)
 
-static inline vf FN(max2)(vf a, vf b) { return FN(sel)(a > b, a, b); }
+static inline vf FN(max2)(vf a, vf b) { return GK_MAX(a, b); }
 
 /* The max of nv vectors as a balanced tree: a running max then waits on one
  * operation per block, not on nv. */
@@ -315,47 +325,53 @@ static inline void FN(reduce)(const vf x[8], vi k[8], vf f[8], int nv) {
     GK_EACH f[q] = (vf)((ix[q] & 0x007FFFFF) + 0x3F3504F3) - 1.0f;
 }
 
-/* log(2^k (1 + f)) = k log 2 + f - f^2/2 + f^3 P(f) for f in [sqrt(1/2) - 1,
- * sqrt(2) - 1], P the degree-8 polynomial of Cephes logf (Moshier, 1992),
- * log 2 split in two: within 1 float32 ulp of the float64 log. */
-static inline void FN(log_reduced)(const vi k[8], const vf f[8], vf out[8], int nv) {
+/* sign log(2^k (1 + f)), log = k log 2 + f - f^2/2 + f^3 P(f) for f in
+ * [sqrt(1/2) - 1, sqrt(2) - 1], P the degree-8 polynomial of Cephes logf
+ * (Moshier, 1992), log 2 split in two: within 1 float32 ulp of the float64 log.
+ * sign is 1 or -1, a constant after inlining: -log costs no extra operation
+ * (every coefficient flips, and each step is exactly the negation of the
+ * step for sign 1). */
+static inline void FN(log_reduced)(const vi k[8], const vf f[8], vf out[8], int nv,
+                                   float sign) {
     static const float P[9] = {7.0376836292e-2f,  -1.1514610310e-1f, 1.1676998740e-1f,
                                -1.2420140846e-1f, 1.4249322787e-1f,  -1.6668057665e-1f,
                                2.0000714765e-1f,  -2.4999993993e-1f, 3.3333331174e-1f};
     vf p[8], f2[8], dk[8];
-    GK_EACH p[q] = FN(splat)(P[0]);
-    for (int i = 1; i < 9; ++i) GK_EACH p[q] = FN(fma)(p[q], f[q], FN(splat)(P[i]));
+    GK_EACH p[q] = FN(splat)(sign * P[0]);
+    for (int i = 1; i < 9; ++i) GK_EACH p[q] = FN(fma)(p[q], f[q], FN(splat)(sign * P[i]));
     GK_EACH f2[q] = f[q] * f[q];
     GK_EACH dk[q] = __builtin_convertvector(k[q], vf);
-    GK_EACH p[q] = FN(fma)(dk[q], FN(splat)(-2.12194440e-4f), p[q] * f[q] * f2[q]);
-    GK_EACH p[q] = FN(fma)(f2[q], FN(splat)(-0.5f), p[q]);
-    GK_EACH out[q] = FN(fma)(dk[q], FN(splat)(0.693359375f), f[q] + p[q]);
+    GK_EACH p[q] = FN(fma)(dk[q], FN(splat)(sign * -2.12194440e-4f), p[q] * f[q] * f2[q]);
+    GK_EACH p[q] = FN(fma)(f2[q], FN(splat)(sign * -0.5f), p[q]);
+    GK_EACH out[q] = FN(fma)(dk[q], FN(splat)(sign * 0.693359375f),
+                             sign > 0 ? f[q] + p[q] : p[q] - f[q]);
 }
 
-/* -E = log u for the words' uniforms u, to float32 accuracy. With a the small
+/* sign log u for the words' uniforms u (sign 1 or -1: -log u = E), to float32
+ * accuracy. With a the small
  * side (noise.h): log u = log a when u < 1/2; when u >= 1/2, log(1 - a) is
  * reduced without rounding 1 - a: 1 - a = 1 + f with f = -a, or, when
  * 1 - a < sqrt(1/2), 2^-1 (1 + f) with f = 1 - 2a; both f are exact. */
-static inline void FN(log_uniform_fast)(const vu w[8], vf out[8], int nv) {
+static inline void FN(log_uniform_fast)(const vu w[8], vf out[8], int nv, float sign) {
     vi up[8], k[8], halved[8];
     vf a[8], f[8];
-    GK_EACH a[q] = FN(small)(w[q], &up[q]);
+    GK_EACH up[q] = (vi)w[q] >> 31; /* FN(small), (r + 1/2) 2^-32 in one rounding */
+    GK_EACH a[q] = FN(fma)(__builtin_convertvector((vi)w[q] ^ up[q], vf), FN(splat)(0x1p-32f),
+                           FN(splat)(0x1p-33f));
     FN(reduce)(a, k, f, nv);
     GK_EACH halved[q] = a[q] > 0.29289321881f; /* 1 - sqrt(1/2); all ones: k = -1 */
     GK_EACH f[q] = FN(sel)(up[q], FN(sel)(halved[q], 1.0f - (a[q] + a[q]), -a[q]), f[q]);
     GK_EACH k[q] = (up[q] & halved[q]) | (~up[q] & k[q]);
-    FN(log_reduced)(k, f, out, nv);
+    FN(log_reduced)(k, f, out, nv, sign);
 }
 
 /* G = -log(-log u) for the words of nv W columns, to float32 accuracy. */
 static inline void FN(gumbel_fast)(const vu w[8], vf g[8], int nv) {
     vf e[8], f[8];
     vi k[8];
-    FN(log_uniform_fast)(w, e, nv);
-    GK_EACH e[q] = -e[q];
+    FN(log_uniform_fast)(w, e, nv, -1.0f);
     FN(reduce)(e, k, f, nv);
-    FN(log_reduced)(k, f, g, nv);
-    GK_EACH g[q] = -g[q];
+    FN(log_reduced)(k, f, g, nv, -1.0f);
 }
 
 /* One block of soft_zpass: the nv W columns at x and io, left of them in the row. */
@@ -417,7 +433,7 @@ static int FN(race_ready)(const float *x, int64_t n, float *m, int *bad) {
         for (int q = 0; q < 4; ++q) {
             vf v = FN(load)(x + i + q * W);
             badv |= ~(v < inf);
-            hi[q] = FN(sel)(v > hi[q], v, hi[q]);
+            hi[q] = FN(max2)(v, hi[q]);
             lo[q] = FN(sel)((v < lo[q]) & (v > -inf), v, lo[q]);
         }
     }
@@ -442,15 +458,15 @@ static int FN(race_ready)(const float *x, int64_t n, float *m, int *bad) {
 static inline void FN(race_block)(const FN(philox_key) *pk, const float *x, float *io,
                                   int64_t left, int64_t col, vf mv, vf *acc, vf *top, int nv) {
     vu w[8];
-    vf log_u[8], v[8];
+    vf e[8], v[8];
     FN(words)(pk, (uint32_t)(col >> 2), w, nv / 2);
-    FN(log_uniform_fast)(w, log_u, nv);
+    FN(log_uniform_fast)(w, e, nv, -1.0f);
     FN(load_block)(x, left, v, nv);
     GK_EACH v[q] -= mv;
     FN(exp_race)(v, nv);
-    GK_EACH v[q] = v[q] / -log_u[q];
+    GK_EACH v[q] = v[q] / e[q];
     GK_EACH *acc += v[q];
-    GK_EACH *top = FN(sel)(v[q] > *top, v[q], *top);
+    GK_EACH *top = FN(max2)(v[q], *top);
     FN(store_block)(io, left, v, nv);
 }
 
@@ -627,18 +643,23 @@ static void FN(exp_array)(const float *x, float *out, int64_t n) {
     }
 }
 
-/* io *= c; the columns whose io was >= threshold go to the candidate list. */
+/* io *= c; the columns whose io was >= threshold go to the candidate list (none
+ * when threshold is +inf: the plain loop). */
 static void FN(scale)(float *io, int64_t n, float c, float threshold, int64_t *cand,
                       int *ncand) {
     const vf cv = FN(splat)(c), th = FN(splat)(threshold);
     int64_t i = 0;
-    for (; i + W <= n; i += W) {
-        vf v = FN(load)(io + i);
-        vi hit = v >= th;
-        if (GK_ANY(hit))
-            for (int j = 0; j < W; ++j)
-                if (io[i + j] >= threshold) gk_candidate(cand, ncand, i + j);
-        FN(store)(io + i, v * cv);
+    if (threshold == __builtin_inff()) {
+        for (; i + W <= n; i += W) FN(store)(io + i, FN(load)(io + i) * cv);
+    } else {
+        for (; i + W <= n; i += W) {
+            vf v = FN(load)(io + i);
+            vi hit = v >= th;
+            if (GK_ANY(hit))
+                for (int j = 0; j < W; ++j)
+                    if (io[i + j] >= threshold) gk_candidate(cand, ncand, i + j);
+            FN(store)(io + i, v * cv);
+        }
     }
     for (; i < n; ++i) {
         if (io[i] >= threshold) gk_candidate(cand, ncand, i);
@@ -764,3 +785,5 @@ static const gk_ops_f32 FN(gk_ops) = {
 #undef GK_QLO
 #undef GK_QHI
 #undef GK_EACH
+#undef GK_MAX
+#undef GK_MAXI
