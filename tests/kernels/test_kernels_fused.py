@@ -94,8 +94,10 @@ def test_block_fill_any_offset_and_length(isa):
         assert torch.equal(out, reference[col0:col0 + n]), (col0, n)
 
 
-def test_same_noise_for_any_thread_count_and_batch_composition():
-    x = fresh_logits(9, 300)
+@pytest.mark.parametrize("cols", [300, 6])
+def test_same_noise_for_any_thread_count_and_batch_composition(cols):
+    # 6 columns: rows run a vector's width at a time, one per lane
+    x = fresh_logits(9, cols)
     seeds = torch.randint(0, 2**62, (9,))
     threads = torch.get_num_threads()
     try:
@@ -147,8 +149,10 @@ def _layout(x: torch.Tensor, layout: str, dim: int) -> torch.Tensor:
 @pytest.mark.parametrize("dim,layout,per_row_tau", [
     (-1, "contiguous", False), (-1, "strided", True), (0, "contiguous", True),
     (1, "transposed", False)])
-def test_gumbel_softmax_matches_reference(isa, dtype, hard, dim, layout, per_row_tau):
-    x = _layout(fresh_logits(6, 5, 37, dtype=dtype), layout, dim).movedim(-1, dim)
+@pytest.mark.parametrize("cols", [37, 5])
+def test_gumbel_softmax_matches_reference(isa, dtype, hard, dim, layout, per_row_tau, cols):
+    # 5 columns: short rows, a vector's width of them at a time, one per lane
+    x = _layout(fresh_logits(6, 5, cols, dtype=dtype), layout, dim).movedim(-1, dim)
     x.requires_grad_(True)
     shape = list(x.shape)
     shape[dim] = 1
@@ -231,17 +235,41 @@ def test_hard_sample_with_autograd_matches_reference(isa, cols, tau):
 
 @pytest.mark.parametrize("tau", [0.6, 1.0])
 def test_short_rows_match_reference(isa, tau):
-    """Rows of 1 to 129 columns: a row's last columns take a block of 2, 4 or 8
-    vectors (whichever holds them), every width of it partly filled."""
+    """Rows of 1 to 129 columns: up to 16 columns (32 for samples with no
+    relaxed sample) they run a vector's width at a time, one per lane, the last
+    group of rows partly filled (300 rows); longer rows' last columns take a
+    block of 2, 4 or 8 vectors (whichever holds them), every width of it partly
+    filled."""
     seed = fresh_seed()
-    for cols in [1, 2, 3, 7, 8, 9, 15, 16, 17, 24, 31, 33, 40, 63, 64, 65, 100, 129]:
+    for cols in [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 63, 64, 65, 100, 129]:
         x = fresh_logits(300, cols)
         reference = F._gumbel_softmax_reference(x, tau, False, -1, seed, None)
         torch.testing.assert_close(F.gumbel_softmax(x, tau, seed=seed), reference,
                                    **FLOAT_TOL[torch.float32])
+        hard = F._gumbel_softmax_reference(x, tau, True, -1, seed, None)
         leaf = x.clone().requires_grad_(True)
-        assert torch.equal(F.gumbel_softmax(leaf, tau, hard=True, seed=seed).detach(),
-                           F._gumbel_softmax_reference(x, tau, True, -1, seed, None)), cols
+        assert torch.equal(F.gumbel_softmax(leaf, tau, hard=True, seed=seed).detach(), hard), cols
+        assert torch.equal(F.gumbel_softmax(x, tau, hard=True, seed=seed), hard), cols
+        assert torch.equal(F.gumbel_max(x, seed=seed), hard.argmax(-1)), cols
+
+
+def test_short_rows_extreme_logits(isa):
+    """Short rows (one per lane): large logits at tau = 1/2, where exp's argument
+    overflows unless the max is subtracted after the scaling by 1 / tau, and
+    huge equal logits, where x + G rounds to ties and the first index wins."""
+    seed = fresh_seed()
+    for cols in [3, 8, 13, 32]:
+        x = fresh_logits(100, cols) * 40
+        torch.testing.assert_close(F.gumbel_softmax(x, 0.5, seed=seed),
+                                   F._gumbel_softmax_reference(x, 0.5, False, -1, seed, None),
+                                   **FLOAT_TOL[torch.float32])
+        ties = torch.full((100, cols), 1e8)
+        ties[:50, 0] = -math.inf
+        assert torch.equal(F.gumbel_max(ties, seed=seed),
+                           F._gumbel_max_reference(ties, -1, seed, None))
+        assert torch.equal(F.gumbel_softmax(ties.requires_grad_(True), 0.5, hard=True,
+                                            seed=seed).detach(),
+                           F._gumbel_softmax_reference(ties.detach(), 0.5, True, -1, seed, None))
 
 
 @pytest.mark.parametrize("scale,offset", [(3.0, 0.0), (3.0, 55.0), (40.0, 0.0), (3.0, 1e3),

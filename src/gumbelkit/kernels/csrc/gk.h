@@ -20,6 +20,12 @@ static inline void gk_candidate(int64_t *cand, int *ncand, int64_t c) {
     ++*ncand;
 }
 
+/* Rows of at most GK_LANE_COLS columns (GK_LANE_SOFT_COLS when a relaxed
+ * sample is formed) run W at a time, one row per vector lane
+ * (gk_ops_f32.lanes): per-row costs then fall on W rows at once. Above these
+ * widths the row kernels were faster in side-by-side timings. */
+enum { GK_LANE_COLS = 32, GK_LANE_SOFT_COLS = 16, GK_MAX_LANES = 16 };
+
 typedef void (*gk_fill_f32_fn)(uint64_t seed, uint64_t key, uint32_t stream, int64_t col0,
                                int64_t n, float *out);
 
@@ -43,6 +49,10 @@ typedef struct {
                          float inv_tau);
     void (*concrete)(const float *x, const float *tau, float *io, int64_t n, int mode,
                      float gamma, float span);
+    int width; /* W, the float lanes of a vector */
+    void (*lanes)(const float *xt, int64_t n, const uint64_t *seed, const uint64_t *key,
+                  uint32_t stream, const float *inv_tau, float *yt, int64_t *arg, int *state,
+                  int exact);
 } gk_ops_f32;
 
 /* The active table (never NULL after the library has loaded). */

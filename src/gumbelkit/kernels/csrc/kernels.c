@@ -176,6 +176,9 @@ typedef struct {
     double (*dot)(const double *, const double *, int64_t);
     void (*softmax_grad)(const double *, const double *, double *, int64_t, double, double);
     void (*concrete)(const double *, const double *, double *, int64_t, int, double, double);
+    int width;
+    void (*lanes)(const double *, int64_t, const uint64_t *, const uint64_t *, uint32_t,
+                  const double *, double *, int64_t *, int *, int);
 } gk_ops_f64;
 
 static const gk_ops_f64 gk_f64_ops = {
@@ -190,6 +193,8 @@ static const gk_ops_f64 gk_f64_ops = {
     .dot = gk_row_dot_f64,
     .softmax_grad = gk_row_softmax_grad_f64,
     .concrete = gk_row_concrete_f64,
+    .width = 1,
+    .lanes = NULL, /* float64 rows run one at a time, short or not */
 };
 
 static void gk_fill_f32(int kind, uint64_t seed, uint64_t key, uint32_t stream, int64_t col0,
@@ -205,7 +210,7 @@ static void gk_fill_f64(int kind, uint64_t seed, uint64_t key, uint32_t stream, 
 }
 
 enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
-enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf */
+enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf (as lanes) */
 
 /* Rows per scheduling chunk: 4, or enough for about 8192 elements when rows are
  * short (a chunk costs an atomic, about what a row of 8 columns costs itself). */
@@ -297,6 +302,61 @@ static int64_t gk_rows_per_chunk(int64_t cols) {
         return GK_ROW_OK;                                                                    \
     }                                                                                        \
                                                                                              \
+    /* gk_gumbel_softmax for short rows (gk.h, GK_LANE_COLS): W rows at a time,          */  \
+    /* one per vector lane (OPS->lanes, the exact noise throughout), transposed in and  */  \
+    /* out of small buffers; the same outputs and status as the row loop.               */  \
+    static void gk_gumbel_softmax_lanes_##SUF(                                               \
+        const void *x, int xdtype, int64_t xrs, int64_t xcs, int64_t rows, int64_t cols,     \
+        const T *tau, int64_t tau_stride, const int64_t *seeds, int64_t seed_stride,         \
+        const int64_t *keys, int64_t key_stride, uint32_t stream, T *y, T *soft, int hard,   \
+        int64_t *index, int nthreads, int64_t *status) {                                     \
+        const int width = (OPS)->width, direct = xdtype == NATIVE && xcs == 1;               \
+        const int64_t groups = (rows + width - 1) / width;                                   \
+        const int64_t chunk = 8192 / (width * cols) > 1 ? 8192 / (width * cols) : 1;         \
+        _Pragma("omp parallel num_threads(nthreads)") {                                      \
+            T xt[GK_LANE_COLS * GK_MAX_LANES], yt[GK_LANE_COLS * GK_MAX_LANES];              \
+            T row[GK_LANE_COLS], inv[GK_MAX_LANES];                                          \
+            uint64_t seed[GK_MAX_LANES], key[GK_MAX_LANES];                                  \
+            int64_t arg[GK_MAX_LANES];                                                       \
+            int state[GK_MAX_LANES];                                                         \
+            T *sample = hard && soft == NULL ? NULL : yt;                                    \
+            _Pragma("omp for schedule(dynamic, chunk) nowait")                               \
+            for (int64_t g = 0; g < groups; ++g) {                                           \
+                for (int l = 0; l < width; ++l) {                                            \
+                    int64_t r = g * width + l;                                               \
+                    const T *xr = row;                                                       \
+                    if (r < rows) {                                                          \
+                        if (direct) xr = (const T *)gk_row(x, xdtype, xrs, r);               \
+                        else gk_load_##T(gk_row(x, xdtype, xrs, r), xdtype, xcs, 0, cols, row); \
+                        seed[l] = GK_SEED(r);                                                \
+                        key[l] = GK_KEY(r);                                                  \
+                        inv[l] = (T)1 / tau[r * tau_stride];                                 \
+                    } else { /* lanes past the last row: finite logits, unused */            \
+                        memset(row, 0, sizeof row);                                          \
+                        seed[l] = key[l] = 0;                                                \
+                        inv[l] = 1;                                                          \
+                    }                                                                        \
+                    for (int64_t c = 0; c < cols; ++c) xt[c * width + l] = xr[c];            \
+                }                                                                            \
+                (OPS)->lanes(xt, cols, seed, key, stream, inv, sample, arg, state,           \
+                             hard || index);                                                 \
+                for (int l = 0; l < width && g * width + l < rows; ++l) {                    \
+                    int64_t r = g * width + l;                                               \
+                    if (state[l] != GK_ROW_OK) {                                             \
+                        gk_record_min(&status[state[l] == GK_ROW_BAD ? 0 : 1], r);           \
+                        continue;                                                            \
+                    }                                                                        \
+                    T *out = hard ? (soft ? soft + r * cols : NULL) : y + r * cols;          \
+                    if (out)                                                                 \
+                        for (int64_t c = 0; c < cols; ++c) out[c] = yt[c * width + l];       \
+                    if (hard && y)                                                           \
+                        for (int64_t c = 0; c < cols; ++c) y[r * cols + c] = c == arg[l];    \
+                    if (index) index[r] = arg[l];                                            \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
     /* hard = 0: y = softmax((x + G) / tau). hard = 1: y = one-hot(argmax(x + G)), and   */  \
     /* soft (if not NULL) = the softmax. index (if not NULL): the argmax per row.        */  \
     void gk_gumbel_softmax_##SUF(const void *x, int xdtype, int64_t xrs, int64_t xcs,        \
@@ -305,6 +365,13 @@ static int64_t gk_rows_per_chunk(int64_t cols) {
                                  int64_t key_stride, uint32_t stream, T *y, T *soft, int hard, \
                                  int64_t *index, int nthreads, int64_t *status) {            \
         status[0] = status[1] = -1;                                                          \
+        const int64_t lane_cols = hard && soft == NULL ? GK_LANE_COLS : GK_LANE_SOFT_COLS;   \
+        if ((OPS)->lanes && cols <= lane_cols) {                                             \
+            gk_gumbel_softmax_lanes_##SUF(x, xdtype, xrs, xcs, rows, cols, tau, tau_stride,  \
+                                          seeds, seed_stride, keys, key_stride, stream, y,   \
+                                          soft, hard, index, nthreads, status);              \
+            return;                                                                          \
+        }                                                                                    \
         int direct = xdtype == NATIVE && xcs == 1;                                           \
         const int64_t chunk = gk_rows_per_chunk(cols);                                       \
         _Pragma("omp parallel num_threads(nthreads)") {                                      \

@@ -751,6 +751,92 @@ static void FN(concrete)(const float *x, const float *tau, float *io, int64_t n,
     }
 }
 
+/* ------------------------------------------- short rows: one row per lane */
+
+/* a m as 64-bit products, lane by lane: their low and high 32-bit halves. */
+static inline void FN(mul_wide)(vu a, uint32_t m, vu *lo, vu *hi) {
+    const vq mv = (vq){} + (uint64_t)m, low = (vq){} + (uint64_t)0xFFFFFFFFu;
+    vq even = GK_MUL_EVEN((vq)a, mv), odd = GK_MUL_EVEN((vq)a >> 32, mv);
+    *lo = (vu)((even & low) | (odd << 32));
+    *hi = (vu)((even >> 32) | (odd & ~low));
+}
+
+/* Philox4x32-10 with its own counter (c0, c1, c2, c3) and key (k0, k1) in
+ * every lane: gk_philox4x32_10 lane by lane; out[j] holds the words j. */
+static inline void FN(philox_lanes)(vu c0, vu c1, vu c2, vu c3, vu k0, vu k1, vu out[4]) {
+    for (int r = 0; r < 10; ++r) {
+        if (r > 0) {
+            k0 += GK_PHILOX_W0;
+            k1 += GK_PHILOX_W1;
+        }
+        vu lo0, hi0, lo1, hi1;
+        FN(mul_wide)(c0, GK_PHILOX_M0, &lo0, &hi0);
+        FN(mul_wide)(c2, GK_PHILOX_M1, &lo1, &hi1);
+        c0 = hi1 ^ c1 ^ k0;
+        c2 = hi0 ^ c3 ^ k1;
+        c1 = lo1;
+        c3 = lo0;
+    }
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
+}
+
+/* W rows at once, row l in lane l, n <= GK_LANE_COLS columns: xt[c W + l] is
+ * column c of row l, whose noise is (seed[l], key[l], stream). With z = x + G,
+ * as the row kernels: arg[l] = the first argmax of z (-1 if every z is -inf),
+ * and, if yt is not NULL, yt[c W + l] = softmax(z inv_tau[l]) (z inv_tau, its
+ * max subtracted, exp, scaled by 1 / sum). G is the exact noise (gumbeln,
+ * bit-identical to noise.h) when exact is set, else the fast noise of the soft
+ * path (then arg is only float32-accurate and unused by the caller). state[l]
+ * = 1 if some x is NaN or +inf, 2 if all are -inf, else 0. */
+static void FN(lanes)(const float *xt, int64_t n, const uint64_t *seed, const uint64_t *key,
+                      uint32_t stream, const float *inv_tau, float *yt, int64_t *arg,
+                      int *state, int exact) {
+    vu k0, k1, key_lo, key_hi;
+    vf inv;
+    for (int l = 0; l < W; ++l) {
+        k0[l] = (uint32_t)seed[l];
+        k1[l] = (uint32_t)(seed[l] >> 32);
+        key_lo[l] = (uint32_t)key[l];
+        key_hi[l] = (uint32_t)(key[l] >> 32);
+        inv[l] = inv_tau[l];
+    }
+    const vf inf = FN(splat)(__builtin_inff());
+    vf best = -inf, z[GK_LANE_COLS];
+    vi top = (vi){} - 1, badv = (vi){};
+    for (int64_t c0 = 0; c0 < n; c0 += 4) {
+        vu w[8]; /* the first 4 used: gumbel_fast takes blocks of up to 8 */
+        vf g[8];
+        FN(philox_lanes)((vu){} + (uint32_t)(c0 >> 2), (vu){} + stream, key_lo, key_hi, k0, k1,
+                         w);
+        if (exact) FN(gumbeln)(w, g, 4);
+        else FN(gumbel_fast)(w, g, 4);
+        for (int j = 0; j < 4 && c0 + j < n; ++j) {
+            int64_t c = c0 + j;
+            z[c] = FN(load)(xt + c * W) + g[j];
+            badv |= ~(z[c] < inf);
+            vi beats = z[c] > best;
+            best = FN(sel)(beats, z[c], best);
+            top = (beats & ((vi){} + (int32_t)c)) | (~beats & top);
+        }
+    }
+    for (int l = 0; l < W; ++l) {
+        arg[l] = top[l];
+        state[l] = badv[l] ? 1 : best[l] == -__builtin_inff() ? 2 : 0;
+    }
+    if (yt == NULL) return;
+    const vf m = best * inv;
+    vf sum = (vf){};
+    for (int64_t c = 0; c < n; ++c) {
+        z[c] = FN(exp)(z[c] * inv - m);
+        sum += z[c];
+    }
+    const vf scale = 1.0f / sum;
+    for (int64_t c = 0; c < n; ++c) FN(store)(yt + c * W, z[c] * scale);
+}
+
 static const gk_ops_f32 FN(gk_ops) = {
     .name = GK_STR(SFX),
     .fill = {FN(fill_gumbel), FN(fill_exponential), FN(fill_logistic)},
@@ -766,6 +852,8 @@ static const gk_ops_f32 FN(gk_ops) = {
     .dot = FN(dot),
     .softmax_grad = FN(softmax_grad),
     .concrete = FN(concrete),
+    .width = W,
+    .lanes = FN(lanes),
 };
 
 #undef vf
