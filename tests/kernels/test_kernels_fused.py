@@ -94,11 +94,12 @@ def test_block_fill_any_offset_and_length(isa):
         assert torch.equal(out, reference[col0:col0 + n]), (col0, n)
 
 
-@pytest.mark.parametrize("cols", [300, 6])
-def test_same_noise_for_any_thread_count_and_batch_composition(cols):
-    # 6 columns: rows run a vector's width at a time, one per lane
-    x = fresh_logits(9, cols)
-    seeds = torch.randint(0, 2**62, (9,))
+@pytest.mark.parametrize("rows,cols", [(9, 300), (4000, 6)])
+def test_same_noise_for_any_thread_count_and_batch_composition(rows, cols):
+    # 6 columns: rows run a vector's width at a time, one per lane, and 4000 of
+    # them make several scheduling chunks, so that both threads take some
+    x = fresh_logits(rows, cols)
+    seeds = torch.randint(0, 2**62, (rows,))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -108,7 +109,7 @@ def test_same_noise_for_any_thread_count_and_batch_composition(cols):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, two)
-    order = torch.randperm(9)
+    order = torch.randperm(rows)
     shuffled = F.gumbel_softmax(x[order], 0.5, seed=seeds[order])
     assert torch.equal(shuffled, one[order])
     alone = F.gumbel_softmax(x[4:5], 0.5, seed=seeds[4:5])
@@ -254,9 +255,9 @@ def test_short_rows_match_reference(isa, tau):
 
 
 def test_short_rows_extreme_logits(isa):
-    """Short rows (one per lane): large logits at tau = 1/2, where exp's argument
-    overflows unless the max is subtracted after the scaling by 1 / tau, and
-    huge equal logits, where x + G rounds to ties and the first index wins."""
+    """Short rows (one per lane): large logits at tau = 1/2, where exp(z / tau -
+    m) overflows unless m is the max of z / tau (not of z), and huge equal
+    logits, where x + G rounds to ties and the first index wins."""
     seed = fresh_seed()
     for cols in [3, 8, 13, 32]:
         x = fresh_logits(100, cols) * 40
@@ -383,7 +384,7 @@ def test_gradcheck_concrete_float64():
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "empty"])
-def test_kernel_errors_match_reference(bad):
+def test_kernel_errors_match_reference(isa, bad):
     x = torch.randn(3, 4, 5)
     if bad == "nan":
         x[2, 1, 3] = math.nan
@@ -402,6 +403,17 @@ def test_kernel_errors_match_reference(bad):
         with pytest.raises(ValueError) as fused_max:
             F.gumbel_max(x, dim=dim, seed=0)
         assert str(fused_max.value) == str(reference.value)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_rows_without_columns_are_reported_empty(isa, hard):
+    # the functional API never passes them (no elements), the ops report them
+    x = torch.empty(3, 0)
+    seeds, keys = torch.zeros(1, dtype=torch.int64), torch.empty(0, dtype=torch.int64)
+    with pytest.raises(ValueError, match="-inf"):
+        torch.ops.gumbelkit.gumbel_max(x, seeds, keys, [3], -1)
+    with pytest.raises(ValueError, match="-inf"):
+        torch.ops.gumbelkit.gumbel_softmax(x, torch.ones(1), seeds, keys, hard, False, [3], -1)
 
 
 def test_concrete_nan_error_matches_reference():

@@ -302,9 +302,10 @@ static int64_t gk_rows_per_chunk(int64_t cols) {
         return GK_ROW_OK;                                                                    \
     }                                                                                        \
                                                                                              \
-    /* gk_gumbel_softmax for short rows (gk.h, GK_LANE_COLS): W rows at a time,          */  \
-    /* one per vector lane (OPS->lanes, the exact noise throughout), transposed in and  */  \
-    /* out of small buffers; the same outputs and status as the row loop.               */  \
+    /* gk_gumbel_softmax for short rows (gk.h, GK_LANE_COLS): W rows at a time, one per  */  \
+    /* vector lane (OPS->lanes), transposed in and out of small buffers. Hard samples,   */  \
+    /* index and status are those of the row loop; the relaxed sample agrees with it to  */  \
+    /* float32 accuracy. One-hot rows are written with plain stores.                     */  \
     static void gk_gumbel_softmax_lanes_##SUF(                                               \
         const void *x, int xdtype, int64_t xrs, int64_t xcs, int64_t rows, int64_t cols,     \
         const T *tau, int64_t tau_stride, const int64_t *seeds, int64_t seed_stride,         \
@@ -366,7 +367,7 @@ static int64_t gk_rows_per_chunk(int64_t cols) {
                                  int64_t *index, int nthreads, int64_t *status) {            \
         status[0] = status[1] = -1;                                                          \
         const int64_t lane_cols = hard && soft == NULL ? GK_LANE_COLS : GK_LANE_SOFT_COLS;   \
-        if ((OPS)->lanes && cols <= lane_cols) {                                             \
+        if ((OPS)->lanes && cols >= 1 && cols <= lane_cols) {                                \
             gk_gumbel_softmax_lanes_##SUF(x, xdtype, xrs, xcs, rows, cols, tau, tau_stride,  \
                                           seeds, seed_stride, keys, key_stride, stream, y,   \
                                           soft, hard, index, nthreads, status);              \

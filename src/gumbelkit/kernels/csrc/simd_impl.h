@@ -330,7 +330,7 @@ static inline void FN(reduce)(const vf x[8], vi k[8], vf f[8], int nv) {
  * (Moshier, 1992), log 2 split in two: within 1 float32 ulp of the float64 log.
  * sign is 1 or -1, a constant after inlining: -log costs no extra operation
  * (every coefficient flips, and each step is exactly the negation of the
- * step for sign 1). */
+ * step for sign 1, but for the sign of an exact zero). */
 static inline void FN(log_reduced)(const vi k[8], const vf f[8], vf out[8], int nv,
                                    float sign) {
     static const float P[9] = {7.0376836292e-2f,  -1.1514610310e-1f, 1.1676998740e-1f,
@@ -791,6 +791,8 @@ static inline void FN(philox_lanes)(vu c0, vu c1, vu c2, vu c3, vu k0, vu k1, vu
  * bit-identical to noise.h) when exact is set, else the fast noise of the soft
  * path (then arg is only float32-accurate and unused by the caller). state[l]
  * = 1 if some x is NaN or +inf, 2 if all are -inf, else 0. */
+_Static_assert(W <= GK_MAX_LANES, "the lanes buffers hold GK_MAX_LANES rows");
+
 static void FN(lanes)(const float *xt, int64_t n, const uint64_t *seed, const uint64_t *key,
                       uint32_t stream, const float *inv_tau, float *yt, int64_t *arg,
                       int *state, int exact) {
