@@ -91,7 +91,7 @@ def _kernel_seeds(batch_shape: tuple[int, ...], seed: SeedLike,
     resolved = _rng.resolve_seed(seed, generator)
     if resolved.per_row is not None:
         return _seed_rows(batch_shape, resolved.per_row, None)
-    seeds = torch.tensor([_rng.as_int64(resolved.scalar)], dtype=torch.int64, device="cpu")
+    seeds = torch.full((1,), _rng.as_int64(resolved.scalar), dtype=torch.int64, device="cpu")
     return seeds, _ROW_INDEX_KEYS
 
 
