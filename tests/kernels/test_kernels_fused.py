@@ -327,8 +327,10 @@ def test_gumbel_max_two_candidates_in_different_blocks(isa):
     assert torch.equal(F.gumbel_max(x, seed=seed), F._gumbel_max_reference(x, -1, seed, None))
 
 
-def test_gradcheck_gumbel_softmax_float64():
-    x = fresh_logits(3, 6, dtype=torch.float64, mask=0.0).requires_grad_(True)
+@pytest.mark.parametrize("cols", [6, 40])
+def test_gradcheck_gumbel_softmax_float64(cols):
+    # 6 columns: the backward's plain loops for short rows; 40: the row primitives
+    x = fresh_logits(3, cols, dtype=torch.float64, mask=0.0).requires_grad_(True)
     tau = (torch.rand(3, 1, dtype=torch.float64) + 0.5).requires_grad_(True)
     seed = fresh_seed()
     assert torch.autograd.gradcheck(lambda a, t: F.gumbel_softmax(a, t, seed=seed), (x, tau))

@@ -413,8 +413,15 @@ static int64_t gk_rows_per_chunk(int64_t cols) {
                 const T *gr = out;                                                           \
                 if (gdtype == NATIVE && gcs == 1) gr = (const T *)gk_row(g, gdtype, grs, r); \
                 else gk_load_##T(gk_row(g, gdtype, grs, r), gdtype, gcs, 0, cols, out);      \
-                T s = (T)(OPS)->dot(gr, yr, cols);                                           \
-                (OPS)->softmax_grad(gr, yr, out, cols, s, (T)1 / tau[r * tau_stride]);       \
+                T inv = (T)1 / tau[r * tau_stride];                                          \
+                if (cols <= GK_LANE_SOFT_COLS) { /* short: plain loops, no streaming */      \
+                    double d = 0.0;                                                          \
+                    for (int64_t i = 0; i < cols; ++i) d += (double)gr[i] * yr[i];           \
+                    T s = (T)d;                                                              \
+                    for (int64_t i = 0; i < cols; ++i) out[i] = yr[i] * (gr[i] - s) * inv;   \
+                } else {                                                                     \
+                    (OPS)->softmax_grad(gr, yr, out, cols, (T)(OPS)->dot(gr, yr, cols), inv);\
+                }                                                                            \
                 if (gtau) {                                                                  \
                     (OPS)->fence(); /* read back below */                                    \
                     double acc = 0.0;                                                        \
