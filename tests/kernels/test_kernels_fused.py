@@ -345,11 +345,14 @@ def test_gradcheck_gumbel_softmax_float64(cols):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("which", ["soft", "hard", "hard_concrete"])
-def test_concrete_matches_reference(isa, dtype, which):
-    x = (torch.randn(7, 40, dtype=torch.float64) * 3).to(dtype)
+@pytest.mark.parametrize("rows,cols", [(40, 7), (3, 2500)])
+def test_concrete_matches_reference(isa, dtype, which, rows, cols):
+    # [40, 7]: transposed (strided) logits; [3, 2500]: rows longer than a
+    # kernel piece (1024 columns), handed out piece by piece
+    x = (torch.randn(cols, rows, dtype=torch.float64) * 3).to(dtype)
     x[0, :3] = torch.tensor([-math.inf, math.inf, 0.0], dtype=dtype)
     x = x.t().requires_grad_(True)
-    tau = (torch.rand(40, 1, dtype=torch.float64) + 0.3).to(dtype).requires_grad_(True)
+    tau = (torch.rand(rows, 1, dtype=torch.float64) + 0.3).to(dtype).requires_grad_(True)
     seed = fresh_seed()
     x_ref = x.detach().clone().requires_grad_(True)
     tau_ref = tau.detach().clone().requires_grad_(True)
@@ -367,6 +370,27 @@ def test_concrete_matches_reference(isa, dtype, which):
     tol = dict(rtol=1e-3, atol=1e-5) if dtype == torch.float32 else FLOAT_TOL[dtype]
     torch.testing.assert_close(x.grad, x_ref.grad, **tol)
     torch.testing.assert_close(tau.grad, tau_ref.grad, **TAU_GRAD_TOL[dtype])
+
+
+def test_concrete_one_long_row_any_thread_count():
+    """A 1-D gate vector is one row: its pieces spread over the threads, with
+    the same values for any thread count, and the first NaN reported."""
+    x = torch.randn(5000) * 2
+    seed = fresh_seed()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = F.hard_concrete(x, seed=seed), F.binary_concrete(x, 0.5, hard=True, seed=seed)
+        torch.set_num_threads(2)
+        two = F.hard_concrete(x, seed=seed), F.binary_concrete(x, 0.5, hard=True, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+    torch.testing.assert_close(one[0], F._hard_concrete_reference(x, 2 / 3, -0.1, 1.1, seed,
+                                                                  None), **FLOAT_TOL[torch.float32])
+    x[[3100, 4500, 1030]] = math.nan
+    with pytest.raises(ValueError, match=r"at index \(1030,\)"):
+        F.hard_concrete(x, seed=seed)
 
 
 def test_gradcheck_concrete_float64():

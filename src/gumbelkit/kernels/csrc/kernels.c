@@ -218,6 +218,13 @@ static int64_t gk_rows_per_chunk(int64_t cols) {
     return cols >= 2048 || cols < 1 ? 4 : 8192 / cols;
 }
 
+/* The same for the elementwise (Concrete) kernels, which hand out pieces of at
+ * most GK_CHUNK columns of a row, so that one long row (a 1-D gate vector)
+ * still spreads over the threads: 4 pieces, or whole short rows as above. */
+static int64_t gk_pieces_per_chunk(int64_t cols) {
+    return cols > GK_CHUNK ? 4 : gk_rows_per_chunk(cols);
+}
+
 #define GK_SEED(r) ((uint64_t)seeds[(r) * seed_stride])
 #define GK_KEY(r) (keys == NULL ? (uint64_t)(r) : (uint64_t)keys[(r) * key_stride])
 
@@ -443,37 +450,38 @@ static int64_t gk_rows_per_chunk(int64_t cols) {
                            double gamma, double span, int nthreads, int64_t *status) {       \
         status[0] = status[1] = -1;                                                          \
         int direct = xdtype == NATIVE && xcs == 1;                                           \
-        const int64_t chunk = gk_rows_per_chunk(cols);                                       \
+        const int64_t pieces = (cols + GK_CHUNK - 1) / GK_CHUNK;                             \
+        const int64_t chunk = gk_pieces_per_chunk(cols);                                     \
         _Pragma("omp parallel num_threads(nthreads)") {                                      \
             T xbuf[GK_CHUNK], tbuf[GK_CHUNK];                                                \
-            _Pragma("omp for schedule(dynamic, chunk)") for (int64_t r = 0; r < rows; ++r) { \
+            _Pragma("omp for schedule(dynamic, chunk)")                                      \
+            for (int64_t p = 0; p < rows * pieces; ++p) {                                    \
+                const int64_t r = p / pieces, c0 = p % pieces * GK_CHUNK;                    \
+                const int64_t n = cols - c0 < GK_CHUNK ? cols - c0 : GK_CHUNK;               \
                 const char *xrow = gk_row(x, xdtype, xrs, r);                                \
                 const T *trow = tau + r * trs;                                               \
-                for (int64_t c0 = 0; c0 < cols; c0 += GK_CHUNK) {                            \
-                    int64_t n = cols - c0 < GK_CHUNK ? cols - c0 : GK_CHUNK;                 \
-                    const T *xc = direct ? (const T *)xrow + c0 : xbuf;                      \
-                    if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);                \
-                    int nan = 0;                                                             \
-                    for (int64_t i = 0; i < n; ++i) nan |= xc[i] != xc[i];                   \
-                    if (nan) {                                                               \
-                        int64_t i = 0;                                                       \
-                        while (xc[i] == xc[i]) ++i;                                          \
-                        gk_record_min(&status[0], r * cols + c0 + i);                        \
-                        break;                                                               \
-                    }                                                                        \
-                    const T *tc = tbuf;                                                      \
-                    if (tcs == 1) tc = trow + c0;                                            \
-                    else for (int64_t i = 0; i < n; ++i) tbuf[i] = trow[(c0 + i) * tcs];     \
-                    T *io = y + r * cols + c0;                                               \
-                    gk_fill_##SUF(GK_KIND_LOGISTIC, GK_SEED(r), GK_KEY(r), stream, c0, n, io); \
-                    if (mode == 1 && soft) {                                                 \
-                        T *s = soft + r * cols + c0;                                         \
-                        memcpy(s, io, (size_t)n * sizeof(T));                                \
-                        (OPS)->concrete(xc, tc, s, n, 0, (T)gamma, (T)span);                 \
-                        for (int64_t i = 0; i < n; ++i) io[i] = s[i] > (T)0.5 ? 1 : 0;       \
-                    } else {                                                                 \
-                        (OPS)->concrete(xc, tc, io, n, mode, (T)gamma, (T)span);             \
-                    }                                                                        \
+                const T *xc = direct ? (const T *)xrow + c0 : xbuf;                          \
+                if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);                    \
+                int nan = 0;                                                                 \
+                for (int64_t i = 0; i < n; ++i) nan |= xc[i] != xc[i];                       \
+                if (nan) {                                                                   \
+                    int64_t i = 0;                                                           \
+                    while (xc[i] == xc[i]) ++i;                                              \
+                    gk_record_min(&status[0], r * cols + c0 + i);                            \
+                    continue;                                                                \
+                }                                                                            \
+                const T *tc = tbuf;                                                          \
+                if (tcs == 1) tc = trow + c0;                                                \
+                else for (int64_t i = 0; i < n; ++i) tbuf[i] = trow[(c0 + i) * tcs];         \
+                T *io = y + r * cols + c0;                                                   \
+                gk_fill_##SUF(GK_KIND_LOGISTIC, GK_SEED(r), GK_KEY(r), stream, c0, n, io);   \
+                if (mode == 1 && soft) {                                                     \
+                    T *s = soft + r * cols + c0;                                             \
+                    memcpy(s, io, (size_t)n * sizeof(T));                                    \
+                    (OPS)->concrete(xc, tc, s, n, 0, (T)gamma, (T)span);                     \
+                    for (int64_t i = 0; i < n; ++i) io[i] = s[i] > (T)0.5 ? 1 : 0;           \
+                } else {                                                                     \
+                    (OPS)->concrete(xc, tc, io, n, mode, (T)gamma, (T)span);                 \
                 }                                                                            \
             }                                                                                \
         }                                                                                    \
@@ -485,18 +493,22 @@ static int64_t gk_rows_per_chunk(int64_t cols) {
                                     const T *s, int64_t rows, int64_t cols, const T *tau,    \
                                     int64_t trs, int64_t tcs, int mode, double gamma,        \
                                     double span, T *gx, T *gtau, int nthreads) {             \
-        const int64_t chunk = gk_rows_per_chunk(cols);                                       \
+        const int64_t pieces = (cols + GK_CHUNK - 1) / GK_CHUNK;                             \
+        const int64_t chunk = gk_pieces_per_chunk(cols);                                     \
         _Pragma("omp parallel for schedule(dynamic, chunk) num_threads(nthreads)")           \
-        for (int64_t r = 0; r < rows; ++r) {                                                 \
-            T *out = gx + r * cols;                                                          \
-            const T *sr = s + r * cols, *tr = tau + r * trs;                                 \
-            gk_load_##T(gk_row(g, gdtype, grs, r), gdtype, gcs, 0, cols, out);               \
-            for (int64_t i = 0; i < cols; ++i) {                                             \
+        for (int64_t p = 0; p < rows * pieces; ++p) {                                        \
+            const int64_t r = p / pieces, c0 = p % pieces * GK_CHUNK;                        \
+            const int64_t n = cols - c0 < GK_CHUNK ? cols - c0 : GK_CHUNK;                   \
+            T *out = gx + r * cols + c0;                                                     \
+            T *gt = gtau ? gtau + r * cols + c0 : NULL;                                      \
+            const T *sr = s + r * cols + c0, *tr = tau + r * trs + c0 * tcs;                 \
+            gk_load_##T(gk_row(g, gdtype, grs, r), gdtype, gcs, c0, n, out);                 \
+            for (int64_t i = 0; i < n; ++i) {                                                \
                 T y = sr[i], gy = out[i];                                                    \
                 if (mode == 2) {                                                             \
                     if (!(y > 0 && y < 1)) {                                                 \
                         out[i] = 0;                                                          \
-                        if (gtau) gtau[r * cols + i] = 0;                                    \
+                        if (gt) gt[i] = 0;                                                   \
                         continue;                                                            \
                     }                                                                        \
                     y = (T)((y - (T)gamma) / (T)span);                                       \
@@ -505,9 +517,9 @@ static int64_t gk_rows_per_chunk(int64_t cols) {
                 T gv = gy * ((T)1 - y) * y;                                                  \
                 T t = tr[i * tcs];                                                           \
                 out[i] = gv / t;                                                             \
-                if (gtau) {                                                                  \
+                if (gt) {                                                                    \
                     T v = (y > 0 && y < 1) ? (T)(log((double)y) - log1p(-(double)y)) : 0;    \
-                    gtau[r * cols + i] = -gv * v / t;                                        \
+                    gt[i] = -gv * v / t;                                                     \
                 }                                                                            \
             }                                                                                \
         }                                                                                    \
