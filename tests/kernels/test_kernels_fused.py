@@ -374,23 +374,33 @@ def test_concrete_matches_reference(isa, dtype, which, rows, cols):
 
 def test_concrete_one_long_row_any_thread_count():
     """A 1-D gate vector is one row: its pieces spread over the threads, with
-    the same values for any thread count, and the first NaN reported."""
+    the same values for any thread count (a per-element temperature too), and
+    the first NaN reported."""
     x = torch.randn(5000) * 2
+    tau = torch.rand(5000) + 0.3
     seed = fresh_seed()
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = F.hard_concrete(x, seed=seed), F.binary_concrete(x, 0.5, hard=True, seed=seed)
+        one = F.hard_concrete(x, tau, seed=seed), F.binary_concrete(x, 0.5, hard=True, seed=seed)
         torch.set_num_threads(2)
-        two = F.hard_concrete(x, seed=seed), F.binary_concrete(x, 0.5, hard=True, seed=seed)
+        two = F.hard_concrete(x, tau, seed=seed), F.binary_concrete(x, 0.5, hard=True, seed=seed)
+        torch.testing.assert_close(two[0], F._hard_concrete_reference(x, tau, -0.1, 1.1, seed,
+                                                                      None),
+                                   **FLOAT_TOL[torch.float32])
+        leaves = x.clone().requires_grad_(True), tau.clone().requires_grad_(True)
+        refs = x.clone().requires_grad_(True), tau.clone().requires_grad_(True)
+        weight = torch.randn(5000)
+        (F.hard_concrete(*leaves, seed=seed) * weight).sum().backward()
+        (F._hard_concrete_reference(*refs, -0.1, 1.1, seed, None) * weight).sum().backward()
+        for leaf, ref in zip(leaves, refs):
+            torch.testing.assert_close(leaf.grad, ref.grad, rtol=1e-3, atol=1e-5)
+        x[[3100, 4500, 1030]] = math.nan
+        with pytest.raises(ValueError, match=r"at index \(1030,\)"):
+            F.hard_concrete(x, seed=seed)
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(a, b) for a, b in zip(one, two))
-    torch.testing.assert_close(one[0], F._hard_concrete_reference(x, 2 / 3, -0.1, 1.1, seed,
-                                                                  None), **FLOAT_TOL[torch.float32])
-    x[[3100, 4500, 1030]] = math.nan
-    with pytest.raises(ValueError, match=r"at index \(1030,\)"):
-        F.hard_concrete(x, seed=seed)
 
 
 def test_gradcheck_concrete_float64():

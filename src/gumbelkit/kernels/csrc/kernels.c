@@ -430,7 +430,7 @@ static int64_t gk_pieces_per_chunk(int64_t cols) {
                     (OPS)->softmax_grad(gr, yr, out, cols, (T)(OPS)->dot(gr, yr, cols), inv);\
                 }                                                                            \
                 if (gtau) {                                                                  \
-                    (OPS)->fence(); /* read back below */                                    \
+                    if (cols > GK_LANE_SOFT_COLS) (OPS)->fence(); /* streamed, read back */  \
                     double acc = 0.0;                                                        \
                     for (int64_t i = 0; i < cols; ++i)                                       \
                         if (yr[i] > 0) acc -= (double)out[i] * log((double)yr[i]);           \
