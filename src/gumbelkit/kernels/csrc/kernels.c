@@ -210,7 +210,8 @@ static void gk_fill_f64(int kind, uint64_t seed, uint64_t key, uint32_t stream, 
 }
 
 enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
-enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 }; /* NaN/+inf; all -inf (as lanes) */
+/* A row's state (also the lanes primitive's): fine, NaN/+inf logits, all -inf. */
+enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 };
 
 /* Rows per scheduling chunk: 4, or enough for about 8192 elements when rows are
  * short (a chunk costs an atomic, about what a row of 8 columns costs itself). */
@@ -320,7 +321,7 @@ static int64_t gk_pieces_per_chunk(int64_t cols) {
         int64_t *index, int nthreads, int64_t *status) {                                     \
         const int width = (OPS)->width, direct = xdtype == NATIVE && xcs == 1;               \
         const int64_t groups = (rows + width - 1) / width;                                   \
-        const int64_t chunk = 8192 / (width * cols) > 1 ? 8192 / (width * cols) : 1;         \
+        const int64_t per = gk_rows_per_chunk(cols) / width, chunk = per > 1 ? per : 1;      \
         _Pragma("omp parallel num_threads(nthreads)") {                                      \
             T xt[GK_LANE_COLS * GK_MAX_LANES], yt[GK_LANE_COLS * GK_MAX_LANES];              \
             T row[GK_LANE_COLS], inv[GK_MAX_LANES];                                          \
