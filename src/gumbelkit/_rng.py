@@ -61,15 +61,34 @@ def _draw_seed(generator: torch.Generator | None) -> int:
     return lo | (hi << 32)
 
 
+def check_seed_source(seed: object, generator: object) -> None:
+    """Raise ``ValueError`` when both ``seed=`` and ``generator=`` are given.
+
+    A seed fixes the noise, so a generator beside it would be ignored; the
+    caller meant one of the two. Every public function that accepts both calls
+    this (through :func:`resolve_seed`) before any work starts.
+    """
+    if seed is not None and generator is not None:
+        shown = (f"a tensor of shape {tuple(seed.shape)}" if isinstance(seed, torch.Tensor)
+                 else repr(seed))
+        raise ValueError(f"seed= and generator= are both given (seed={shown}, "
+                         f"generator={generator!r}); pass only one: seed= fixes the noise, "
+                         f"generator= draws a seed from its state")
+
+
 def resolve_seed(seed: int | torch.Tensor | None,
                  generator: torch.Generator | None = None) -> Seed:
-    """Resolve ``seed=`` / ``generator=`` / the global torch RNG, in that order.
+    """Resolve ``seed=`` / ``generator=`` / the global torch RNG.
+
+    At most one of ``seed`` and ``generator`` may be given (``ValueError``
+    otherwise); with neither, a seed is drawn from the global torch RNG.
 
     Args:
         seed: an ``int`` in [-2**63, 2**64) (taken modulo 2**64), or an integer
             tensor with one seed per row (int64 values are 64-bit words).
         generator: a ``torch.Generator`` from which a 64-bit seed is drawn.
     """
+    check_seed_source(seed, generator)
     if seed is None:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator)}")
@@ -286,7 +305,9 @@ def gumbel_noise(shape: tuple[int, ...] | torch.Size | list[int], *,
     Args:
         shape: output shape, at least one axis.
         seed: ``int`` in [-2**63, 2**64), or integer tensor of per-row seeds.
-        generator: drawn from when ``seed`` is None; else the global torch RNG.
+        generator: a seed is drawn from it; with neither ``seed`` nor
+            ``generator``, from the global torch RNG. Giving both is a
+            ``ValueError``.
         dtype: float32 or float64 (float16/bfloat16 are computed in float32
             and rounded).
         device: output device.

@@ -15,8 +15,16 @@ import torch
 Temperature = float | torch.Tensor
 
 
+def check_dim_type(dim: object) -> int:
+    """``dim`` as an axis index: a Python ``int`` (not a bool, float, str or tensor)."""
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int, got {dim!r} of type {type(dim).__name__}")
+    return dim
+
+
 def check_dim(x: torch.Tensor, dim: int) -> int:
-    """Return ``dim`` as a non-negative axis of ``x``."""
+    """Return ``dim`` (an int, see :func:`check_dim_type`) as a non-negative axis of ``x``."""
+    check_dim_type(dim)
     if x.dim() == 0:
         raise ValueError("logits must have at least one axis (the category axis), got a scalar")
     if not -x.dim() <= dim < x.dim():

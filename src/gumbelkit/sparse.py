@@ -15,7 +15,13 @@ import math
 import torch
 
 from . import _rng
-from ._validate import Temperature, check_int_range, check_logits, check_temperature
+from ._validate import (
+    Temperature,
+    check_dim_type,
+    check_int_range,
+    check_logits,
+    check_temperature,
+)
 from .functional import _StraightThrough, gumbel_softmax
 from .kernels._lib import KINDS, library
 
@@ -179,7 +185,7 @@ def sparse_to_dense(indices: torch.Tensor, weights: torch.Tensor, n_categories: 
         raise ValueError(f"indices {tuple(indices.shape)} and weights {tuple(weights.shape)} "
                          f"must have the same shape")
     check_int_range(n_categories, "n_categories", 1)
-    dim = dim % max(indices.dim(), 1)
+    dim = check_dim_type(dim) % max(indices.dim(), 1)
     shape = list(indices.shape)
     shape[dim] = n_categories
     dense = torch.zeros(shape, dtype=weights.dtype, device=weights.device)

@@ -119,5 +119,6 @@ def estimate(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, me
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for method {method!r}; "
                          f"its options: {allowed}")
     # exact draws nothing: it must not advance the global RNG either.
+    _rng.check_seed_source(seed, generator)
     resolved = _rng.Seed(scalar=0) if method == "exact" else _rng.resolve_seed(seed, generator)
     return entry.fn(f, logits, n_samples=n_samples, tau=tau, seed=resolved, **options)

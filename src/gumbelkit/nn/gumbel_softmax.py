@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._validate import check_logits, check_positive_real
+from .._rng import check_seed_source
+from .._validate import check_dim_type, check_logits, check_positive_real
 from ..functional import gumbel_softmax
 from ..schedules import Schedule, parse_schedule
 from .temperature import LearnableTemperature
@@ -59,8 +60,7 @@ class GumbelSoftmax(nn.Module):
             self.temperature = check_positive_real(tau, "tau")
         if not isinstance(hard, bool):
             raise TypeError(f"hard must be a bool, got {type(hard).__name__}")
-        if isinstance(dim, bool) or not isinstance(dim, int):
-            raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+        check_dim_type(dim)
         if eval_mode not in EVAL_MODES:
             raise ValueError(f"eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}")
         self.hard = hard
@@ -85,6 +85,7 @@ class GumbelSoftmax(nn.Module):
     def forward(self, logits: torch.Tensor, *, seed: int | torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """A relaxed sample (training) or the ``eval_mode`` output, shaped like ``logits``."""
+        check_seed_source(seed, generator)
         if self.training or self.eval_mode == "sample":
             return gumbel_softmax(logits, self.tau, self.hard, self.dim, seed=seed,
                                   generator=generator)

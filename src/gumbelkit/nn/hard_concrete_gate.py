@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from .._rng import check_seed_source
 from .._validate import check_int_range, check_positive_real, check_stretch
 from ..functional import hard_concrete, hard_concrete_deterministic, hard_concrete_prob_nonzero
 
@@ -62,6 +63,7 @@ class HardConcreteGate(nn.Module):
                 seed: int | torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Gates of shape ``batch_shape + (n,)``: sampled in training, deterministic in eval."""
+        check_seed_source(seed, generator)
         if not self.training:
             return self.eval_gate().expand(*batch_shape, self.n)
         logits = self.log_alpha.expand(*batch_shape, self.n)

@@ -139,6 +139,7 @@ class GumbelRouter(nn.Module):
     def forward(self, x: torch.Tensor, *, seed: int | torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> RouterOutput:
         """Route ``x`` of shape [..., d_model]; see the class docstring."""
+        _rng.check_seed_source(seed, generator)
         if x.dim() == 0 or x.shape[-1] != self.d_model:
             raise ValueError(f"x must have shape [..., d_model={self.d_model}], "
                              f"got {tuple(x.shape)}")

@@ -71,7 +71,13 @@ def _seeds_and_keys(seed: SeedArg, generator: torch.Generator | None, rows: int,
     so the row's noise depends on nothing else. Rows without their own seed
     share one 64-bit seed (``seed=int``, else drawn from ``generator`` or the
     global torch RNG) and are told apart by the key ``2**32 * position + row``.
+    ``generator`` only serves rows without their own seed: beside an int or a
+    tensor seed it would be ignored, so that is a ``ValueError``; beside a list
+    it serves the None entries, and is accepted when there are none, so that
+    acceptance never depends on the batch's composition.
     """
+    if not isinstance(seed, (list, tuple)):
+        _rng.check_seed_source(seed, generator)
     batch_keys = (positions << 32) | torch.arange(rows, dtype=torch.int64)
     if isinstance(seed, torch.Tensor):
         if tuple(seed.shape) != (rows,):

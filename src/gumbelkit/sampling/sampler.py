@@ -116,7 +116,9 @@ def sample(logits: torch.Tensor, *, temperature: PerRow = 1.0, top_k: PerRow = N
             ``generator``, else the global torch RNG).
         positions: int or int tensor [B] in [0, 2**31), the decoding step of
             each row (default 0); part of the noise key.
-        generator: the source of seeds for rows without one.
+        generator: the source of the shared seed of rows without their own
+            (``seed=None``, or the None entries of a seed list); with an int
+            or tensor ``seed`` it is a ``ValueError``.
         return_logprobs: also return the log-probability of each token under
             its row's filtered distribution.
         on_invalid: "raise" (``ValueError`` naming the rows with NaN/+inf

@@ -390,12 +390,14 @@ static int select_scan(const float *x, int64_t V, int64_t k, float *kth, float *
     return 1;
 }
 
-/* Every i with fl32(x_i / T) >= fl32(L / T), with its z. Exact: x_i >= L is kept by
- * monotonicity; below xlo the quotient is provably smaller; the band between is divided. */
+/* Every i with z_i = fl32(x_i / T) >= fl32(L / T) and z_i > -inf, with its z. Exact:
+ * x_i >= L is kept by monotonicity; below xlo the quotient is provably smaller; the band
+ * between is divided. z_i = -inf is a masked token even when x_i is finite (x_i / T
+ * underflows, e.g. a finfo.min mask with T < 1), as in the PyTorch path. */
 static int gather_one(const float *x, int64_t i, float T, float L, float vk, double xlo,
                       gk_cands *out) {
     float v = x[i], z = v / T;
-    if (L == -INFINITY ? z > -INFINITY : (double)v >= xlo && (v >= L || z >= vk))
+    if (z > -INFINITY && (L == -INFINITY || ((double)v >= xlo && (v >= L || z >= vk))))
         return cands_push(out, z, i);
     return 1;
 }
