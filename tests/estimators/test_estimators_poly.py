@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import gumbelkit
-from gumbelkit.estimators.problems import poly
+from gumbelkit.experiments.problems import poly
 
 OPTIMUM = 0.45 ** 2
 

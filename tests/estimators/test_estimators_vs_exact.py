@@ -10,12 +10,12 @@ import torch
 
 import gumbelkit
 from gumbelkit.estimators import ESTIMATORS
-from gumbelkit.estimators.measurement import (
+from gumbelkit.experiments.measurement import (
     draw_gradients,
     fit_control,
     gradient_stats,
 )
-from gumbelkit.estimators.problems import (
+from gumbelkit.experiments.problems import (
     PROBLEMS,
     Problem,
     bernoulli_toy,

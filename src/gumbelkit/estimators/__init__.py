@@ -7,8 +7,9 @@ pass is the estimator's: :func:`st`, :func:`gumbel_softmax`,
 ``fn(logits, tau=1.0, *, dim=-1, seed=None, generator=None, **options)``).
 :func:`estimate` wraps every method, including the score-function family
 (reinforce, rloo, rebar, relax, arm, disarm) and exact enumeration.
-:func:`gradient_stats` measures an estimator's bias and spread against the
-exact gradient on the problems of :data:`PROBLEMS`.
+The harness that measures an estimator's bias and spread against the exact
+gradient (``gradient_stats`` and its research problems) belongs to the app,
+``gumbelkit.experiments.measurement`` and ``gumbelkit.experiments.problems``.
 """
 
 from collections.abc import Callable
@@ -19,8 +20,6 @@ from ..functional import gumbel_softmax
 from .dispatch import ESTIMATORS, METHODS, Estimator, estimate
 from .gapped_st import gapped_st
 from .gumbel_rao import gumbel_rao
-from .measurement import GradientStats, fit_control, gradient_stats
-from .problems import PROBLEMS, Problem, make_problem
 from .reinforce import EMABaseline
 from .reinmax import reinmax
 from .relax import relax_variance_loss
@@ -50,10 +49,4 @@ __all__ = [
     "gapped_st",
     "EMABaseline",
     "relax_variance_loss",
-    "gradient_stats",
-    "GradientStats",
-    "fit_control",
-    "PROBLEMS",
-    "Problem",
-    "make_problem",
 ]

@@ -1,6 +1,6 @@
 """Measure every gradient estimator against the exact gradient and print a markdown table.
 
-For each problem of the registry (gumbelkit.estimators.problems) and each
+For each problem of the registry (gumbelkit.experiments.problems) and each
 method of gumbelkit.estimate, draws independent gradient estimates with fixed
 seeds and reports their bias, standard deviation, relative bias, mean cosine
 similarity to the exact gradient and time per draw; saves a bias-versus-
@@ -92,8 +92,8 @@ def _plot(results: dict[str, list], path: str) -> None:
 def _warm_up(methods: list[str], seed: int, tau: float) -> None:
     """One untimed call of every method, so one-time start-up costs (kernel library,
     autograd and dispatcher caches) stay out of the first rows' time/draw."""
-    from gumbelkit.estimators.measurement import draw_gradients
-    from gumbelkit.estimators.problems import make_problem
+    from gumbelkit.experiments.measurement import draw_gradients
+    from gumbelkit.experiments.problems import make_problem
 
     binary = make_problem("bernoulli_toy")
     for method in methods:
@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from gumbelkit.estimators import ESTIMATORS
-    from gumbelkit.estimators.measurement import gradient_stats
-    from gumbelkit.estimators.problems import make_problem
+    from gumbelkit.experiments.measurement import gradient_stats
+    from gumbelkit.experiments.problems import make_problem
 
     if args.draws < 2:
         usage_error("gumbelkit estimators: --draws must be >= 2")

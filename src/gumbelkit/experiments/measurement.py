@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 
 from .._validate import check_int_range
-from .dispatch import ESTIMATORS, estimate
+from ..estimators.dispatch import ESTIMATORS, estimate
+from ..estimators.relax import relax_variance_loss
 from .problems import Problem, make_problem
-from .relax import relax_variance_loss
 
 
 @dataclass(frozen=True)

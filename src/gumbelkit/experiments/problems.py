@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .exact import exact as _exact_estimator
+from ..estimators.exact import exact as _exact_estimator
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def categorical_toy(n_variables: int = 3, n_categories: int = 5, seed: int = 0) 
 @functools.lru_cache(maxsize=4)
 def _vae_weights(n_images: int, n_variables: int, n_categories: int, seed: int
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from ..experiments.data import load_digits_binary
+    from .data import load_digits_binary
 
     _, test = load_digits_binary()
     x = test[:n_images].double()
