@@ -349,3 +349,114 @@ def test_docstring_examples(module):
     mod = importlib.import_module(f"gumbelkit.distributions.{module}")
     result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --------------------------------------------------------------------------- the kept sample
+# log_prob of a value must differentiate exactly as for a new instance that never sampled,
+# whatever the value is: the kept unrounded sample may supply accuracy, never a gradient path.
+
+def _draw(d, graph: bool, seed: int = 2):
+    """A sample with (``rsample``) or without (``sample``) a graph to the parameters."""
+    return d.rsample((3,), seed=seed) if graph and d.has_rsample else d.sample((3,), seed=seed)
+
+
+VALUE_KINDS = {
+    # name: (draws with a graph, makes a gradient leaf, value from the draw)
+    "sample": (False, False, lambda y: y),
+    "sample_requires_grad": (False, True, lambda y: y.requires_grad_()),
+    "detached": (True, False, lambda y: y.detach()),
+    "cloned": (True, False, lambda y: y.detach().clone()),
+    "view_as": (True, False, lambda y: y.detach().view_as(y)),
+    "indexed": (True, False, lambda y: y.detach()[...]),
+    "requires_grad": (True, True, lambda y: y.detach().requires_grad_()),
+    "rsample": (True, False, lambda y: y),
+    "rsample_view_as": (True, False, lambda y: y.view_as(y)),
+}
+
+
+def _params(example):
+    logits = logits_for((2, 3), torch.float64, seed=6).requires_grad_()
+    tau = torch.tensor([0.7, 1.3], dtype=torch.float64) if example.event(1) \
+        else torch.full((2, 3), 0.8, dtype=torch.float64)
+    return logits, tau.requires_grad_(example.temperature)
+
+
+def _grads(log_p, params, leaf):
+    weights = torch.linspace(0.5, 1.5, log_p.numel(), dtype=log_p.dtype).reshape(log_p.shape)
+    inputs = [p for p in params if p.requires_grad] + ([leaf] if leaf is not None else [])
+    return torch.autograd.grad((log_p * weights).sum(), inputs, allow_unused=True,
+                               retain_graph=True)
+
+
+def _assert_same_grads(got, expected):
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert (g is None) == (e is None), (g, e)
+        if g is not None:
+            torch.testing.assert_close(g, e, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", list(VALUE_KINDS))
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+def test_log_prob_gradient_equals_a_new_instance(example, kind):
+    """d log_prob(v) / d(logits, temperature, v) is that of an instance that never sampled.
+
+    StraightThrough scores the soft sample behind a hard one with the hard value
+    standing in for it, so its reference is a new base distribution scoring the
+    soft sample prepared the same way (the same draw, detached, viewed, ...).
+    """
+    graph, leaf_kind, prepare = VALUE_KINDS[kind]
+    logits, tau = _params(example)
+    d = example.build(tau, logits)
+    y = _draw(d, graph)
+    if leaf_kind and not y.dtype.is_floating_point:
+        pytest.skip("integer samples cannot require grad")
+    value = prepare(y)
+    leaf = value if leaf_kind else None
+    if isinstance(d, StraightThrough) and kind == "cloned":
+        with pytest.raises(ValueError, match="most recent rsample"):
+            d.log_prob(value)  # a copy of a hard sample has no soft sample behind it
+        return
+    log_p = d.log_prob(value)
+    if isinstance(d, StraightThrough):
+        soft = _draw(example.build(tau, logits).base_dist, graph)
+        ref_value = prepare(soft)
+        ref_leaf = ref_value if leaf_kind else None
+        reference = example.build(tau, logits).base_dist.log_prob(ref_value)
+    else:
+        ref_leaf = leaf
+        reference = example.build(tau, logits).log_prob(value)
+    torch.testing.assert_close(log_p, reference, rtol=1e-12, atol=1e-12)
+    assert log_p.requires_grad == reference.requires_grad
+    _assert_same_grads(_grads(log_p, (logits, tau), leaf),
+                       _grads(reference, (logits, tau), ref_leaf))
+
+
+TORCH_EQUIVALENT = {
+    "Concrete": lambda t, l: torch.distributions.RelaxedOneHotCategorical(t, logits=l),
+    "BinaryConcrete": lambda t, l: torch.distributions.RelaxedBernoulli(t, logits=l),
+    "ExpConcrete":
+        lambda t, l: torch.distributions.relaxed_categorical.ExpRelaxedCategorical(t, logits=l),
+    "LogitBinaryConcrete":
+        lambda t, l: torch.distributions.relaxed_bernoulli.LogitRelaxedBernoulli(t, logits=l),
+}
+
+
+@pytest.mark.parametrize("kind", ["sample", "sample_requires_grad", "detached", "view_as",
+                                  "requires_grad", "rsample"])
+@pytest.mark.parametrize("example", [e for e in REGISTRY if e.name in TORCH_EQUIVALENT],
+                         ids=lambda e: e.name)
+def test_log_prob_gradient_equals_torch(example, kind):
+    """At a moderate temperature torch's relaxations score the same values with the same
+    gradients (torch's own temperature is one scalar, so it is one here too)."""
+    graph, leaf_kind, prepare = VALUE_KINDS[kind]
+    logits = logits_for((2, 3), torch.float64, seed=7).requires_grad_()
+    tau = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+    d = example.build(tau, logits)
+    value = prepare(_draw(d, graph))
+    leaf = value if leaf_kind else None
+    log_p = d.log_prob(value)
+    reference = TORCH_EQUIVALENT[example.name](tau, logits).log_prob(value)
+    torch.testing.assert_close(log_p, reference, rtol=1e-9, atol=1e-9)
+    _assert_same_grads(_grads(log_p, (logits, tau), leaf), _grads(reference, (logits, tau), leaf))
+

@@ -14,7 +14,7 @@ from .._validate import (
     check_broadcasts_to,
     check_finite,
     check_logits,
-        check_probs,
+    check_probs,
     check_temperature,
     check_unit_interval,
 )
@@ -111,16 +111,18 @@ def describe(name: str, **params: float | torch.Tensor) -> str:
 
 
 class SampleCache:
-    """The last sample a distribution returned, with a companion tensor computed with it.
+    """The last sample a distribution returned, with a companion computed with it.
 
     Relaxed samples round: a Concrete sample at temperature 0.01 has entries that
     underflow to exactly 0, a Binary Concrete sample entries that round to exactly
     0 or 1, and ``log(y)`` can no longer recover the density. ``rsample`` keeps the
-    unrounded log- or logit-sample here and ``log_prob`` uses it when it is given
-    that very sample again (like ``TransformedDistribution`` with ``cache_size=1``).
-    A value matches when it views the same memory with the same shape, strides,
-    dtype and version counter: the returned tensor, or ``.detach()`` of it, but
-    not a copy, and not after an in-place change.
+    unrounded log- or logit-sample here and ``log_prob`` uses its value when it is
+    given that very sample again (like ``TransformedDistribution`` with
+    ``cache_size=1``). A value matches when it views the same memory with the same
+    shape, strides, dtype and version counter: the returned tensor, ``.detach()``
+    or an identity view of it, but not a copy, and not after an in-place change.
+    How ``log_prob`` uses the companion without changing the gradient is
+    described in :class:`gumbelkit.distributions._base.RoundedRelaxation`.
     """
 
     def __init__(self) -> None:
@@ -136,10 +138,14 @@ class SampleCache:
     def remember(self, sample: torch.Tensor, companion: torch.Tensor) -> None:
         self._sample, self._key, self._companion = sample, self._key_of(sample), companion
 
-    def lookup(self, value: torch.Tensor) -> torch.Tensor | None:
+    def lookup(self, value: torch.Tensor) -> object | None:
         if self._sample is None or value.numel() == 0 or self._key_of(value) != self._key:
             return None
         return self._companion
+
+    def holds(self, value: torch.Tensor) -> bool:
+        """Whether ``value`` is the very tensor object remembered, unchanged."""
+        return value is self._sample and self._key_of(value) == self._key
 
 
 def _tolerance(value: torch.Tensor) -> float:

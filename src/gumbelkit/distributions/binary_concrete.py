@@ -29,11 +29,13 @@ class BinaryConcrete(RoundedRelaxation):
 
     Replaces ``torch.distributions.RelaxedBernoulli``: at low ``tau`` samples
     round to exactly 0 or 1, so ``rsample``/``sample`` keep the unrounded
-    logit-sample of the tensor they return and ``log_prob`` uses it when given
-    that tensor (or ``.detach()`` of it) again, which keeps ``log_prob`` of own
-    samples finite. Any other value is scored through ``logit(y)``; at exactly
-    0 or 1 that is the limit of the density: ``+inf`` for ``tau < 1``, ``-inf``
-    for ``tau > 1``, ``log tau -+ logits`` (at 0 / at 1) for ``tau = 1``.
+    logit-sample of the tensor they return and ``log_prob`` uses its value when
+    given that tensor (or ``.detach()`` or an identity view of it) again, which
+    keeps ``log_prob`` of own samples finite; the gradient is that of scoring
+    ``logit(y)``, as for a new instance. Any other value is scored through
+    ``logit(y)``; at exactly 0 or 1 that is the limit of the density: ``+inf``
+    for ``tau < 1``, ``-inf`` for ``tau > 1``, ``log tau -+ logits`` (at 0 / at
+    1) for ``tau = 1``.
 
     Args:
         temperature: ``tau > 0`` and finite: a float or a tensor broadcasting to
@@ -63,12 +65,13 @@ class BinaryConcrete(RoundedRelaxation):
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(x)
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        x = self.kept_sample(value)
-        if x is None:
-            x = logit(value)
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return logit(y)
+
+    def _at_boundary(self, y: torch.Tensor) -> torch.Tensor:
+        return (y == 0) | (y == 1)
+
+    def log_prob_unrounded(self, x: torch.Tensor, value_dtype: torch.dtype) -> torch.Tensor:
         dtype = torch.promote_types(self.temperature.dtype, x.dtype)
         x = x.to(dtype)
         logits, tau = self.logits.to(dtype), self.temperature.to(dtype)
@@ -79,7 +82,7 @@ class BinaryConcrete(RoundedRelaxation):
         growth = torch.where(tau < 1, torch.inf, torch.where(tau > 1, -torch.inf, 0.0))
         end_limit = torch.log(tau) + torch.where(x > 0, logits, -logits) + growth
         log_p = torch.where(at_end, end_limit, inside)
-        return log_p.to(torch.promote_types(self.logits.dtype, value.dtype))
+        return log_p.to(torch.promote_types(self.logits.dtype, value_dtype))
 
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
         """``P(Y <= y) = sigmoid(tau logit(y) - logits)`` (0 at y = 0, 1 at y = 1)."""
