@@ -460,3 +460,61 @@ def test_log_prob_gradient_equals_torch(example, kind):
     torch.testing.assert_close(log_p, reference, rtol=1e-9, atol=1e-9)
     _assert_same_grads(_grads(log_p, (logits, tau), leaf), _grads(reference, (logits, tau), leaf))
 
+
+# --------------------------------------------------------------------------- Python numbers
+
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+def test_python_number_parameters(example):
+    """Numbers are accepted where torch.distributions accepts them (``broadcast_all``: a
+    tensor of the default dtype): an int temperature everywhere, number logits for the
+    elementwise families; a categorical family needs a category axis, as torch's does."""
+    logits = logits_for((2, 3))
+    if example.temperature:
+        a, b = example.build(2, logits), example.build(2.0, logits)
+        assert torch.equal(a.sample((4,), seed=1), b.sample((4,), seed=1))
+    if example.event(1):
+        with pytest.raises(TypeError, match="must be a torch.Tensor"):
+            example.build(0.5, 0.3)
+        return
+    for number in (0.3, -2):
+        d = example.build(0.5, number, True)
+        reference = example.build(0.5, torch.tensor(float(number)), True)
+        s, r = d.sample((6,), seed=3), reference.sample((6,), seed=3)
+        assert d.batch_shape == () and s.dtype == torch.get_default_dtype()
+        assert torch.equal(s, r)
+        torch.testing.assert_close(d.log_prob(s), reference.log_prob(r), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (BinaryConcrete, torch.distributions.RelaxedBernoulli),
+    (LogitBinaryConcrete, torch.distributions.relaxed_bernoulli.LogitRelaxedBernoulli),
+])
+def test_binary_number_parameters_like_torch(ours, theirs):
+    d, t = ours(0.5, 0.3, validate_args=True), theirs(torch.tensor(0.5), 0.3)
+    assert d.batch_shape == t.batch_shape == ()
+    torch.testing.assert_close(d.probs, t.probs)
+    value = torch.tensor([0.2, 0.4, 0.9])
+    torch.testing.assert_close(d.log_prob(value), t.log_prob(value))
+    d, t = ours(0.5, logits=-1), theirs(torch.tensor(0.5), logits=-1)
+    torch.testing.assert_close(d.log_prob(value), t.log_prob(value))
+    with pytest.raises(ValueError, match=r"probs must lie in \(0, 1\), got 1\.29"):
+        ours(0.5, 1.3)
+    with pytest.raises(ValueError, match="logits must be finite everywhere, got nan"):
+        ours(0.5, logits=math.nan)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        ours(0, 0.3)
+    outside = torch.tensor(1.5 if ours is BinaryConcrete else math.nan)
+    with pytest.raises(ValueError, match="Expected value argument"):
+        ours(0.5, 0.3, validate_args=True).log_prob(outside)
+
+
+def test_hard_concrete_number_parameters():
+    d = HardConcrete(0.3, 1, -1, 2)
+    reference = HardConcrete(torch.tensor(0.3), 1.0, -1.0, 2.0)
+    assert d.batch_shape == () and (d.gamma, d.zeta) == (-1.0, 2.0)
+    z = d.sample((50,), seed=4)
+    assert z.dtype == torch.get_default_dtype() and torch.equal(z, reference.sample((50,), seed=4))
+    torch.testing.assert_close(d.log_prob(z), reference.log_prob(z), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="logits must be finite everywhere, got inf"):
+        HardConcrete(math.inf)
+

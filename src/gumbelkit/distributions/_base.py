@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Distribution
 
 from .._validate import Temperature
-from ._common import SampleCache, SeedLike, ShapeLike, describe
+from ._common import Parameter, SampleCache, SeedLike, ShapeLike, describe
 
 
 class SeededDistribution(Distribution):
@@ -76,8 +76,8 @@ class RoundedRelaxation(SeededDistribution):
     base_cls: type
     _batched = ("base_dist",)
 
-    def __init__(self, temperature: Temperature, probs: torch.Tensor | None = None,
-                 logits: torch.Tensor | None = None, validate_args: bool | None = None) -> None:
+    def __init__(self, temperature: Temperature, probs: Parameter | None = None,
+                 logits: Parameter | None = None, validate_args: bool | None = None) -> None:
         self.base_dist = self.base_cls(temperature, probs=probs, logits=logits,
                                        validate_args=False)
         self._refresh()

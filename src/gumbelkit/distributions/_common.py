@@ -4,6 +4,7 @@ and the support constraints that accept the distributions' own rounded samples."
 from __future__ import annotations
 
 import math
+from numbers import Real
 
 import torch
 from torch.distributions import constraints
@@ -21,6 +22,15 @@ from .._validate import (
 
 SeedLike = int | torch.Tensor | None
 ShapeLike = tuple[int, ...] | torch.Size
+Parameter = torch.Tensor | float
+
+
+def as_tensor(value: Parameter | None) -> torch.Tensor | None:
+    """A Python number as a tensor of the default dtype (as ``broadcast_all`` makes it in
+    ``torch.distributions``); tensors and None pass unchanged."""
+    if isinstance(value, Real) and not isinstance(value, bool):
+        return torch.tensor(float(value), dtype=torch.get_default_dtype())
+    return value
 
 
 def categorical_logits(probs: torch.Tensor | None, logits: torch.Tensor | None) -> torch.Tensor:
@@ -37,8 +47,12 @@ def categorical_logits(probs: torch.Tensor | None, logits: torch.Tensor | None) 
     return torch.log(probs / probs.sum(-1, keepdim=True))
 
 
-def binary_logits(probs: torch.Tensor | None, logits: torch.Tensor | None) -> torch.Tensor:
-    """Bernoulli logits from exactly one of finite ``logits`` or ``probs`` in (0, 1)."""
+def binary_logits(probs: Parameter | None, logits: Parameter | None) -> torch.Tensor:
+    """Bernoulli logits from exactly one of finite ``logits`` or ``probs`` in (0, 1).
+
+    Either may be a Python number (a tensor of the default dtype, batch shape ``()``).
+    """
+    probs, logits = as_tensor(probs), as_tensor(logits)
     if (probs is None) == (logits is None):
         raise ValueError("give exactly one of probs or logits")
     if logits is not None:

@@ -40,8 +40,9 @@ class BinaryConcrete(RoundedRelaxation):
     Args:
         temperature: ``tau > 0`` and finite: a float or a tensor broadcasting to
             the batch shape (the shape of ``logits``).
-        probs: Bernoulli probabilities strictly inside (0, 1).
-        logits: finite Bernoulli logits. Exactly one of ``probs``/``logits``.
+        probs: Bernoulli probabilities strictly inside (0, 1), a tensor or a number.
+        logits: finite Bernoulli logits, a tensor or a number. Exactly one of
+            ``probs``/``logits``.
 
     Example:
         >>> d = BinaryConcrete(0.01, logits=torch.zeros(5))

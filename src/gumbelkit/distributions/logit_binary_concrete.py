@@ -9,7 +9,7 @@ from torch.distributions.utils import lazy_property
 
 from .._validate import Temperature, check_unit_interval
 from ._base import DirectRelaxation
-from ._common import SeedLike, ShapeLike, batch_temperature, binary_logits, noise
+from ._common import Parameter, SeedLike, ShapeLike, batch_temperature, binary_logits, noise
 
 __all__ = ["LogitBinaryConcrete"]
 
@@ -42,8 +42,9 @@ class LogitBinaryConcrete(DirectRelaxation):
     Args:
         temperature: ``tau > 0`` and finite: a float or a tensor broadcasting to
             the batch shape (the shape of ``logits``).
-        probs: Bernoulli probabilities strictly inside (0, 1).
-        logits: finite Bernoulli logits. Exactly one of ``probs``/``logits``.
+        probs: Bernoulli probabilities strictly inside (0, 1), a tensor or a number.
+        logits: finite Bernoulli logits, a tensor or a number. Exactly one of
+            ``probs``/``logits``.
 
     Example:
         >>> d = LogitBinaryConcrete(0.5, logits=torch.tensor([0.0, 2.0]))
@@ -58,8 +59,8 @@ class LogitBinaryConcrete(DirectRelaxation):
     support = constraints.real
     has_rsample = True
 
-    def __init__(self, temperature: Temperature, probs: torch.Tensor | None = None,
-                 logits: torch.Tensor | None = None, validate_args: bool | None = None) -> None:
+    def __init__(self, temperature: Temperature, probs: Parameter | None = None,
+                 logits: Parameter | None = None, validate_args: bool | None = None) -> None:
         self.logits = binary_logits(probs, logits)
         self.temperature = batch_temperature(temperature, self.logits.shape, self.logits)
         super().__init__(self.logits.shape, torch.Size(), validate_args=validate_args)
