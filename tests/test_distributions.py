@@ -518,3 +518,97 @@ def test_hard_concrete_number_parameters():
     with pytest.raises(ValueError, match="logits must be finite everywhere, got inf"):
         HardConcrete(math.inf)
 
+
+# --------------------------------------------------------------------------- overflow
+
+OVERFLOW_CASES = {
+    "logits 3e38, tau 0.5": ([3e38, 0.0, 1.0], torch.float32, 0.5),
+    "logits 1e30, tau 1e-9": ([1e30, 0.0, 1.0], torch.float32, 1e-9),
+    "tau 1e-38": ([0.5, 0.0, 1.0], torch.float32, 1e-38),
+    "float64 logits 1e308, tau 0.1": ([1e308, 0.0, 1.0], torch.float64, 0.1),
+    "tau 1e39": ([0.5, 0.0, 1.0], torch.float32, 1e39),
+    "tau 3e38": ([0.5, 0.0, 1.0], torch.float32, 3e38),
+}
+
+
+def _finite_or_clear_error(op, tau: float, phrase: str = "overflow"):
+    """Run ``op``: it returns a result without NaN, or raises a ValueError that says
+    what overflowed, names the temperature and gives the allowed range."""
+    try:
+        out = op()
+    except ValueError as error:
+        message = str(error)
+        assert phrase in message and f"{tau:.6g}" in message and "allowed" in message, message
+        return None
+    if isinstance(out, torch.Tensor):
+        assert not bool(torch.isnan(out).any()), out
+    return out
+
+
+@pytest.mark.parametrize("per_row", [False, True], ids=["float", "tensor"])
+@pytest.mark.parametrize("case", list(OVERFLOW_CASES))
+@pytest.mark.parametrize("example", [e for e in REGISTRY if e.temperature], ids=lambda e: e.name)
+def test_logits_over_temperature_overflow(example, case, per_row):
+    """Where ``logits / temperature`` overflows the compute dtype, sampling returns the
+    correct finite sample or raises "logits / temperature overflow" (never NaN), and
+    log_prob of own samples is finite; log_prob of other values is never NaN."""
+    values, dtype, tau = OVERFLOW_CASES[case]
+    logits = torch.tensor(values, dtype=dtype)
+    temperature = tau
+    if per_row:
+        shape = logits.shape[:-1] if example.event(1) else logits.shape
+        temperature = torch.full(shape, tau, dtype=torch.float64)
+    d = _finite_or_clear_error(lambda: example.build(temperature, logits, True), tau,
+                               "logits / temperature overflow")
+    if d is None:
+        return
+    other = example.build(1.0, torch.zeros_like(logits)).sample((4,), seed=1)
+    for draw in (d.sample, d.rsample) if d.has_rsample else (d.sample,):
+        y = _finite_or_clear_error(lambda draw=draw: draw((4,), seed=0), tau,
+                                   "logits / temperature overflow")
+        if y is not None:
+            assert bool(y.isfinite().all()) and bool(d.support.check(y).all())
+            assert bool(d.log_prob(y).isfinite().all())
+    if not isinstance(d, StraightThrough):
+        _finite_or_clear_error(lambda: d.log_prob(other), tau)
+
+
+@pytest.mark.parametrize("case", list(OVERFLOW_CASES))
+def test_relaxed_topk_overflow(case):
+    values, dtype, tau = OVERFLOW_CASES[case]
+    d = GumbelTopK(torch.tensor(values, dtype=dtype), k=2)
+    khot = _finite_or_clear_error(lambda: d.relaxed_rsample(tau, (4,), seed=0), tau,
+                                  "logits / temperature overflow")
+    if khot is not None:
+        assert bool(khot.isfinite().all())
+
+
+@pytest.mark.parametrize("case", list(OVERFLOW_CASES))
+@pytest.mark.parametrize("cls", [BinaryConcrete, LogitBinaryConcrete])
+def test_icdf_overflow(cls, case):
+    values, dtype, tau = OVERFLOW_CASES[case]
+    q = torch.tensor([[0.2], [0.5], [0.9]], dtype=dtype)
+    d = _finite_or_clear_error(lambda: cls(tau, logits=torch.tensor(values, dtype=dtype)), tau,
+                               "logits / temperature overflow")
+    if d is not None:
+        out = _finite_or_clear_error(lambda: d.icdf(q), tau, "logits / temperature overflow")
+        assert out is None or bool(out.isfinite().all())
+
+
+@pytest.mark.parametrize("example", [e for e in REGISTRY if e.temperature and e.pathwise],
+                         ids=lambda e: e.name)
+def test_small_temperature_gradient_is_not_nan(example):
+    """At tau = 1e-20 most relaxed entries saturate (gradient 0); the temperature's
+    gradient must not turn that 0 into NaN through an underflowing tau * tau."""
+    logits = logits_for((3, 4)).requires_grad_()
+    tau = torch.tensor(1e-20, requires_grad=True)
+    d = example.build(tau, logits)
+    y = d.rsample((20,), seed=0)
+    # log- and logit-samples scale like 1 / tau: their own tau-derivative (of order
+    # 1 / tau**2) overflows, so test the relaxed sample they stand for
+    if example.name == "LogitBinaryConcrete":
+        y = torch.sigmoid(y)
+    if example.name == "ExpConcrete":
+        y = y.exp()
+    grads = torch.autograd.grad((y * torch.arange(4.0)).sum(), (logits, tau))
+    assert all(bool(g.isfinite().all()) for g in grads), grads

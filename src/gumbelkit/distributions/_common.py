@@ -24,6 +24,10 @@ SeedLike = int | torch.Tensor | None
 ShapeLike = tuple[int, ...] | torch.Size
 Parameter = torch.Tensor | float
 
+NOISE_BOUND = 23.0
+"""A bound on ``|noise|`` for every random word: Gumbel noise lies in about [-3.1, 22.87]
+and logistic noise in about [-22.2, 22.2] (see :mod:`gumbelkit._rng`)."""
+
 
 def as_tensor(value: Parameter | None) -> torch.Tensor | None:
     """A Python number as a tensor of the default dtype (as ``broadcast_all`` makes it in
@@ -67,7 +71,9 @@ def batch_temperature(temperature: Temperature, batch_shape: torch.Size,
     """A temperature > 0 as a tensor expanded to ``batch_shape`` (noise dtype of ``like``).
 
     A tensor temperature gives one temperature per batch element: it must
-    broadcast to the batch shape without enlarging it.
+    broadcast to the batch shape without enlarging it. Every temperature must
+    be representable in the noise dtype (float32, or float64 for float64
+    logits): one that rounds to 0 or infinity there is a ``ValueError``.
     """
     check_temperature(temperature, name="temperature")
     dtype = _rng.noise_dtype(like.dtype)
@@ -75,8 +81,53 @@ def batch_temperature(temperature: Temperature, batch_shape: torch.Size,
         check_broadcasts_to(temperature.shape, tuple(batch_shape), "temperature",
                             " (a per-row temperature has the batch shape, without a trailing "
                             "size-1 category axis)")
-        return temperature.to(dtype=dtype, device=like.device).expand(batch_shape)
-    return torch.tensor(temperature, dtype=dtype, device=like.device).expand(batch_shape)
+        converted = temperature.to(dtype=dtype, device=like.device)
+    else:
+        converted = torch.tensor(temperature, dtype=dtype, device=like.device)
+    lost = (converted.detach() == 0) | torch.isinf(converted.detach())
+    if bool(lost.any()):
+        given = temperature.detach()[tuple(lost.nonzero()[0].tolist())] \
+            if isinstance(temperature, torch.Tensor) and temperature.dim() > 0 else temperature
+        finfo = torch.finfo(dtype)
+        raise ValueError(f"logits / temperature overflow: temperature {float(given):.6g} does not "
+                         f"fit {_dtype_name(dtype)}, the dtype the distribution computes in "
+                         f"(allowed: {finfo.smallest_normal * finfo.eps:.6g} <= temperature <= "
+                         f"{finfo.max:.6g})")
+    return converted.expand(batch_shape)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def check_scaled_range(logits: torch.Tensor, temperature: torch.Tensor, categorical: bool,
+                       what: str = "sample") -> None:
+    """Raise ``ValueError`` unless ``(logits + noise) / temperature`` fits the temperature's
+    (noise) dtype for every noise value, i.e. ``(|logits| + NOISE_BOUND) / tau <= max``.
+
+    Masked (``-inf``) logits are ignored. ``categorical``: ``logits`` has a category
+    axis last and ``temperature`` one value per row. Where the scaled logits
+    overflow, the relaxed sample (or its log-/logit-sample, which ``log_prob``
+    scores) is not representable, so the distribution raises instead of
+    returning ``inf``/NaN.
+    """
+    dtype = temperature.dtype
+    magnitude = logits.detach().to(dtype).abs()
+    magnitude = magnitude.masked_fill(torch.isinf(magnitude), 0.0)
+    tau = temperature.detach()
+    if categorical:
+        tau = tau.unsqueeze(-1)
+    magnitude, tau = torch.broadcast_tensors(magnitude, tau)
+    largest = torch.finfo(dtype).max
+    bad = ~((magnitude + NOISE_BOUND) / tau <= largest)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"logits / temperature overflow: |logits| = {float(magnitude[index]):.6g} with "
+            f"temperature {float(tau[index]):.6g} (at index {index}) overflows "
+            f"{_dtype_name(dtype)} in the {what}; allowed: (|logits| + {NOISE_BOUND:g}) / "
+            f"temperature <= {largest:.6g}"
+            + (" (logits normalised to logsumexp 0 per row)" if categorical else ""))
 
 
 def noise(kind: str, shape: torch.Size, seed: SeedLike, generator: torch.Generator | None,
@@ -103,11 +154,45 @@ def noise(kind: str, shape: torch.Size, seed: SeedLike, generator: torch.Generat
     return out.reshape(shape)
 
 
+class _DivideByTemperature(torch.autograd.Function):
+    """``z / tau`` whose backward never forms ``0 * inf``.
+
+    torch's division backward computes ``d/d tau`` as ``-grad * z / (tau * tau)``:
+    at a small ``tau`` the product ``tau * tau`` underflows to 0, so a saturated
+    entry (``grad = 0``, e.g. a Concrete entry that is exactly 0 or 1) gives
+    ``0 * inf = NaN``. Here ``d/d tau = -sum(grad * (z / tau)) / tau``, summed over
+    the entries ``tau`` broadcasts to, which is 0 wherever ``grad`` is, and only
+    overflows where the true derivative does.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z, temperature)
+        return z / temperature
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        z, temperature = ctx.saved_tensors
+        grad_z = grad_tau = None
+        if ctx.needs_input_grad[0]:
+            grad_z = (grad / temperature).sum_to_size(z.shape)
+        if ctx.needs_input_grad[1]:
+            moment = (grad * (z / temperature)).sum_to_size(temperature.shape)
+            grad_tau = -moment / temperature
+        return grad_z, grad_tau
+
+
 def divide_unmasked(perturbed: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
     """``perturbed / temperature`` with masked (``-inf``) entries kept at ``-inf`` and
-    out of the temperature's gradient (``d(-inf / tau)/d tau`` would be NaN)."""
+    out of the temperature's gradient (``d(-inf / tau)/d tau`` would be NaN).
+
+    The temperature's gradient is formed without ``0 * inf`` (see
+    :class:`_DivideByTemperature`), so saturated samples at a small ``tau`` give 0,
+    not NaN.
+    """
     masked = perturbed == -torch.inf
-    return torch.where(masked, -torch.inf, torch.where(masked, 0.0, perturbed) / temperature)
+    safe = torch.where(masked, 0.0, perturbed)
+    return torch.where(masked, -torch.inf, _DivideByTemperature.apply(safe, temperature))
 
 
 def describe(name: str, **params: float | torch.Tensor) -> str:

@@ -94,4 +94,6 @@ class BinaryConcrete(RoundedRelaxation):
     def icdf(self, value: torch.Tensor) -> torch.Tensor:
         """``sigmoid((logits + logit(q)) / tau)`` for ``q`` in [0, 1]."""
         check_unit_interval(value, "q", closed=True)
-        return torch.sigmoid(self.base_dist.icdf(value))
+        # not through base_dist.icdf: where (logits + logit(q)) / tau overflows, the
+        # logit-sample has no float value but sigmoid of the infinity is the exact 0 or 1
+        return torch.sigmoid((self.logits + logit(value)) / self.temperature)

@@ -124,7 +124,8 @@ class HardConcrete(SeededDistribution):
         logits = self.logits.to(tau.dtype)
         low = torch.full_like(logits, self._lower_logit)
         high = torch.full_like(logits, self._upper_logit)
-        step = torch.minimum(torch.maximum(logits / tau, low), high)
+        # clamp before dividing: logits / tau may overflow, the clamped quotient cannot
+        step = torch.minimum(torch.maximum(logits, low * tau), high * tau) / tau
         t = tau.unsqueeze(-1)
         l = logits.unsqueeze(-1)
 
