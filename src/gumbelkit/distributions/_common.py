@@ -112,13 +112,14 @@ def check_scaled_range(logits: torch.Tensor, temperature: torch.Tensor, categori
     returning ``inf``/NaN.
     """
     dtype = temperature.dtype
-    magnitude = logits.detach().to(dtype).abs()
-    magnitude = magnitude.masked_fill(torch.isinf(magnitude), 0.0)
+    largest = torch.finfo(dtype).max
+    magnitude = logits.detach().to(dtype).abs().nan_to_num(posinf=0.0)
     tau = temperature.detach()
+    if magnitude.numel() == 0 or (magnitude.max() + NOISE_BOUND) / tau.min() <= largest:
+        return  # the largest logit over the smallest temperature fits: every element does
     if categorical:
         tau = tau.unsqueeze(-1)
     magnitude, tau = torch.broadcast_tensors(magnitude, tau)
-    largest = torch.finfo(dtype).max
     bad = ~((magnitude + NOISE_BOUND) / tau <= largest)
     if bool(bad.any()):
         index = tuple(int(i) for i in bad.nonzero()[0])
