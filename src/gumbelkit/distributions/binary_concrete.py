@@ -73,6 +73,9 @@ class BinaryConcrete(RoundedRelaxation):
         return (y == 0) | (y == 1)
 
     def log_prob_unrounded(self, x: torch.Tensor, value_dtype: torch.dtype) -> torch.Tensor:
+        """``log p(y)`` from the logit-sample ``x = logit(y)``:
+        ``log p_LogitBinaryConcrete(x) + softplus(x) + softplus(-x)``, the end limits
+        at ``x = -+inf``, in the dtype of the parameters and the value."""
         dtype = torch.promote_types(self.temperature.dtype, x.dtype)
         x = x.to(dtype)
         logits, tau = self.logits.to(dtype), self.temperature.to(dtype)

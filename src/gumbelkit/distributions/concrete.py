@@ -92,6 +92,8 @@ class Concrete(RoundedRelaxation):
                 f"kept) or score log-samples with ExpConcrete")
 
     def log_prob_unrounded(self, x: torch.Tensor, value_dtype: torch.dtype) -> torch.Tensor:
+        """``log p(y)`` from the log-sample ``x = log y``: ``log p_ExpConcrete(x) - sum_i x_i``
+        (masked categories excluded), in the dtype of the parameters and the value."""
         log_p = exp_concrete_log_density(self.logits, self.temperature, x)
         jacobian = torch.where(self.logits == -torch.inf, 0.0, x.to(log_p.dtype)).sum(-1)
         return (log_p - jacobian).to(torch.promote_types(self.logits.dtype, value_dtype))
