@@ -349,3 +349,266 @@ def test_docstring_examples(module):
     mod = importlib.import_module(f"gumbelkit.distributions.{module}")
     result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --------------------------------------------------------------------------- the kept sample
+# log_prob of a value must differentiate exactly as for a new instance that never sampled,
+# whatever the value is: the kept unrounded sample may supply accuracy, never a gradient path.
+
+def _draw(d, graph: bool, seed: int = 2):
+    """A sample with (``rsample``) or without (``sample``) a graph to the parameters."""
+    return d.rsample((3,), seed=seed) if graph and d.has_rsample else d.sample((3,), seed=seed)
+
+
+VALUE_KINDS = {
+    # name: (draws with a graph, makes a gradient leaf, value from the draw)
+    "sample": (False, False, lambda y: y),
+    "sample_requires_grad": (False, True, lambda y: y.requires_grad_()),
+    "detached": (True, False, lambda y: y.detach()),
+    "cloned": (True, False, lambda y: y.detach().clone()),
+    "view_as": (True, False, lambda y: y.detach().view_as(y)),
+    "indexed": (True, False, lambda y: y.detach()[...]),
+    "requires_grad": (True, True, lambda y: y.detach().requires_grad_()),
+    "rsample": (True, False, lambda y: y),
+    "rsample_view_as": (True, False, lambda y: y.view_as(y)),
+}
+
+
+def _params(example):
+    logits = logits_for((2, 3), torch.float64, seed=6).requires_grad_()
+    tau = torch.tensor([0.7, 1.3], dtype=torch.float64) if example.event(1) \
+        else torch.full((2, 3), 0.8, dtype=torch.float64)
+    return logits, tau.requires_grad_(example.temperature)
+
+
+def _grads(log_p, params, leaf):
+    weights = torch.linspace(0.5, 1.5, log_p.numel(), dtype=log_p.dtype).reshape(log_p.shape)
+    inputs = [p for p in params if p.requires_grad] + ([leaf] if leaf is not None else [])
+    return torch.autograd.grad((log_p * weights).sum(), inputs, allow_unused=True,
+                               retain_graph=True)
+
+
+def _assert_same_grads(got, expected):
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert (g is None) == (e is None), (g, e)
+        if g is not None:
+            torch.testing.assert_close(g, e, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", list(VALUE_KINDS))
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+def test_log_prob_gradient_equals_a_new_instance(example, kind):
+    """d log_prob(v) / d(logits, temperature, v) is that of an instance that never sampled.
+
+    StraightThrough scores the soft sample behind a hard one with the hard value
+    standing in for it, so its reference is a new base distribution scoring the
+    soft sample prepared the same way (the same draw, detached, viewed, ...).
+    """
+    graph, leaf_kind, prepare = VALUE_KINDS[kind]
+    logits, tau = _params(example)
+    d = example.build(tau, logits)
+    y = _draw(d, graph)
+    if leaf_kind and not y.dtype.is_floating_point:
+        pytest.skip("integer samples cannot require grad")
+    value = prepare(y)
+    leaf = value if leaf_kind else None
+    if isinstance(d, StraightThrough) and kind == "cloned":
+        with pytest.raises(ValueError, match="most recent rsample"):
+            d.log_prob(value)  # a copy of a hard sample has no soft sample behind it
+        return
+    log_p = d.log_prob(value)
+    if isinstance(d, StraightThrough):
+        soft = _draw(example.build(tau, logits).base_dist, graph)
+        ref_value = prepare(soft)
+        ref_leaf = ref_value if leaf_kind else None
+        reference = example.build(tau, logits).base_dist.log_prob(ref_value)
+    else:
+        ref_leaf = leaf
+        reference = example.build(tau, logits).log_prob(value)
+    torch.testing.assert_close(log_p, reference, rtol=1e-12, atol=1e-12)
+    assert log_p.requires_grad == reference.requires_grad
+    _assert_same_grads(_grads(log_p, (logits, tau), leaf),
+                       _grads(reference, (logits, tau), ref_leaf))
+
+
+TORCH_EQUIVALENT = {
+    "Concrete": lambda t, l: torch.distributions.RelaxedOneHotCategorical(t, logits=l),
+    "BinaryConcrete": lambda t, l: torch.distributions.RelaxedBernoulli(t, logits=l),
+    "ExpConcrete":
+        lambda t, l: torch.distributions.relaxed_categorical.ExpRelaxedCategorical(t, logits=l),
+    "LogitBinaryConcrete":
+        lambda t, l: torch.distributions.relaxed_bernoulli.LogitRelaxedBernoulli(t, logits=l),
+}
+
+
+@pytest.mark.parametrize("kind", ["sample", "sample_requires_grad", "detached", "view_as",
+                                  "requires_grad", "rsample"])
+@pytest.mark.parametrize("example", [e for e in REGISTRY if e.name in TORCH_EQUIVALENT],
+                         ids=lambda e: e.name)
+def test_log_prob_gradient_equals_torch(example, kind):
+    """At a moderate temperature torch's relaxations score the same values with the same
+    gradients (torch's own temperature is one scalar, so it is one here too)."""
+    graph, leaf_kind, prepare = VALUE_KINDS[kind]
+    logits = logits_for((2, 3), torch.float64, seed=7).requires_grad_()
+    tau = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+    d = example.build(tau, logits)
+    value = prepare(_draw(d, graph))
+    leaf = value if leaf_kind else None
+    log_p = d.log_prob(value)
+    reference = TORCH_EQUIVALENT[example.name](tau, logits).log_prob(value)
+    torch.testing.assert_close(log_p, reference, rtol=1e-9, atol=1e-9)
+    _assert_same_grads(_grads(log_p, (logits, tau), leaf), _grads(reference, (logits, tau), leaf))
+
+
+# --------------------------------------------------------------------------- Python numbers
+
+@pytest.mark.parametrize("example", REGISTRY, ids=IDS)
+def test_python_number_parameters(example):
+    """Numbers are accepted where torch.distributions accepts them (``broadcast_all``: a
+    tensor of the default dtype): an int temperature everywhere, number logits for the
+    elementwise families; a categorical family needs a category axis, as torch's does."""
+    logits = logits_for((2, 3))
+    if example.temperature:
+        a, b = example.build(2, logits), example.build(2.0, logits)
+        assert torch.equal(a.sample((4,), seed=1), b.sample((4,), seed=1))
+    if example.event(1):
+        with pytest.raises(TypeError, match="must be a torch.Tensor"):
+            example.build(0.5, 0.3)
+        return
+    for number in (0.3, -2):
+        d = example.build(0.5, number, True)
+        reference = example.build(0.5, torch.tensor(float(number)), True)
+        s, r = d.sample((6,), seed=3), reference.sample((6,), seed=3)
+        assert d.batch_shape == () and s.dtype == torch.get_default_dtype()
+        assert torch.equal(s, r)
+        torch.testing.assert_close(d.log_prob(s), reference.log_prob(r), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (BinaryConcrete, torch.distributions.RelaxedBernoulli),
+    (LogitBinaryConcrete, torch.distributions.relaxed_bernoulli.LogitRelaxedBernoulli),
+])
+def test_binary_number_parameters_like_torch(ours, theirs):
+    d, t = ours(0.5, 0.3, validate_args=True), theirs(torch.tensor(0.5), 0.3)
+    assert d.batch_shape == t.batch_shape == ()
+    torch.testing.assert_close(d.probs, t.probs)
+    value = torch.tensor([0.2, 0.4, 0.9])
+    torch.testing.assert_close(d.log_prob(value), t.log_prob(value))
+    d, t = ours(0.5, logits=-1), theirs(torch.tensor(0.5), logits=-1)
+    torch.testing.assert_close(d.log_prob(value), t.log_prob(value))
+    with pytest.raises(ValueError, match=r"probs must lie in \(0, 1\), got 1\.29"):
+        ours(0.5, 1.3)
+    with pytest.raises(ValueError, match="logits must be finite everywhere, got nan"):
+        ours(0.5, logits=math.nan)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        ours(0, 0.3)
+    outside = torch.tensor(1.5 if ours is BinaryConcrete else math.nan)
+    with pytest.raises(ValueError, match="Expected value argument"):
+        ours(0.5, 0.3, validate_args=True).log_prob(outside)
+
+
+def test_hard_concrete_number_parameters():
+    d = HardConcrete(0.3, 1, -1, 2)
+    reference = HardConcrete(torch.tensor(0.3), 1.0, -1.0, 2.0)
+    assert d.batch_shape == () and (d.gamma, d.zeta) == (-1.0, 2.0)
+    z = d.sample((50,), seed=4)
+    assert z.dtype == torch.get_default_dtype() and torch.equal(z, reference.sample((50,), seed=4))
+    torch.testing.assert_close(d.log_prob(z), reference.log_prob(z), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="logits must be finite everywhere, got inf"):
+        HardConcrete(math.inf)
+
+
+# --------------------------------------------------------------------------- overflow
+
+OVERFLOW_CASES = {
+    "logits 3e38, tau 0.5": ([3e38, 0.0, 1.0], torch.float32, 0.5),
+    "logits 1e30, tau 1e-9": ([1e30, 0.0, 1.0], torch.float32, 1e-9),
+    "tau 1e-38": ([0.5, 0.0, 1.0], torch.float32, 1e-38),
+    "float64 logits 1e308, tau 0.1": ([1e308, 0.0, 1.0], torch.float64, 0.1),
+    "tau 1e39": ([0.5, 0.0, 1.0], torch.float32, 1e39),
+    "tau 3e38": ([0.5, 0.0, 1.0], torch.float32, 3e38),
+}
+
+
+def _finite_or_clear_error(op, tau: float, phrase: str = "overflow"):
+    """Run ``op``: it returns a result without NaN, or raises a ValueError that says
+    what overflowed, names the temperature and gives the allowed range."""
+    try:
+        out = op()
+    except ValueError as error:
+        message = str(error)
+        assert phrase in message and f"{tau:.6g}" in message and "allowed" in message, message
+        return None
+    if isinstance(out, torch.Tensor):
+        assert not bool(torch.isnan(out).any()), out
+    return out
+
+
+@pytest.mark.parametrize("per_row", [False, True], ids=["float", "tensor"])
+@pytest.mark.parametrize("case", list(OVERFLOW_CASES))
+@pytest.mark.parametrize("example", [e for e in REGISTRY if e.temperature], ids=lambda e: e.name)
+def test_logits_over_temperature_overflow(example, case, per_row):
+    """Where ``logits / temperature`` overflows the compute dtype, sampling returns the
+    correct finite sample or raises "logits / temperature overflow" (never NaN), and
+    log_prob of own samples is finite; log_prob of other values is never NaN."""
+    values, dtype, tau = OVERFLOW_CASES[case]
+    logits = torch.tensor(values, dtype=dtype)
+    temperature = tau
+    if per_row:
+        shape = logits.shape[:-1] if example.event(1) else logits.shape
+        temperature = torch.full(shape, tau, dtype=torch.float64)
+    d = _finite_or_clear_error(lambda: example.build(temperature, logits, True), tau,
+                               "logits / temperature overflow")
+    if d is None:
+        return
+    other = example.build(1.0, torch.zeros_like(logits)).sample((4,), seed=1)
+    for draw in (d.sample, d.rsample) if d.has_rsample else (d.sample,):
+        y = _finite_or_clear_error(lambda draw=draw: draw((4,), seed=0), tau,
+                                   "logits / temperature overflow")
+        if y is not None:
+            assert bool(y.isfinite().all()) and bool(d.support.check(y).all())
+            assert bool(d.log_prob(y).isfinite().all())
+    if not isinstance(d, StraightThrough):
+        _finite_or_clear_error(lambda: d.log_prob(other), tau)
+
+
+@pytest.mark.parametrize("case", list(OVERFLOW_CASES))
+def test_relaxed_topk_overflow(case):
+    values, dtype, tau = OVERFLOW_CASES[case]
+    d = GumbelTopK(torch.tensor(values, dtype=dtype), k=2)
+    khot = _finite_or_clear_error(lambda: d.relaxed_rsample(tau, (4,), seed=0), tau,
+                                  "logits / temperature overflow")
+    if khot is not None:
+        assert bool(khot.isfinite().all())
+
+
+@pytest.mark.parametrize("case", list(OVERFLOW_CASES))
+@pytest.mark.parametrize("cls", [BinaryConcrete, LogitBinaryConcrete])
+def test_icdf_overflow(cls, case):
+    values, dtype, tau = OVERFLOW_CASES[case]
+    q = torch.tensor([[0.2], [0.5], [0.9]], dtype=dtype)
+    d = _finite_or_clear_error(lambda: cls(tau, logits=torch.tensor(values, dtype=dtype)), tau,
+                               "logits / temperature overflow")
+    if d is not None:
+        out = _finite_or_clear_error(lambda: d.icdf(q), tau, "logits / temperature overflow")
+        assert out is None or bool(out.isfinite().all())
+
+
+@pytest.mark.parametrize("example", [e for e in REGISTRY if e.temperature and e.pathwise],
+                         ids=lambda e: e.name)
+def test_small_temperature_gradient_is_not_nan(example):
+    """At tau = 1e-20 most relaxed entries saturate (gradient 0); the temperature's
+    gradient must not turn that 0 into NaN through an underflowing tau * tau."""
+    logits = logits_for((3, 4)).requires_grad_()
+    tau = torch.tensor(1e-20, requires_grad=True)
+    d = example.build(tau, logits)
+    y = d.rsample((20,), seed=0)
+    # log- and logit-samples scale like 1 / tau: their own tau-derivative (of order
+    # 1 / tau**2) overflows, so test the relaxed sample they stand for
+    if example.name == "LogitBinaryConcrete":
+        y = torch.sigmoid(y)
+    if example.name == "ExpConcrete":
+        y = y.exp()
+    grads = torch.autograd.grad((y * torch.arange(4.0)).sum(), (logits, tau))
+    assert all(bool(g.isfinite().all()) for g in grads), grads

@@ -166,3 +166,24 @@ def test_exp_concrete_off_support_values_have_zero_density():
     on_simplex = torch.tensor([[0.0, 0.3, 0.7], [0.2, 0.5, 0.3]]).log()
     lp = d.log_prob(on_simplex)
     assert lp[0] == -math.inf and lp[1].isfinite()
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["detached", "rsample"])
+def test_low_temperature_gradient_is_the_log_space_one(graph):
+    """At tau = 0.01 most samples have entries that underflow (to 0 or below the smallest
+    normal float32): log_prob of a detached sample differentiates as the score function,
+    and of the rsample'd tensor itself as the total derivative, both exactly as the
+    log-space density of the unrounded log-sample does, and finite."""
+    logits = (3 * torch.randn(4, 5, generator=torch.Generator().manual_seed(0))).requires_grad_()
+    d = Concrete(0.01, logits=logits)
+    y = d.rsample((2_000,), seed=0)
+    tiny = torch.finfo(torch.float32).smallest_normal
+    assert bool(((y > 0) & (y < tiny)).any()) and bool((y == 0).any())
+    log_p = d.log_prob(y if graph else y.detach())
+    (grad,) = torch.autograd.grad(log_p.sum(), logits)
+    base = ExpConcrete(0.01, logits=logits)
+    x = base.rsample((2_000,), seed=0)
+    x = x if graph else x.detach()
+    (expected,) = torch.autograd.grad((base.log_prob(x) - x.sum(-1)).sum(), logits)
+    assert bool(grad.isfinite().all())
+    torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-3)

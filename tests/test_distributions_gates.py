@@ -130,3 +130,22 @@ def test_hard_concrete_rsample_gradient():
     assert bool(at_end.any()) and bool((~at_end).any())
     assert bool((logits.grad[at_end] == 0).all()) and bool((logits.grad[~at_end] > 0).all())
     torch.testing.assert_close(z, gumbelkit.hard_concrete(logits, seed=3))
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["detached", "rsample"])
+def test_binary_concrete_low_temperature_gradient_is_the_log_space_one(graph):
+    """At tau = 0.01 most samples round to 0 or 1: the gradient of log_prob is that of the
+    logit-space density of the unrounded logit-sample (score only for a detached
+    sample, score plus pathwise for the rsample'd tensor itself)."""
+    logits = (3 * torch.randn(4, 5, generator=torch.Generator().manual_seed(0))).requires_grad_()
+    d = BinaryConcrete(0.01, logits=logits)
+    y = d.rsample((2_000,), seed=0)
+    assert ((y == 0) | (y == 1)).float().mean() > 0.5
+    (grad,) = torch.autograd.grad(d.log_prob(y if graph else y.detach()).sum(), logits)
+    base = LogitBinaryConcrete(0.01, logits=logits)
+    x = base.rsample((2_000,), seed=0)
+    x = x if graph else x.detach()
+    jacobian = torch.nn.functional.softplus(x) + torch.nn.functional.softplus(-x)
+    (expected,) = torch.autograd.grad((base.log_prob(x) + jacobian).sum(), logits)
+    assert bool(grad.isfinite().all())
+    torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-3)

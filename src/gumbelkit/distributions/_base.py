@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Distribution
 
 from .._validate import Temperature
-from ._common import SampleCache, SeedLike, ShapeLike, describe
+from ._common import Parameter, SampleCache, SeedLike, ShapeLike, describe
 
 
 class SeededDistribution(Distribution):
@@ -57,14 +57,27 @@ class RoundedRelaxation(SeededDistribution):
     ``rsample`` keeps ``u`` (in the noise dtype) of the tensor it returns, so
     ``log_prob`` can score that tensor even where ``y`` rounded to a boundary
     value (see :class:`SampleCache`). Subclasses set ``base_cls`` (whose
-    ``sample_in_noise_dtype`` draws ``u``) and define ``_transform``.
+    ``sample_in_noise_dtype`` draws ``u``) and define ``_transform``, its
+    inverse ``_inverse``, ``_at_boundary`` (where the inverse is infinite) and
+    ``log_prob_unrounded`` (the log density from ``u``).
+
+    The kept ``u`` enters ``log_prob`` as a value only: ``log_prob(value)`` has
+    the autograd graph of ``log_prob_unrounded(_inverse(value))``, the score of the
+    parameters plus the dependence on ``value`` (and through it on whatever
+    produced ``value``), exactly as for a new instance that never sampled.
+    Where ``value`` is on the boundary (an entry rounded to 0 or 1) the
+    derivative of the inverse is infinite, and below the smallest normal number
+    it overflows; at such entries of a value with a kept ``u`` the gradient
+    with respect to ``value`` is 0, and, for the tensor ``rsample`` returned
+    itself, the dependence on the parameters through the sample runs through
+    ``u`` (the chain rule through the rounded entry would give ``inf * 0``).
     """
 
     base_cls: type
     _batched = ("base_dist",)
 
-    def __init__(self, temperature: Temperature, probs: torch.Tensor | None = None,
-                 logits: torch.Tensor | None = None, validate_args: bool | None = None) -> None:
+    def __init__(self, temperature: Temperature, probs: Parameter | None = None,
+                 logits: Parameter | None = None, validate_args: bool | None = None) -> None:
         self.base_dist = self.base_cls(temperature, probs=probs, logits=logits,
                                        validate_args=False)
         self._refresh()
@@ -92,6 +105,38 @@ class RoundedRelaxation(SeededDistribution):
     def kept_sample(self, value: torch.Tensor) -> torch.Tensor | None:
         """The unrounded ``u`` behind ``value`` if ``value`` is the last sample, else None."""
         return self._cache.lookup(value)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        u = self.unrounded(value, self._cache.lookup(value), self._cache.holds(value))
+        return self.log_prob_unrounded(u, value.dtype)
+
+    def unrounded(self, value: torch.Tensor, kept: torch.Tensor | None,
+                  is_sample: bool) -> torch.Tensor:
+        """``_inverse(value)`` with the autograd graph of computing it from ``value``.
+
+        ``kept``: the unrounded ``u`` behind ``value`` (or None): its value
+        replaces ``_inverse(value)``, which rounding may have moved or made
+        infinite. ``is_sample``: ``value`` is the tensor ``rsample`` returned
+        with ``kept``, so its graph is ``transform(kept)`` and ``kept``'s own
+        graph stands in for it at rounded entries (on the boundary, or below
+        the smallest normal number, where ``1 / value`` overflows and the chain
+        rule through ``value`` would give ``inf * 0``).
+        """
+        boundary = self._at_boundary(value)
+        inverse = self._inverse(torch.where(boundary, 0.5, value))
+        if kept is None:
+            self._check_boundary(value, boundary)
+            return torch.where(boundary, self._inverse(value.detach()), inverse)
+        exact = kept.detach()
+        # forward: exactly the kept value; backward: the derivative of the inverse at value
+        reattached = exact + (inverse - inverse.detach())
+        rounded = boundary | (value.abs() < torch.finfo(value.dtype).smallest_normal)
+        return torch.where(rounded, kept if is_sample else exact, reattached)
+
+    def _check_boundary(self, value: torch.Tensor, boundary: torch.Tensor) -> None:
+        """Raise where a boundary value has no density (a value without a kept sample)."""
 
 
 class DirectRelaxation(SeededDistribution):

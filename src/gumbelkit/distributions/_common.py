@@ -4,6 +4,7 @@ and the support constraints that accept the distributions' own rounded samples."
 from __future__ import annotations
 
 import math
+from numbers import Real
 
 import torch
 from torch.distributions import constraints
@@ -14,13 +15,26 @@ from .._validate import (
     check_broadcasts_to,
     check_finite,
     check_logits,
-        check_probs,
+    check_probs,
     check_temperature,
     check_unit_interval,
 )
 
 SeedLike = int | torch.Tensor | None
 ShapeLike = tuple[int, ...] | torch.Size
+Parameter = torch.Tensor | float
+
+NOISE_BOUND = 23.0
+"""A bound on ``|noise|`` for every random word: Gumbel noise lies in about [-3.1, 22.87]
+and logistic noise in about [-22.2, 22.2] (see :mod:`gumbelkit._rng`)."""
+
+
+def as_tensor(value: Parameter | None) -> torch.Tensor | None:
+    """A Python number as a tensor of the default dtype (as ``broadcast_all`` makes it in
+    ``torch.distributions``); tensors and None pass unchanged."""
+    if isinstance(value, Real) and not isinstance(value, bool):
+        return torch.tensor(float(value), dtype=torch.get_default_dtype())
+    return value
 
 
 def categorical_logits(probs: torch.Tensor | None, logits: torch.Tensor | None) -> torch.Tensor:
@@ -37,8 +51,12 @@ def categorical_logits(probs: torch.Tensor | None, logits: torch.Tensor | None) 
     return torch.log(probs / probs.sum(-1, keepdim=True))
 
 
-def binary_logits(probs: torch.Tensor | None, logits: torch.Tensor | None) -> torch.Tensor:
-    """Bernoulli logits from exactly one of finite ``logits`` or ``probs`` in (0, 1)."""
+def binary_logits(probs: Parameter | None, logits: Parameter | None) -> torch.Tensor:
+    """Bernoulli logits from exactly one of finite ``logits`` or ``probs`` in (0, 1).
+
+    Either may be a Python number (a tensor of the default dtype, batch shape ``()``).
+    """
+    probs, logits = as_tensor(probs), as_tensor(logits)
     if (probs is None) == (logits is None):
         raise ValueError("give exactly one of probs or logits")
     if logits is not None:
@@ -53,7 +71,9 @@ def batch_temperature(temperature: Temperature, batch_shape: torch.Size,
     """A temperature > 0 as a tensor expanded to ``batch_shape`` (noise dtype of ``like``).
 
     A tensor temperature gives one temperature per batch element: it must
-    broadcast to the batch shape without enlarging it.
+    broadcast to the batch shape without enlarging it. Every temperature must
+    be representable in the noise dtype (float32, or float64 for float64
+    logits): one that rounds to 0 or infinity there is a ``ValueError``.
     """
     check_temperature(temperature, name="temperature")
     dtype = _rng.noise_dtype(like.dtype)
@@ -61,8 +81,54 @@ def batch_temperature(temperature: Temperature, batch_shape: torch.Size,
         check_broadcasts_to(temperature.shape, tuple(batch_shape), "temperature",
                             " (a per-row temperature has the batch shape, without a trailing "
                             "size-1 category axis)")
-        return temperature.to(dtype=dtype, device=like.device).expand(batch_shape)
-    return torch.tensor(temperature, dtype=dtype, device=like.device).expand(batch_shape)
+        converted = temperature.to(dtype=dtype, device=like.device)
+    else:
+        converted = torch.tensor(temperature, dtype=dtype, device=like.device)
+    lost = (converted.detach() == 0) | torch.isinf(converted.detach())
+    if bool(lost.any()):
+        given = temperature.detach()[tuple(lost.nonzero()[0].tolist())] \
+            if isinstance(temperature, torch.Tensor) and temperature.dim() > 0 else temperature
+        finfo = torch.finfo(dtype)
+        raise ValueError(f"logits / temperature overflow: temperature {float(given):.6g} does not "
+                         f"fit {_dtype_name(dtype)}, the dtype the distribution computes in "
+                         f"(allowed: {finfo.smallest_normal * finfo.eps:.6g} <= temperature <= "
+                         f"{finfo.max:.6g})")
+    return converted.expand(batch_shape)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def check_scaled_range(logits: torch.Tensor, temperature: torch.Tensor, categorical: bool,
+                       what: str = "sample") -> None:
+    """Raise ``ValueError`` unless ``(logits + noise) / temperature`` fits the temperature's
+    (noise) dtype for every noise value, i.e. ``(|logits| + NOISE_BOUND) / tau <= max``.
+
+    Masked (``-inf``) logits are ignored. ``categorical``: ``logits`` has a category
+    axis last and ``temperature`` one value per row. Where the scaled logits
+    overflow, the relaxed sample (or its log-/logit-sample, which ``log_prob``
+    scores) is not representable, so the distribution raises instead of
+    returning ``inf``/NaN.
+    """
+    dtype = temperature.dtype
+    largest = torch.finfo(dtype).max
+    magnitude = logits.detach().to(dtype).abs().nan_to_num(posinf=0.0)
+    tau = temperature.detach()
+    if magnitude.numel() == 0 or (magnitude.max() + NOISE_BOUND) / tau.min() <= largest:
+        return  # the largest logit over the smallest temperature fits: every element does
+    if categorical:
+        tau = tau.unsqueeze(-1)
+    magnitude, tau = torch.broadcast_tensors(magnitude, tau)
+    bad = ~((magnitude + NOISE_BOUND) / tau <= largest)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"logits / temperature overflow: |logits| = {float(magnitude[index]):.6g} with "
+            f"temperature {float(tau[index]):.6g} (at index {index}) overflows "
+            f"{_dtype_name(dtype)} in the {what}; allowed: (|logits| + {NOISE_BOUND:g}) / "
+            f"temperature <= {largest:.6g}"
+            + (" (logits normalised to logsumexp 0 per row)" if categorical else ""))
 
 
 def noise(kind: str, shape: torch.Size, seed: SeedLike, generator: torch.Generator | None,
@@ -89,11 +155,45 @@ def noise(kind: str, shape: torch.Size, seed: SeedLike, generator: torch.Generat
     return out.reshape(shape)
 
 
+class _DivideByTemperature(torch.autograd.Function):
+    """``z / tau`` whose backward never forms ``0 * inf``.
+
+    torch's division backward computes ``d/d tau`` as ``-grad * z / (tau * tau)``:
+    at a small ``tau`` the product ``tau * tau`` underflows to 0, so a saturated
+    entry (``grad = 0``, e.g. a Concrete entry that is exactly 0 or 1) gives
+    ``0 * inf = NaN``. Here ``d/d tau = -sum(grad * (z / tau)) / tau``, summed over
+    the entries ``tau`` broadcasts to, which is 0 wherever ``grad`` is, and only
+    overflows where the true derivative does.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z, temperature)
+        return z / temperature
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        z, temperature = ctx.saved_tensors
+        grad_z = grad_tau = None
+        if ctx.needs_input_grad[0]:
+            grad_z = (grad / temperature).sum_to_size(z.shape)
+        if ctx.needs_input_grad[1]:
+            moment = (grad * (z / temperature)).sum_to_size(temperature.shape)
+            grad_tau = -moment / temperature
+        return grad_z, grad_tau
+
+
 def divide_unmasked(perturbed: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
     """``perturbed / temperature`` with masked (``-inf``) entries kept at ``-inf`` and
-    out of the temperature's gradient (``d(-inf / tau)/d tau`` would be NaN)."""
+    out of the temperature's gradient (``d(-inf / tau)/d tau`` would be NaN).
+
+    The temperature's gradient is formed without ``0 * inf`` (see
+    :class:`_DivideByTemperature`), so saturated samples at a small ``tau`` give 0,
+    not NaN.
+    """
     masked = perturbed == -torch.inf
-    return torch.where(masked, -torch.inf, torch.where(masked, 0.0, perturbed) / temperature)
+    safe = torch.where(masked, 0.0, perturbed)
+    return torch.where(masked, -torch.inf, _DivideByTemperature.apply(safe, temperature))
 
 
 def describe(name: str, **params: float | torch.Tensor) -> str:
@@ -111,16 +211,18 @@ def describe(name: str, **params: float | torch.Tensor) -> str:
 
 
 class SampleCache:
-    """The last sample a distribution returned, with a companion tensor computed with it.
+    """The last sample a distribution returned, with a companion computed with it.
 
     Relaxed samples round: a Concrete sample at temperature 0.01 has entries that
     underflow to exactly 0, a Binary Concrete sample entries that round to exactly
     0 or 1, and ``log(y)`` can no longer recover the density. ``rsample`` keeps the
-    unrounded log- or logit-sample here and ``log_prob`` uses it when it is given
-    that very sample again (like ``TransformedDistribution`` with ``cache_size=1``).
-    A value matches when it views the same memory with the same shape, strides,
-    dtype and version counter: the returned tensor, or ``.detach()`` of it, but
-    not a copy, and not after an in-place change.
+    unrounded log- or logit-sample here and ``log_prob`` uses its value when it is
+    given that very sample again (like ``TransformedDistribution`` with
+    ``cache_size=1``). A value matches when it views the same memory with the same
+    shape, strides, dtype and version counter: the returned tensor, ``.detach()``
+    or an identity view of it, but not a copy, and not after an in-place change.
+    How ``log_prob`` uses the companion without changing the gradient is
+    described in :class:`gumbelkit.distributions._base.RoundedRelaxation`.
     """
 
     def __init__(self) -> None:
@@ -136,10 +238,14 @@ class SampleCache:
     def remember(self, sample: torch.Tensor, companion: torch.Tensor) -> None:
         self._sample, self._key, self._companion = sample, self._key_of(sample), companion
 
-    def lookup(self, value: torch.Tensor) -> torch.Tensor | None:
+    def lookup(self, value: torch.Tensor) -> object | None:
         if self._sample is None or value.numel() == 0 or self._key_of(value) != self._key:
             return None
         return self._companion
+
+    def holds(self, value: torch.Tensor) -> bool:
+        """Whether ``value`` is the very tensor object remembered, unchanged."""
+        return value is self._sample and self._key_of(value) == self._key
 
 
 def _tolerance(value: torch.Tensor) -> float:

@@ -29,17 +29,20 @@ class BinaryConcrete(RoundedRelaxation):
 
     Replaces ``torch.distributions.RelaxedBernoulli``: at low ``tau`` samples
     round to exactly 0 or 1, so ``rsample``/``sample`` keep the unrounded
-    logit-sample of the tensor they return and ``log_prob`` uses it when given
-    that tensor (or ``.detach()`` of it) again, which keeps ``log_prob`` of own
-    samples finite. Any other value is scored through ``logit(y)``; at exactly
-    0 or 1 that is the limit of the density: ``+inf`` for ``tau < 1``, ``-inf``
-    for ``tau > 1``, ``log tau -+ logits`` (at 0 / at 1) for ``tau = 1``.
+    logit-sample of the tensor they return and ``log_prob`` uses its value when
+    given that tensor (or ``.detach()`` or an identity view of it) again, which
+    keeps ``log_prob`` of own samples finite; the gradient is that of scoring
+    ``logit(y)``, as for a new instance. Any other value is scored through
+    ``logit(y)``; at exactly 0 or 1 that is the limit of the density: ``+inf``
+    for ``tau < 1``, ``-inf`` for ``tau > 1``, ``log tau -+ logits`` (at 0 / at
+    1) for ``tau = 1``.
 
     Args:
         temperature: ``tau > 0`` and finite: a float or a tensor broadcasting to
             the batch shape (the shape of ``logits``).
-        probs: Bernoulli probabilities strictly inside (0, 1).
-        logits: finite Bernoulli logits. Exactly one of ``probs``/``logits``.
+        probs: Bernoulli probabilities strictly inside (0, 1), a tensor or a number.
+        logits: finite Bernoulli logits, a tensor or a number. Exactly one of
+            ``probs``/``logits``.
 
     Example:
         >>> d = BinaryConcrete(0.01, logits=torch.zeros(5))
@@ -63,12 +66,16 @@ class BinaryConcrete(RoundedRelaxation):
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(x)
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        x = self.kept_sample(value)
-        if x is None:
-            x = logit(value)
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return logit(y)
+
+    def _at_boundary(self, y: torch.Tensor) -> torch.Tensor:
+        return (y == 0) | (y == 1)
+
+    def log_prob_unrounded(self, x: torch.Tensor, value_dtype: torch.dtype) -> torch.Tensor:
+        """``log p(y)`` from the logit-sample ``x = logit(y)``:
+        ``log p_LogitBinaryConcrete(x) + softplus(x) + softplus(-x)``, the end limits
+        at ``x = -+inf``, in the dtype of the parameters and the value."""
         dtype = torch.promote_types(self.temperature.dtype, x.dtype)
         x = x.to(dtype)
         logits, tau = self.logits.to(dtype), self.temperature.to(dtype)
@@ -79,7 +86,7 @@ class BinaryConcrete(RoundedRelaxation):
         growth = torch.where(tau < 1, torch.inf, torch.where(tau > 1, -torch.inf, 0.0))
         end_limit = torch.log(tau) + torch.where(x > 0, logits, -logits) + growth
         log_p = torch.where(at_end, end_limit, inside)
-        return log_p.to(torch.promote_types(self.logits.dtype, value.dtype))
+        return log_p.to(torch.promote_types(self.logits.dtype, value_dtype))
 
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
         """``P(Y <= y) = sigmoid(tau logit(y) - logits)`` (0 at y = 0, 1 at y = 1)."""
@@ -90,4 +97,6 @@ class BinaryConcrete(RoundedRelaxation):
     def icdf(self, value: torch.Tensor) -> torch.Tensor:
         """``sigmoid((logits + logit(q)) / tau)`` for ``q`` in [0, 1]."""
         check_unit_interval(value, "q", closed=True)
-        return torch.sigmoid(self.base_dist.icdf(value))
+        # not through base_dist.icdf: where (logits + logit(q)) / tau overflows, the
+        # logit-sample has no float value but sigmoid of the infinity is the exact 0 or 1
+        return torch.sigmoid((self.logits + logit(value)) / self.temperature)

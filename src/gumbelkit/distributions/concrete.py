@@ -30,8 +30,10 @@ class Concrete(RoundedRelaxation):
     * ``log_prob`` of own samples is finite down to ``tau = 0.01`` (torch's is
       NaN for most samples there): at low ``tau`` entries of ``y`` underflow to
       exactly 0, so ``rsample``/``sample`` keep the unrounded log-sample of the
-      tensor they return and ``log_prob`` uses it when given that tensor (or
-      ``.detach()`` of it) again. Any other value is scored through ``log(y)``;
+      tensor they return and ``log_prob`` uses its value when given that tensor
+      (or ``.detach()`` or an identity view of it) again; the gradient is that of
+      scoring ``log(y)``, as for a new instance (the score function for a
+      detached value). Any other value is scored through ``log(y)``;
       if an unmasked entry of it is exactly 0 the density is undefined there
       (on the boundary of the simplex it is 0, infinite or direction-dependent)
       and ``log_prob`` raises ``ValueError``: score such values with
@@ -73,23 +75,28 @@ class Concrete(RoundedRelaxation):
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
         return x.exp()
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        x = self.kept_sample(value)
-        if x is None:
-            unmasked_zero = (value == 0) & (self.logits > -torch.inf)
-            if bool(unmasked_zero.any()):
-                index = tuple(int(i) for i in unmasked_zero.nonzero()[0])
-                raise ValueError(
-                    f"value is exactly 0 at index {index} for a category with positive "
-                    f"probability: the Concrete density is undefined on the boundary of the "
-                    f"simplex. Pass the tensor rsample()/sample() returned (its log-sample is "
-                    f"kept) or score log-samples with ExpConcrete")
-            x = torch.log(value)
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.log(y)
+
+    def _at_boundary(self, y: torch.Tensor) -> torch.Tensor:
+        return y == 0
+
+    def _check_boundary(self, value: torch.Tensor, boundary: torch.Tensor) -> None:
+        unmasked_zero = boundary & (self.logits > -torch.inf)
+        if bool(unmasked_zero.any()):
+            index = tuple(int(i) for i in unmasked_zero.nonzero()[0])
+            raise ValueError(
+                f"value is exactly 0 at index {index} for a category with positive "
+                f"probability: the Concrete density is undefined on the boundary of the "
+                f"simplex. Pass the tensor rsample()/sample() returned (its log-sample is "
+                f"kept) or score log-samples with ExpConcrete")
+
+    def log_prob_unrounded(self, x: torch.Tensor, value_dtype: torch.dtype) -> torch.Tensor:
+        """``log p(y)`` from the log-sample ``x = log y``: ``log p_ExpConcrete(x) - sum_i x_i``
+        (masked categories excluded), in the dtype of the parameters and the value."""
         log_p = exp_concrete_log_density(self.logits, self.temperature, x)
         jacobian = torch.where(self.logits == -torch.inf, 0.0, x.to(log_p.dtype)).sum(-1)
-        return (log_p - jacobian).to(torch.promote_types(self.logits.dtype, value.dtype))
+        return (log_p - jacobian).to(torch.promote_types(self.logits.dtype, value_dtype))
 
 
 RelaxedOneHotCategorical = Concrete

@@ -13,6 +13,7 @@ from ._common import (
     ShapeLike,
     batch_temperature,
     categorical_logits,
+    check_scaled_range,
     divide_unmasked,
     log_simplex,
     noise,
@@ -39,10 +40,21 @@ def exp_concrete_log_density(logits: torch.Tensor, temperature: torch.Tensor,
     masked = logits == -torch.inf
     off_support = (masked & (x > -torch.inf)) | (~masked & (x == -torch.inf))
     drop = masked | off_support
-    a = torch.where(drop, 0.0, logits) - tau * torch.where(drop, 0.0, x)
+    scaled = tau * torch.where(drop, 0.0, x)
+    overflow = torch.isinf(scaled.detach())
+    if bool(overflow.any()):
+        index = tuple(int(i) for i in overflow.nonzero()[0])
+        raise ValueError(
+            f"temperature * log-sample overflow in log_prob: temperature "
+            f"{float(tau.detach().expand_as(x)[index]):.6g} times x = "
+            f"{float(x.detach()[index]):.6g} (at index {index}) overflows "
+            f"{str(dtype).removeprefix('torch.')}; allowed: |temperature * x| <= "
+            f"{torch.finfo(dtype).max:.6g}")
+    a = torch.where(drop, 0.0, logits) - scaled
     n = (~masked).sum(-1).to(dtype)
     lse = a.masked_fill(masked, -torch.inf).logsumexp(-1)
-    body = a.masked_fill(masked, 0.0).sum(-1) - n * lse
+    # sum_i (a_i - lse): each term is <= 0, so the sum cannot overflow where sum_i a_i would
+    body = (a - lse.unsqueeze(-1)).masked_fill(masked, 0.0).sum(-1)
     log_p = torch.lgamma(n) + (n - 1) * torch.log(temperature) + body
     return log_p.masked_fill(off_support.any(-1), -torch.inf)
 
@@ -102,6 +114,7 @@ class ExpConcrete(DirectRelaxation):
         :func:`gumbelkit.gumbel_softmax` on logits expanded to that shape; ``seed`` may
         also be one seed per batch row (rows are then keyed by their sample index).
         """
+        check_scaled_range(self.logits, self.temperature, categorical=True)
         sample_shape = torch.Size(sample_shape)
         shape = self._extended_shape(sample_shape)
         g = noise("gumbel", shape, seed, generator, self.logits, len(sample_shape))

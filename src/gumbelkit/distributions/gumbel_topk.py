@@ -14,6 +14,7 @@ from ._common import (
     ShapeLike,
     batch_temperature,
     categorical_logits,
+    check_scaled_range,
     divide_unmasked,
     noise,
     ordered_subset,
@@ -138,7 +139,9 @@ class GumbelTopK(SeededDistribution):
                 :meth:`sample` returns for the same ``seed``), backward the
                 relaxed gradient.
         """
-        tau = batch_temperature(temperature, self.batch_shape, self.logits).unsqueeze(-1)
+        tau = batch_temperature(temperature, self.batch_shape, self.logits)
+        check_scaled_range(self.logits, tau, categorical=True, what="relaxed sample")
+        tau = tau.unsqueeze(-1)
         perturbed = self._perturbed(sample_shape, seed, generator)
         alpha = perturbed
         khot = torch.zeros_like(perturbed)

@@ -12,7 +12,7 @@ from torch.distributions import constraints
 from .._validate import Temperature, check_finite, check_stretch
 from ..functional import hard_concrete, hard_concrete_deterministic, hard_concrete_prob_nonzero
 from ._base import SeededDistribution
-from ._common import SeedLike, ShapeLike, batch_temperature
+from ._common import Parameter, SeedLike, ShapeLike, as_tensor, batch_temperature
 from .logit_binary_concrete import logistic_log_density, logit
 
 __all__ = ["HardConcrete"]
@@ -54,7 +54,7 @@ class HardConcrete(SeededDistribution):
     pathwise gradient inside. No torch or Pyro class exists for it.
 
     Args:
-        logits: ``log alpha``, finite.
+        logits: ``log alpha``, finite: a tensor or a number.
         temperature: ``tau > 0`` (default 2/3, the paper's beta): a float or a
             tensor broadcasting to the shape of ``logits``.
         gamma: lower stretch limit, finite and < 0 (default -0.1).
@@ -73,9 +73,10 @@ class HardConcrete(SeededDistribution):
     _shared = ("gamma", "zeta")
     _shown = ("logits", "temperature", "gamma", "zeta")
 
-    def __init__(self, logits: torch.Tensor, temperature: Temperature = 2.0 / 3.0,
+    def __init__(self, logits: Parameter, temperature: Temperature = 2.0 / 3.0,
                  gamma: float = -0.1, zeta: float = 1.1,
                  validate_args: bool | None = None) -> None:
+        logits = as_tensor(logits)
         check_finite(logits, "logits")
         self.gamma, self.zeta = check_stretch(gamma, zeta)
         self.logits = logits
@@ -123,7 +124,8 @@ class HardConcrete(SeededDistribution):
         logits = self.logits.to(tau.dtype)
         low = torch.full_like(logits, self._lower_logit)
         high = torch.full_like(logits, self._upper_logit)
-        step = torch.minimum(torch.maximum(logits / tau, low), high)
+        # clamp before dividing: logits / tau may overflow, the clamped quotient cannot
+        step = torch.minimum(torch.maximum(logits, low * tau), high * tau) / tau
         t = tau.unsqueeze(-1)
         l = logits.unsqueeze(-1)
 

@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
 from .._validate import Temperature, check_unit_interval
 from ._base import DirectRelaxation
-from ._common import SeedLike, ShapeLike, batch_temperature, binary_logits, noise
+from ._common import (
+    Parameter,
+    SeedLike,
+    ShapeLike,
+    batch_temperature,
+    binary_logits,
+    check_scaled_range,
+    divide_unmasked,
+    noise,
+)
 
 __all__ = ["LogitBinaryConcrete"]
 
 
 def logistic_log_density(x: torch.Tensor, logits: torch.Tensor,
                          temperature: torch.Tensor) -> torch.Tensor:
-    """``log p(x) = log tau + u - 2 softplus(u)`` with ``u = logits - tau x``."""
+    """``log p(x) = log tau + u - 2 softplus(u)`` with ``u = logits - tau x``.
+
+    Evaluated as ``log tau - |u| - 2 log1p(exp(-|u|))`` (the same function), which
+    stays finite wherever ``u`` is: ``2 softplus(u)`` alone overflows for ``u``
+    above half the largest float.
+    """
     u = logits - temperature * x
-    return torch.log(temperature) + u - 2 * F.softplus(u)
+    magnitude = u.abs()
+    return torch.log(temperature) - magnitude - 2 * torch.log1p(torch.exp(-magnitude))
 
 
 def logit(q: torch.Tensor) -> torch.Tensor:
@@ -42,8 +56,9 @@ class LogitBinaryConcrete(DirectRelaxation):
     Args:
         temperature: ``tau > 0`` and finite: a float or a tensor broadcasting to
             the batch shape (the shape of ``logits``).
-        probs: Bernoulli probabilities strictly inside (0, 1).
-        logits: finite Bernoulli logits. Exactly one of ``probs``/``logits``.
+        probs: Bernoulli probabilities strictly inside (0, 1), a tensor or a number.
+        logits: finite Bernoulli logits, a tensor or a number. Exactly one of
+            ``probs``/``logits``.
 
     Example:
         >>> d = LogitBinaryConcrete(0.5, logits=torch.tensor([0.0, 2.0]))
@@ -58,8 +73,8 @@ class LogitBinaryConcrete(DirectRelaxation):
     support = constraints.real
     has_rsample = True
 
-    def __init__(self, temperature: Temperature, probs: torch.Tensor | None = None,
-                 logits: torch.Tensor | None = None, validate_args: bool | None = None) -> None:
+    def __init__(self, temperature: Temperature, probs: Parameter | None = None,
+                 logits: Parameter | None = None, validate_args: bool | None = None) -> None:
         self.logits = binary_logits(probs, logits)
         self.temperature = batch_temperature(temperature, self.logits.shape, self.logits)
         super().__init__(self.logits.shape, torch.Size(), validate_args=validate_args)
@@ -76,10 +91,11 @@ class LogitBinaryConcrete(DirectRelaxation):
         logits expanded to ``sample_shape + batch_shape``: the last axis is the
         column axis, the leading axes are rows keyed by flat index.
         """
+        check_scaled_range(self.logits, self.temperature, categorical=False)
         sample_shape = torch.Size(sample_shape)
         shape = self._extended_shape(sample_shape)
         noise_l = noise("logistic", shape, seed, generator, self.logits, len(sample_shape))
-        return (self.logits.to(noise_l.dtype) + noise_l) / self.temperature
+        return divide_unmasked(self.logits.to(noise_l.dtype) + noise_l, self.temperature)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
@@ -96,6 +112,20 @@ class LogitBinaryConcrete(DirectRelaxation):
         return torch.sigmoid(self.temperature * value - self.logits)
 
     def icdf(self, value: torch.Tensor) -> torch.Tensor:
-        """``(logits + logit(q)) / tau`` for ``q`` in [0, 1] (``-inf``/``+inf`` at the ends)."""
+        """``(logits + logit(q)) / tau`` for ``q`` in [0, 1] (``-inf``/``+inf`` at the ends).
+
+        Raises ``ValueError`` where the quotient overflows for ``q`` inside (0, 1).
+        """
         check_unit_interval(value, "q", closed=True)
-        return (self.logits + logit(value)) / self.temperature
+        x = (self.logits + logit(value)) / self.temperature
+        overflow = torch.isinf(x.detach()) & (value > 0) & (value < 1)
+        if bool(overflow.any()):
+            index = tuple(int(i) for i in overflow.nonzero()[0])
+            numerator = (self.logits + logit(value)).detach().expand(x.shape)[index]
+            tau = self.temperature.detach().expand(x.shape)[index]
+            raise ValueError(
+                f"logits / temperature overflow: (logits + logit(q)) = {float(numerator):.6g} "
+                f"over temperature {float(tau):.6g} (at index {index}) overflows "
+                f"{str(x.dtype).removeprefix('torch.')}; allowed: |logits + logit(q)| / "
+                f"temperature <= {torch.finfo(x.dtype).max:.6g}")
+        return x

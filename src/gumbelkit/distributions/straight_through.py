@@ -24,9 +24,14 @@ class StraightThrough(SeededDistribution):
     2017). ``log_prob`` of that hard sample is ``base_dist.log_prob(y)``: the
     density of the relaxed sample that produced it, as Pyro's
     ``RelaxedOneHotCategoricalStraightThrough`` does. The soft sample behind the
-    most recent ``rsample``/``sample`` is kept for this; ``log_prob`` of any
-    other value raises ``ValueError`` (a hard value alone has no density under
-    the relaxation); score soft values with ``base_dist.log_prob``.
+    most recent ``rsample``/``sample`` is kept for this (given that hard tensor,
+    ``.detach()`` or an identity view of it); ``log_prob`` of any other value
+    raises ``ValueError`` (a hard value alone has no density under the
+    relaxation); score soft values with ``base_dist.log_prob``. The kept soft
+    sample is a value, not a gradient path: the hard value stands in for it, so
+    a detached hard sample gives the score function and the tensor ``rsample``
+    returned adds the pathwise term, as ``base_dist.log_prob`` of the soft
+    sample (detached, or as returned) would.
 
     Args:
         base_dist: a :class:`Concrete` or :class:`BinaryConcrete`.
@@ -69,19 +74,28 @@ class StraightThrough(SeededDistribution):
             hard = straight_through(soft)
         else:
             hard = (soft > 0.5).to(soft.dtype) + (soft - soft.detach())
-        self._cache.remember(hard, soft)
+        self._cache.remember(hard, (soft.detach(), self.base_dist.kept_sample(soft)))
         return hard
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """``base_dist.log_prob`` of the soft sample behind the hard sample ``value``."""
+        """``base_dist.log_prob`` of the soft sample behind the hard sample ``value``.
+
+        The soft sample enters as a value: ``value`` stands in for it in the
+        graph (straight-through), so the gradient is the score of the
+        parameters for a detached ``value``, and for the tensor ``rsample``
+        returned it adds the pathwise term of ``base_dist.log_prob(soft)``.
+        """
         if self._validate_args:
             self._validate_sample(value)
-        soft = self._cache.lookup(value)
-        if soft is None:
+        kept = self._cache.lookup(value)
+        if kept is None:
             raise ValueError("StraightThrough.log_prob scores the relaxed sample behind a hard "
                              "sample, so value must be the tensor the most recent rsample() or "
                              "sample() returned; score relaxed values with base_dist.log_prob")
-        return self.base_dist.log_prob(soft)
+        soft, unrounded = kept
+        stand_in = soft + (value - value.detach())
+        u = self.base_dist.unrounded(stand_in, unrounded, self._cache.holds(value))
+        return self.base_dist.log_prob_unrounded(u, value.dtype)
 
     def __repr__(self) -> str:
         return f"StraightThrough({self.base_dist!r})"
