@@ -14,7 +14,8 @@ import importlib.util
 import os
 import warnings
 
-KINDS = {"exponential": 1, "gumbel": 2, "logistic": 3}
+# Noise kinds, numbered as enum gk_noise_kind in csrc/noise.h (a test checks both agree).
+KINDS = {"gumbel": 0, "exponential": 1, "logistic": 2}
 
 
 def _declare(lib: ctypes.CDLL) -> None:
