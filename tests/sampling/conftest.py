@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from gumbelkit.sampling import _kernel, sampler
+from gumbelkit.kernels import ops
 
-FUSED_BUILT = _kernel.available(torch.zeros(1, 1))
+FUSED_BUILT = ops.sampler_kernel_available(torch.zeros(1, 1))
 
 
 @pytest.fixture(params=["fused", "pytorch"])
@@ -16,7 +16,7 @@ def path(request, monkeypatch):
         if not FUSED_BUILT:
             pytest.skip("fused kernels not built")
     else:
-        monkeypatch.setattr(sampler._kernel, "available", lambda x: False)
+        monkeypatch.setattr(ops, "sampler_kernel_available", lambda x: False)
     return request.param
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from conftest import FUSED_BUILT
-from gumbelkit.sampling import _controls, _kernel, _torch, sample, sample_without_replacement
+from gumbelkit.kernels import ops, sampler_reference
+from gumbelkit.sampling import _controls, sample, sample_without_replacement
 
 needs_fused = pytest.mark.skipif(not FUSED_BUILT, reason="fused kernels not built")
 
@@ -98,9 +99,9 @@ def test_kernel_equals_pytorch_path(dtype, n):
     for seed in range(3):
         logits, kw = _batch(seed=seed)
         logits = logits.to(dtype)
-        ctl = _controls.controls(8, generator=None, **kw)
-        fused = _kernel.sample_rows(logits, ctl, n, True)
-        ref = _torch.sample_rows(logits, ctl, n, True)
+        ctl, _ = _controls.controls(8, generator=None, **kw)
+        fused = ops.sample_fused(logits, *ctl, n, True)
+        ref = sampler_reference.sample_rows(logits, *ctl, n, True)
         assert torch.equal(fused[2], ref[2])
         assert torch.equal(fused[0], ref[0])
         torch.testing.assert_close(fused[1], ref[1], rtol=1e-5, atol=1e-5)
@@ -113,12 +114,12 @@ def test_kernel_equals_pytorch_path_on_flat_wide_rows(kw):
     """Wide, flat rows: the race's chunk skipping and top-p's growing candidate set."""
     logits = torch.randn(4, 20_000, generator=torch.Generator().manual_seed(1)) * 0.5
     logits[2, 5000:] = -math.inf
-    ctl = _controls.controls(4, temperature=torch.tensor([1.0, 0.3, 2.0, 5.0]),
+    ctl, _ = _controls.controls(4, temperature=torch.tensor([1.0, 0.3, 2.0, 5.0]),
                              top_k=kw.get("top_k"), top_p=kw.get("top_p"),
                              min_p=kw.get("min_p"), seed=torch.arange(4), positions=None,
                              generator=None)
-    fused = _kernel.sample_rows(logits, ctl, 2, True)
-    ref = _torch.sample_rows(logits, ctl, 2, True)
+    fused = ops.sample_fused(logits, *ctl, 2, True)
+    ref = sampler_reference.sample_rows(logits, *ctl, 2, True)
     assert torch.equal(fused[0], ref[0])
     torch.testing.assert_close(fused[1], ref[1], rtol=1e-5, atol=1e-5)
 
@@ -127,20 +128,19 @@ def test_kernel_equals_pytorch_path_on_flat_wide_rows(kw):
 def test_kernel_writes_every_output_and_ignores_thread_count(monkeypatch):
     logits, kw = _batch()
     logits[6, 0] = math.nan
-    ctl = _controls.controls(8, generator=None, **kw)
+    ctl, _ = _controls.controls(8, generator=None, **kw)
 
-    def poisoned(rows, n, logprobs):
-        return (torch.full((rows, n), -123, dtype=torch.int64),
-                torch.full((rows, n), math.nan), torch.full((rows,), 99, dtype=torch.int8))
+    def poisoned(shape, dtype):
+        return torch.full(shape, math.nan if dtype.is_floating_point else 99, dtype=dtype)
 
-    monkeypatch.setattr(_kernel, "_outputs", poisoned)
-    one = _kernel.sample_rows(logits, ctl, 2, True, threads=1)
-    two = _kernel.sample_rows(logits, ctl, 2, True, threads=2)
+    monkeypatch.setattr(ops, "_empty", poisoned)
+    one = ops.sample_fused(logits, *ctl, 2, True, threads=1)
+    two = ops.sample_fused(logits, *ctl, 2, True, threads=2)
     for a, b in zip(one, two):
         assert torch.equal(a, b)
     tokens, lp, status = one
-    assert not (tokens == -123).any() and not torch.isnan(lp).any() and not (status == 99).any()
-    assert status[6] == _torch.BAD_LOGIT and tokens[6].tolist() == [-1, -1]
+    assert not (tokens == 99).any() and not torch.isnan(lp).any() and not (status == 99).any()
+    assert status[6] == sampler_reference.BAD_LOGIT and tokens[6].tolist() == [-1, -1]
 
 
 def test_without_replacement_distinct_and_invariant(path):
@@ -162,15 +162,15 @@ def test_kernel_equals_pytorch_path_at_extreme_scales(scale, temperature):
     tie band (fl32(x / T) collapsing neighbours) stay exact."""
     logits = torch.randn(6, 3000, generator=torch.Generator().manual_seed(2)) * scale
     logits[1, :10] = logits[1].max()
-    ctl = _controls.controls(6, temperature=temperature,
+    ctl, _ = _controls.controls(6, temperature=temperature,
                              top_k=torch.tensor([0, 0, 40, 3, 0, 700]),
                              top_p=torch.tensor([1.0, 0.9, 1.0, 0.5, 0.99, 0.8],
                                                 dtype=torch.float64),
                              min_p=torch.tensor([0.0, 0.0, 0.1, 0.0, 0.0, 0.01]),
                              seed=torch.arange(6), positions=None, generator=None)
     for n in (1, 2):
-        fused = _kernel.sample_rows(logits, ctl, n, True)
-        ref = _torch.sample_rows(logits, ctl, n, True)
+        fused = ops.sample_fused(logits, *ctl, n, True)
+        ref = sampler_reference.sample_rows(logits, *ctl, n, True)
         assert torch.equal(fused[2], ref[2])
         assert torch.equal(fused[0], ref[0])
         torch.testing.assert_close(fused[1], ref[1], rtol=1e-5, atol=1e-5)

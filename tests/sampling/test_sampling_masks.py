@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from conftest import FUSED_BUILT
-from gumbelkit.sampling import sample, sample_without_replacement, sampler
+from gumbelkit.kernels import ops
+from gumbelkit.sampling import sample, sample_without_replacement
 
 needs_fused = pytest.mark.skipif(not FUSED_BUILT, reason="fused kernels not built")
 
@@ -40,7 +41,7 @@ def _both_paths(monkeypatch, fn, *args, **kwargs):
     results = []
     for fused in (True, False):
         if not fused:
-            monkeypatch.setattr(sampler._kernel, "available", lambda x: False)
+            monkeypatch.setattr(ops, "sampler_kernel_available", lambda x: False)
         try:
             results.append(fn(*args, **kwargs))
         except ValueError as error:

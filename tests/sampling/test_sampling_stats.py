@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from gumbelkit.sampling import _kernel, sample, sample_without_replacement
+from gumbelkit.kernels import ops
+from gumbelkit.sampling import sample, sample_without_replacement
 from stats import ALPHA, Z, assert_chisquare, chisquare_pvalue
 
-FUSED_BUILT = _kernel.available(torch.zeros(1, 1))
+FUSED_BUILT = ops.sampler_kernel_available(torch.zeros(1, 1))
 
 LOGITS = [2.0, 1.0, 0.5, 0.0, -1.0, -math.inf, 1.5, -0.5]
 DRAWS = 20_000  # resolves probability differences of about 0.015 at 4 standard errors

@@ -14,7 +14,8 @@ import importlib.util
 import os
 import warnings
 
-KINDS = {"exponential": 1, "gumbel": 2, "logistic": 3}
+# Noise kinds, numbered as enum gk_noise_kind in csrc/noise.h (a test checks both agree).
+KINDS = {"gumbel": 0, "exponential": 1, "logistic": 2}
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -37,6 +38,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         "gk_concrete_backward": [p, c_int, i64, i64, p, i64, i64, p, i64, i64, c_int, f64, f64,
                                  p, p, c_int],
     }
+    # logits, rows, vocab, row stride, temperature, top_k, top_p, log_min_p, seeds, keys, n,
+    # tokens, logprobs, status, threads
+    lib.gk_sample_f32.argtypes = [p, i64, i64, i64, p, p, p, p, p, p, i64, p, p, p, c_int]
+    lib.gk_sample_f32.restype = None
     for stem, argtypes in signatures.items():
         for suffix in ("_f32", "_f64"):
             fn = getattr(lib, stem + suffix)

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .._validate import check_temperature, raise_bad_logits_row
+from . import sampler_reference
 from ._lib import KINDS, library
 
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
@@ -288,3 +289,74 @@ def _concrete_grad(ctx, grad_y, grad_soft):
 
 
 concrete.register_autograd(_concrete_grad, setup_context=_concrete_setup)
+
+
+# ------------------------------------------------------------ token sampler
+
+# Logit dtypes the C sampler reads (it computes in float32; float64 logits keep
+# float64 math on the reference).
+SAMPLER_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@torch.library.custom_op("gumbelkit::sample", mutates_args=())
+def sample(x: Tensor, temperature: Tensor, top_k: Tensor, top_p: Tensor, log_min_p: Tensor,
+           seeds: Tensor, keys: Tensor, n: int, logprobs: bool
+           ) -> tuple[Tensor, Tensor, Tensor]:
+    """``(tokens [B, n], logprobs [B, n] or [B, 0], status [B] int8)`` of the token
+    sampler (``sampler_reference`` states the definition). This body is the
+    PyTorch reference, run on every device without a kernel of its own."""
+    return _sample_reference(x, temperature, top_k, top_p, log_min_p, seeds, keys, n, logprobs)
+
+
+def _sample_reference(x, temperature, top_k, top_p, log_min_p, seeds, keys, n, logprobs):
+    tokens, lp, status = sampler_reference.sample_rows(x, temperature, top_k, top_p, log_min_p,
+                                                       seeds, keys, n, logprobs)
+    return tokens, _logprobs_or_empty(lp, x, n), status
+
+
+def _logprobs_or_empty(lp: Tensor | None, x: Tensor, n: int) -> Tensor:
+    if lp is not None:
+        return lp
+    return x.new_empty((x.shape[0], 0), dtype=compute_dtype(x.dtype))
+
+
+@sample.register_fake
+def _(x, temperature, top_k, top_p, log_min_p, seeds, keys, n, logprobs):
+    rows = x.shape[0]
+    return (x.new_empty((rows, n), dtype=torch.int64),
+            x.new_empty((rows, n if logprobs else 0), dtype=compute_dtype(x.dtype)),
+            x.new_empty((rows,), dtype=torch.int8))
+
+
+def sampler_kernel_available(x: Tensor) -> bool:
+    """Whether the C sampler takes these logits (built, and a dtype it reads)."""
+    return library() is not None and x.dtype in SAMPLER_DTYPES
+
+
+@sample.register_kernel("cpu")
+def _(x, temperature, top_k, top_p, log_min_p, seeds, keys, n, logprobs):
+    if not sampler_kernel_available(x):
+        return _sample_reference(x, temperature, top_k, top_p, log_min_p, seeds, keys, n,
+                                 logprobs)
+    tokens, lp, status = sample_fused(x, temperature, top_k, top_p, log_min_p, seeds, keys, n,
+                                      logprobs)
+    return tokens, _logprobs_or_empty(lp, x, n), status
+
+
+def sample_fused(x: Tensor, temperature: Tensor, top_k: Tensor, top_p: Tensor,
+                 log_min_p: Tensor, seeds: Tensor, keys: Tensor, n: int, logprobs: bool,
+                 threads: int | None = None) -> tuple[Tensor, Tensor | None, Tensor]:
+    """The C sampler on CPU logits: the outputs of :func:`sample`, ``None`` for the
+    log-probabilities unless ``logprobs``; every output element is written."""
+    x = x.detach().to(torch.float32)
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    rows, vocab = x.shape
+    tokens = _empty((rows, n), torch.int64)
+    lp = _empty((rows, n), torch.float32) if logprobs else None
+    status = _empty((rows,), torch.int8)
+    controls = [c.contiguous() for c in (temperature.to(torch.float32), top_k, top_p,
+                                         log_min_p, seeds, keys)]
+    library().gk_sample_f32(_ptr(x), rows, vocab, x.stride(0), *(_ptr(c) for c in controls), n,
+                            _ptr(tokens), _ptr(lp), _ptr(status), threads or _threads())
+    return tokens, lp, status

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from numbers import Real
+from typing import NamedTuple
 
 import torch
 
@@ -24,8 +24,9 @@ PerRow = float | int | torch.Tensor | None
 MAX_POSITION = 2**31
 
 
-@dataclass(frozen=True)
-class Controls:
+class Controls(NamedTuple):
+    """The per-row controls in the order ``torch.ops.gumbelkit.sample`` takes them."""
+
     temperature: torch.Tensor
     top_k: torch.Tensor
     top_p: torch.Tensor
@@ -98,25 +99,46 @@ def _seeds_and_keys(seed: SeedArg, generator: torch.Generator | None, rows: int,
 
 
 def controls(rows: int, *, temperature: PerRow, top_k: PerRow, top_p: PerRow, min_p: PerRow,
-             seed: SeedArg, positions: PerRow, generator: torch.Generator | None) -> Controls:
-    """Validate every control (``ValueError`` naming the row) and broadcast it to [rows]."""
+             seed: SeedArg, positions: PerRow, generator: torch.Generator | None,
+             validate: bool = True) -> tuple[Controls, torch.Tensor]:
+    """Every control broadcast to [rows], and the bool [rows] mask of rows whose
+    controls are out of range.
+
+    With ``validate=True`` an out-of-range value is a ``ValueError`` naming the
+    row (the mask is then all False). With ``validate=False`` nothing is read
+    back to the host: such rows are only marked in the mask, and their controls
+    replaced by harmless defaults, so the caller can flag them.
+    """
     t64 = _per_row(temperature, "temperature", rows, torch.float64)
-    check_rows(t64, torch.isfinite(t64) & (t64 >= 0), "temperature",
-               ">= 0 and finite (0 means greedy)")
     t32 = t64.to(torch.float32)
-    check_rows(t64, torch.isfinite(t32) & ((t32 > 0) | (t64 == 0)), "temperature",
-               "representable in float32 (between 1.2e-38 and 3.4e38, or 0)")
     k = torch.zeros(rows, dtype=torch.int64) if top_k is None else \
         _per_row(top_k, "top_k", rows, torch.int64, integer=True).clamp(min=0)
     p = torch.ones(rows, dtype=torch.float64) if top_p is None else \
         _per_row(top_p, "top_p", rows, torch.float64)
-    check_rows(p, (p > 0) & (p <= 1), "top_p", "in (0, 1] (1 switches the filter off)")
     mp = torch.zeros(rows, dtype=torch.float64) if min_p is None else \
         _per_row(min_p, "min_p", rows, torch.float64)
-    check_rows(mp, (mp >= 0) & (mp <= 1), "min_p", "in [0, 1] (0 switches the filter off)")
     pos = torch.zeros(rows, dtype=torch.int64) if positions is None else \
         _per_row(positions, "positions", rows, torch.int64, integer=True)
-    check_rows(pos, (pos >= 0) & (pos < MAX_POSITION), "positions", f"in [0, {MAX_POSITION})")
+    checks = [
+        (t64, torch.isfinite(t64) & (t64 >= 0), "temperature",
+         ">= 0 and finite (0 means greedy)"),
+        (t64, torch.isfinite(t32) & ((t32 > 0) | (t64 == 0)), "temperature",
+         "representable in float32 (between 1.2e-38 and 3.4e38, or 0)"),
+        (p, (p > 0) & (p <= 1), "top_p", "in (0, 1] (1 switches the filter off)"),
+        (mp, (mp >= 0) & (mp <= 1), "min_p", "in [0, 1] (0 switches the filter off)"),
+        (pos, (pos >= 0) & (pos < MAX_POSITION), "positions", f"in [0, {MAX_POSITION})"),
+    ]
+    bad = torch.zeros(rows, dtype=torch.bool)
+    for values, ok, name, allowed in checks:
+        if validate:
+            check_rows(values, ok, name, allowed)
+        else:
+            bad |= ~ok
+    if not validate:
+        t32 = torch.where(bad, 1.0, t32)
+        p = torch.where(bad, 1.0, p)
+        mp = torch.where(bad, 0.0, mp)
+        pos = torch.where(bad, 0, pos)
     seeds, keys = _seeds_and_keys(seed, generator, rows, pos)
     log_min_p = torch.where(mp > 0, torch.log(mp), -math.inf)
-    return Controls(t32, k, p, log_min_p, seeds, keys)
+    return Controls(t32, k, p, log_min_p, seeds, keys), bad

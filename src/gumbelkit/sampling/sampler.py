@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-from .. import _rng
 from .._validate import check_floating, check_int_range
-from . import _kernel, _torch
+from ..kernels.sampler_reference import BAD_LOGIT, NO_MEMORY, NO_TOKEN, OVERFLOW, TOO_FEW
 from ._controls import PerRow, SeedArg, controls
 
 __all__ = ["SamplerOutput", "sample", "sample_without_replacement"]
 
 _REASONS = {
-    _torch.BAD_LOGIT: "NaN or +inf logits",
-    _torch.NO_TOKEN: "no allowed token (every logit is -inf)",
-    _torch.OVERFLOW: "logits / temperature overflowing float32",
-    _torch.TOO_FEW: "fewer allowed tokens than requested after the filters",
+    BAD_LOGIT: "NaN or +inf logits",
+    NO_TOKEN: "no allowed token (every logit is -inf)",
+    OVERFLOW: "logits / temperature overflowing float32",
+    TOO_FEW: "fewer allowed tokens than requested after the filters",
 }
 
 
@@ -43,26 +43,35 @@ class SamplerOutput:
 
 def _draw(logits: torch.Tensor, n: int, *, temperature: PerRow, top_k: PerRow, top_p: PerRow,
           min_p: PerRow, seed: SeedArg, positions: PerRow, generator: torch.Generator | None,
-          return_logprobs: bool, on_invalid: str, name: str) -> SamplerOutput:
+          return_logprobs: bool, on_invalid: str, validate: bool, name: str) -> SamplerOutput:
     check_floating(logits)
     if logits.dim() != 2 or logits.shape[1] == 0:
         raise ValueError(f"{name}: logits must have shape [batch, vocab] with vocab >= 1, got "
                          f"{tuple(logits.shape)}")
     if on_invalid not in ("raise", "flag"):
         raise ValueError(f"on_invalid must be 'raise' or 'flag', got {on_invalid!r}")
+    if not validate and on_invalid != "flag":
+        raise ValueError("validate=False reports invalid rows only through valid=False: pass "
+                         "on_invalid='flag' with it")
     rows, vocab = logits.shape
     check_int_range(n, "n", 1, vocab)
-    ctl = controls(rows, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                   seed=seed, positions=positions, generator=generator)
-    if rows == 0:
-        lp = torch.empty((0, n), dtype=_rng.noise_dtype(logits.dtype), device=logits.device)
-        return SamplerOutput(torch.empty((0, n), dtype=torch.int64, device=logits.device),
-                             lp if return_logprobs else None,
-                             torch.empty(0, dtype=torch.bool, device=logits.device))
-    path = _kernel if _kernel.available(logits) else _torch
-    tokens, lp, status = path.sample_rows(logits, ctl, n, return_logprobs)
-    status = status.cpu()
-    if bool((status == _torch.NO_MEMORY).any()):
+    ctl, bad_controls = controls(rows, temperature=temperature, top_k=top_k, top_p=top_p,
+                                 min_p=min_p, seed=seed, positions=positions,
+                                 generator=generator, validate=validate)
+    tokens, lp, status = torch.ops.gumbelkit.sample(
+        logits.detach(), *(c.to(logits.device) for c in ctl), n, return_logprobs)
+    if validate:
+        _raise_for_status(status.cpu(), on_invalid, name)
+    valid = (status == 0) & ~bad_controls.to(logits.device)
+    tokens = torch.where(valid[:, None], tokens, -1)
+    lp = torch.where(valid[:, None], lp, -math.inf) if return_logprobs else None
+    return SamplerOutput(tokens, lp, valid)
+
+
+def _raise_for_status(status: torch.Tensor, on_invalid: str, name: str) -> None:
+    """The blocking mode's report: a ``MemoryError`` if the kernel could not
+    allocate, and with ``on_invalid="raise"`` a ``ValueError`` naming the bad rows."""
+    if bool((status == NO_MEMORY).any()):
         raise MemoryError(f"{name}: the fused sampler could not allocate its candidate buffers")
     if on_invalid == "raise" and bool((status != 0).any()):
         parts = []
@@ -73,17 +82,14 @@ def _draw(logits: torch.Tensor, n: int, *, temperature: PerRow, top_k: PerRow, t
                 parts.append(f"rows {bad[:5]}{more}: {reason}")
         raise ValueError(f"{name}: invalid rows ({'; '.join(parts)}); pass on_invalid='flag' to "
                          f"sample the other rows and mark these valid=False")
-    valid = (status == 0).to(logits.device)
-    if lp is not None:
-        lp = lp.to(logits.device, _rng.noise_dtype(logits.dtype))
-    return SamplerOutput(tokens.to(logits.device), lp, valid)
 
 
 def sample(logits: torch.Tensor, *, temperature: PerRow = 1.0, top_k: PerRow = None,
            top_p: PerRow = None, min_p: PerRow = None, seed: SeedArg = None,
            positions: PerRow = None, generator: torch.Generator | None = None,
            return_logprobs: bool = False,
-           on_invalid: Literal["raise", "flag"] = "raise") -> SamplerOutput:
+           on_invalid: Literal["raise", "flag"] = "raise",
+           validate: bool = True) -> SamplerOutput:
     """One token per row from ``softmax(logits / T)`` after top-k, top-p and min-p.
 
     With ``z = logits / T`` (float32; float64 for float64 logits), the filters
@@ -124,6 +130,13 @@ def sample(logits: torch.Tensor, *, temperature: PerRow = 1.0, top_k: PerRow = N
         on_invalid: "raise" (``ValueError`` naming the rows with NaN/+inf
             logits, no allowed token or overflowing ``logits / T``) or "flag"
             (those rows get token -1 and ``valid=False``; the others are drawn).
+        validate: True (default) checks per-row controls and reads the rows'
+            status back to raise; False never synchronizes with the host, so
+            the call traces with ``torch.compile(fullgraph=True)`` and can be
+            captured in a CUDA graph: it requires ``on_invalid="flag"``, and
+            rows with out-of-range per-row controls (or whose buffers the kernel
+            could not allocate) come back as ``valid=False`` like invalid rows.
+            Shapes and types are checked in both modes.
 
     Runs the fused CPU kernel for float32/float16/bfloat16 logits on the CPU
     (see ``docs/sampling.md``), else the pure-PyTorch path; both give the same
@@ -139,7 +152,8 @@ def sample(logits: torch.Tensor, *, temperature: PerRow = 1.0, top_k: PerRow = N
     """
     out = _draw(logits, 1, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                 seed=seed, positions=positions, generator=generator,
-                return_logprobs=return_logprobs, on_invalid=on_invalid, name="sample")
+                return_logprobs=return_logprobs, on_invalid=on_invalid, validate=validate,
+                name="sample")
     lp = out.logprobs[:, 0] if out.logprobs is not None else None
     return SamplerOutput(out.tokens[:, 0], lp, out.valid)
 
@@ -150,8 +164,8 @@ def sample_without_replacement(logits: torch.Tensor, n: int, *, temperature: Per
                                positions: PerRow = None,
                                generator: torch.Generator | None = None,
                                return_logprobs: bool = False,
-                               on_invalid: Literal["raise", "flag"] = "raise"
-                               ) -> SamplerOutput:
+                               on_invalid: Literal["raise", "flag"] = "raise",
+                               validate: bool = True) -> SamplerOutput:
     """``n`` distinct tokens per row, in sampling order (Gumbel-top-k).
 
     The indices of the ``n`` largest ``z_i + G_i`` over the kept tokens (the
@@ -166,7 +180,7 @@ def sample_without_replacement(logits: torch.Tensor, n: int, *, temperature: Per
         logits: [B, V] as in :func:`sample`.
         n: tokens per row, 1 <= n <= V.
         temperature, top_k, top_p, min_p, seed, positions, generator,
-        return_logprobs, on_invalid: as in :func:`sample`; ``logprobs[b, j]``
+        return_logprobs, on_invalid, validate: as in :func:`sample`; ``logprobs[b, j]``
             is the log-probability of token ``j`` under the row's filtered
             distribution (not the conditional of the j-th draw).
 
@@ -180,5 +194,5 @@ def sample_without_replacement(logits: torch.Tensor, n: int, *, temperature: Per
     """
     return _draw(logits, n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                  seed=seed, positions=positions, generator=generator,
-                 return_logprobs=return_logprobs, on_invalid=on_invalid,
+                 return_logprobs=return_logprobs, on_invalid=on_invalid, validate=validate,
                  name="sample_without_replacement")

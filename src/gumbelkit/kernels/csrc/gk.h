@@ -31,7 +31,7 @@ typedef void (*gk_fill_f32_fn)(uint64_t seed, uint64_t key, uint32_t stream, int
 
 typedef struct {
     const char *name;
-    gk_fill_f32_fn fill[3]; /* gumbel, exponential, logistic */
+    gk_fill_f32_fn fill[3]; /* indexed by enum gk_noise_kind (noise.h) */
     void (*gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t key,
                           uint32_t stream, int64_t col0, float *best, int64_t *arg, int *bad);
     void (*soft_zpass)(const float *x, float *io, int64_t n, uint64_t seed, uint64_t key,

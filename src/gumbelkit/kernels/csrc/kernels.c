@@ -204,12 +204,11 @@ static void gk_fill_f32(int kind, uint64_t seed, uint64_t key, uint32_t stream, 
 
 static void gk_fill_f64(int kind, uint64_t seed, uint64_t key, uint32_t stream, int64_t col0,
                         int64_t n, double *out) {
-    if (kind == 0) gk_fill_gumbel_f64(seed, key, stream, col0, n, out);
-    else if (kind == 1) gk_fill_exponential_f64(seed, key, stream, col0, n, out);
+    if (kind == GK_NOISE_GUMBEL) gk_fill_gumbel_f64(seed, key, stream, col0, n, out);
+    else if (kind == GK_NOISE_EXPONENTIAL) gk_fill_exponential_f64(seed, key, stream, col0, n, out);
     else gk_fill_logistic_f64(seed, key, stream, col0, n, out);
 }
 
-enum { GK_KIND_GUMBEL = 0, GK_KIND_LOGISTIC = 2 };
 /* A row's state (also the lanes primitive's): fine, NaN/+inf logits, all -inf. */
 enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 };
 
@@ -475,7 +474,7 @@ static int64_t gk_pieces_per_chunk(int64_t cols) {
                 if (tcs == 1) tc = trow + c0;                                                \
                 else for (int64_t i = 0; i < n; ++i) tbuf[i] = trow[(c0 + i) * tcs];         \
                 T *io = y + r * cols + c0;                                                   \
-                gk_fill_##SUF(GK_KIND_LOGISTIC, GK_SEED(r), GK_KEY(r), stream, c0, n, io);   \
+                gk_fill_##SUF(GK_NOISE_LOGISTIC, GK_SEED(r), GK_KEY(r), stream, c0, n, io);   \
                 if (mode == 1 && soft) {                                                     \
                     T *s = soft + r * cols + c0;                                             \
                     memcpy(s, io, (size_t)n * sizeof(T));                                    \

@@ -6,17 +6,17 @@
 
 void gk_fill_gumbel_f32(uint64_t seed, uint64_t row_key, uint32_t stream, int64_t col0,
                         int64_t n, float *out) {
-    gk_ops()->fill[0](seed, row_key, stream, col0, n, out);
+    gk_ops()->fill[GK_NOISE_GUMBEL](seed, row_key, stream, col0, n, out);
 }
 
 void gk_fill_exponential_f32(uint64_t seed, uint64_t row_key, uint32_t stream, int64_t col0,
                              int64_t n, float *out) {
-    gk_ops()->fill[1](seed, row_key, stream, col0, n, out);
+    gk_ops()->fill[GK_NOISE_EXPONENTIAL](seed, row_key, stream, col0, n, out);
 }
 
 void gk_fill_logistic_f32(uint64_t seed, uint64_t row_key, uint32_t stream, int64_t col0,
                           int64_t n, float *out) {
-    gk_ops()->fill[2](seed, row_key, stream, col0, n, out);
+    gk_ops()->fill[GK_NOISE_LOGISTIC](seed, row_key, stream, col0, n, out);
 }
 
 #define GK_DEFINE_FILL(NAME, TYPE, TRANSFORM)                                                   \

@@ -11,6 +11,10 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Noise kinds: one numbering for the C code (the index into gk_ops()->fill)
+ * and for Python (_lib.KINDS mirrors it; a test reads this enum). */
+enum gk_noise_kind { GK_NOISE_GUMBEL = 0, GK_NOISE_EXPONENTIAL = 1, GK_NOISE_LOGISTIC = 2 };
+
 #define GK_PHILOX_M0 0xD2511F53u
 #define GK_PHILOX_M1 0xCD9E8D57u
 #define GK_PHILOX_W0 0x9E3779B9u

@@ -3,8 +3,6 @@
 
 #include "noise.h"
 
-enum { GK_EXPONENTIAL = 1, GK_GUMBEL = 2, GK_LOGISTIC = 3 };
-
 /* seeds[r], keys[r]: 64-bit seed and row key of row r; out is row-major [rows, cols]. */
 #define GK_DEFINE_NOISE_FILL(SUF, T)                                                        \
     void gk_noise_fill_##SUF(T *out, const int64_t *seeds, const int64_t *keys, int64_t rows, \
@@ -12,9 +10,9 @@ enum { GK_EXPONENTIAL = 1, GK_GUMBEL = 2, GK_LOGISTIC = 3 };
         _Pragma("omp parallel for schedule(static)") for (int64_t r = 0; r < rows; ++r) {   \
             uint64_t seed = (uint64_t)seeds[r], key = (uint64_t)keys[r];                    \
             T *row = out + r * cols;                                                        \
-            if (kind == GK_EXPONENTIAL)                                                     \
+            if (kind == GK_NOISE_EXPONENTIAL)                                               \
                 gk_fill_exponential_##SUF(seed, key, stream, 0, cols, row);                 \
-            else if (kind == GK_GUMBEL)                                                     \
+            else if (kind == GK_NOISE_GUMBEL)                                               \
                 gk_fill_gumbel_##SUF(seed, key, stream, 0, cols, row);                      \
             else                                                                            \
                 gk_fill_logistic_##SUF(seed, key, stream, 0, cols, row);                    \

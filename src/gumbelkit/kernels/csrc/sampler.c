@@ -1,6 +1,6 @@
 /* Fused token sampler: temperature -> top-k -> top-p -> min-p -> Gumbel-max, one row at a time.
  *
- * The twin of gumbelkit/sampling/_torch.py; both compute, for every row,
+ * The twin of gumbelkit/kernels/sampler_reference.py; both compute, for every row,
  *   z_i = fl32(x_i / T),  m = max_i z_i,  w_i = exp((double) z_i - (double) m),
  *   K   = kept tokens (filters below),  token = argmax_{i in K} fl32(z_i + G_i)
  * with G_i the Gumbel noise of (seed, row key, column i), ties to the lowest index.

@@ -1,4 +1,4 @@
-"""The pure-PyTorch sampler path (any device): the reference the fused kernel matches.
+"""The token sampler's PyTorch reference (any device): the body of ``gumbelkit::sample``.
 
 For every row, with ``z = fl32(x / T)``, ``m = max z`` and ``w = exp(z - m)``
 in float64: top-k keeps ``z >= v_k`` (the k-th largest z, ties kept); top-p
@@ -16,9 +16,8 @@ import math
 import torch
 
 from .. import _rng
-from ._controls import Controls
 
-# Row status codes, shared with kernels/csrc/sampler.c (NO_MEMORY comes from the kernel only).
+# Row status codes, shared with csrc/sampler.c (NO_MEMORY comes from the kernel only).
 OK, BAD_LOGIT, NO_TOKEN, OVERFLOW, TOO_FEW, NO_MEMORY = 0, 1, 2, 3, 4, 5
 
 
@@ -34,16 +33,20 @@ def _top_p_keep(z: torch.Tensor, keep: torch.Tensor, m: torch.Tensor,
     return torch.empty_like(keep).scatter_(1, order, keep_sorted)
 
 
-def sample_rows(x: torch.Tensor, ctl: Controls, n: int, logprobs: bool
+def sample_rows(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
+                top_p: torch.Tensor, log_min_p: torch.Tensor, seeds: torch.Tensor,
+                keys: torch.Tensor, n: int, logprobs: bool
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Tokens [B, n], log-probabilities [B, n] (or None) and status [B] (int8, 0 = ok)."""
+    """Tokens [B, n], log-probabilities [B, n] (or None) and status [B] (int8, 0 = ok).
+
+    The controls are the [B] tensors of ``sampling._controls.Controls``.
+    """
     device = x.device
     cd = _rng.noise_dtype(x.dtype)
     x = x.detach().to(cd)
     rows, vocab = x.shape
-    temperature = ctl.temperature.to(device, cd)
-    top_k, top_p = ctl.top_k.to(device), ctl.top_p.to(device)
-    log_min_p = ctl.log_min_p.to(device)
+    temperature = temperature.to(device, cd)
+    top_k, top_p, log_min_p = top_k.to(device), top_p.to(device), log_min_p.to(device)
 
     status = torch.zeros(rows, dtype=torch.int8, device=device)
     bad = torch.isnan(x).any(-1) | (x == math.inf).any(-1)
@@ -72,8 +75,8 @@ def sample_rows(x: torch.Tensor, ctl: Controls, n: int, logprobs: bool
     keep = torch.where(greedy[:, None], finite, keep)
     status[(status == OK) & (keep.sum(-1) < n)] = TOO_FEW
 
-    g = _rng.noise("gumbel", (rows,), vocab, _rng.Seed(per_row=ctl.seeds), cd, device,
-                   row_keys=ctl.keys)
+    g = _rng.noise("gumbel", (rows,), vocab, _rng.Seed(per_row=seeds), cd, device,
+                   row_keys=keys)
     score = torch.where(keep, torch.where(greedy[:, None], z, z + g), -math.inf)
     if n == 1:
         tokens = score.argmax(-1, keepdim=True)
