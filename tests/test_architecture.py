@@ -2,7 +2,8 @@
 
 The library (every module of ``gumbelkit`` outside the app) never imports the
 app (``gumbelkit.experiments``, ``gumbelkit.cli``, ``gumbelkit.__main__``),
-and importing it loads none of the app's heavy dependencies.
+only the op boundary (``gumbelkit.kernels``) binds C through ctypes, and
+importing the library loads none of the app's heavy dependencies.
 """
 
 import ast
@@ -59,6 +60,13 @@ def test_the_library_is_found():
 def test_library_never_imports_the_app(path):
     wrong = sorted(name for name in _imports(path) if _in_app(name))
     assert not wrong, f"{_module_name(path)} imports the app: {wrong}"
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: _module_name(p))
+def test_only_the_op_boundary_binds_c(path):
+    if _module_name(path).startswith("gumbelkit.kernels"):
+        return
+    assert "ctypes" not in _imports(path), f"{_module_name(path)} imports ctypes"
 
 
 def test_importing_the_library_loads_no_app_dependency():
