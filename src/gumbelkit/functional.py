@@ -14,6 +14,7 @@ import math
 import torch
 
 from . import _rng
+from ._autograd import forward_as
 from ._validate import (
     Temperature,
     check_binary_logits,
@@ -47,13 +48,28 @@ SeedLike = int | torch.Tensor | None
 
 
 def _fused(x: torch.Tensor, dim: int = -1) -> bool:
-    """Whether ``x`` (categories along ``dim``) runs on the fused kernels."""
+    """Whether ``x`` (categories along ``dim``) runs on the fused kernels.
+
+    Inside a ``torch.func`` differentiation transform (``grad``, ``jacrev``,
+    ``vjp``; not a bare ``vmap``) the PyTorch path runs instead: the autograd
+    that ``torch.library`` registers on the fused ops does not support those
+    transforms, and the PyTorch path draws the same noise.
+    """
     if x.device.type != "cpu" or x.numel() == 0:
+        return False
+    if _under_differentiation_transform(x):
         return False
     if _lib.library() is None:
         _lib.warn_if_missing()
         return False
     return x.dtype in ops.DTYPE_CODES and (x.dim() == 0 or x.shape[dim] < 2**31)
+
+
+def _under_differentiation_transform(x: torch.Tensor) -> bool:
+    if torch.compiler.is_compiling():  # dynamo sees plain tensors (and cannot call these)
+        return False
+    functorch = torch._C._functorch
+    return functorch.is_functorch_wrapped_tensor(x) and not functorch.is_batchedtensor(x)
 
 
 def _rows(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -72,10 +88,11 @@ def _unrows(y: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _seed_rows(batch_shape: tuple[int, ...], seed: SeedLike,
-               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+               generator: torch.Generator | None,
+               device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Contiguous per-row 64-bit seeds and row keys, as ``_rng.noise`` derives them."""
     seeds, keys = _rng.row_keys_and_seeds(_rng.resolve_seed(seed, generator), batch_shape,
-                                          torch.device("cpu"))
+                                          device or torch.device("cpu"))
     return seeds.contiguous(), keys.contiguous()
 
 
@@ -113,15 +130,10 @@ def _category_noise(logits: torch.Tensor, dim: int, kind: str, seed: SeedLike,
                     generator: torch.Generator | None, stream: int = 0) -> torch.Tensor:
     """Noise shaped like ``logits`` whose columns run along ``dim`` (noise dtype)."""
     moved_shape = logits.movedim(dim, -1).shape
-    dtype = _rng.noise_dtype(logits.dtype)
-    if _fused(logits, dim):
-        seeds, keys = _seed_rows(tuple(moved_shape[:-1]), seed, generator)
-        g = torch.ops.gumbelkit.noise(seeds, keys, moved_shape[-1], stream, kind, dtype)
-        return g.reshape(moved_shape).movedim(-1, dim)
-    resolved = _rng.resolve_seed(seed, generator)
-    g = _rng.noise(kind, tuple(moved_shape[:-1]), moved_shape[-1], resolved, dtype,
-                   logits.device, stream=stream)
-    return g.movedim(-1, dim)
+    seeds, keys = _seed_rows(tuple(moved_shape[:-1]), seed, generator, logits.device)
+    g = torch.ops.gumbelkit.noise(seeds, keys, moved_shape[-1], stream, kind,
+                                  _rng.noise_dtype(logits.dtype))
+    return g.reshape(moved_shape).movedim(-1, dim)
 
 
 def _perturbed(logits: torch.Tensor, dim: int, seed: SeedLike,
@@ -202,18 +214,6 @@ def gumbel_topk(logits: torch.Tensor, k: int, dim: int = -1, *, seed: SeedLike =
     return _perturbed(logits.detach(), dim, seed, generator).topk(k, dim).indices
 
 
-class _StraightThrough(torch.autograd.Function):
-    """Forward: the given one-hot; backward: the gradient goes to ``soft`` unchanged."""
-
-    @staticmethod
-    def forward(ctx, soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
-        return hard
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad, None
-
-
 def _one_hot_like(scores: torch.Tensor, index: torch.Tensor, dim: int,
                   dtype: torch.dtype) -> torch.Tensor:
     hard = torch.zeros(scores.shape, dtype=dtype, device=scores.device)
@@ -236,7 +236,7 @@ def straight_through(soft: torch.Tensor, dim: int = -1) -> torch.Tensor:
     check_floating(soft, "soft")
     dim = check_logits(soft, dim)
     hard = _one_hot_like(soft, soft.detach().argmax(dim), dim, soft.dtype)
-    return _StraightThrough.apply(soft, hard)
+    return forward_as(hard, soft)
 
 
 def gumbel_softmax(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = False,
@@ -296,7 +296,7 @@ def _gumbel_softmax_reference(logits: torch.Tensor, tau: Temperature, hard: bool
     if not hard:
         return soft.to(logits.dtype)
     one_hot = _one_hot_like(perturbed, perturbed.detach().argmax(dim), dim, perturbed.dtype)
-    return _StraightThrough.apply(soft, one_hot).to(logits.dtype)
+    return forward_as(one_hot, soft).to(logits.dtype)
 
 
 def _masked_divide(z: torch.Tensor, tau: Temperature) -> torch.Tensor:
@@ -314,18 +314,6 @@ def _bernoulli_relaxation(logits: torch.Tensor, tau: Temperature, seed: SeedLike
                        _rng.noise_dtype(logits.dtype), logits.device).reshape(logits.shape)
     perturbed = logits.to(noise.dtype) + noise
     return torch.sigmoid(_masked_divide(perturbed, _scaled_temperature(tau, noise.dtype)))
-
-
-class _HardThreshold(torch.autograd.Function):
-    """Forward: 1 where soft > 1/2 else 0; backward: identity to ``soft``."""
-
-    @staticmethod
-    def forward(ctx, soft: torch.Tensor) -> torch.Tensor:
-        return (soft > 0.5).to(soft.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad
 
 
 def binary_concrete(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = False, *,
@@ -379,7 +367,7 @@ def _binary_concrete_reference(logits: torch.Tensor, tau: Temperature, hard: boo
     tau = check_temperature(tau, logits)
     soft = _bernoulli_relaxation(logits, tau, seed, generator)
     if hard:
-        soft = _HardThreshold.apply(soft)
+        soft = forward_as((soft > 0.5).to(soft.dtype), soft)
     return soft.to(logits.dtype)
 
 

@@ -15,6 +15,7 @@ import math
 import torch
 
 from . import _rng
+from ._autograd import forward_as
 from ._validate import (
     Temperature,
     check_dim_type,
@@ -22,8 +23,7 @@ from ._validate import (
     check_logits,
     check_temperature,
 )
-from .functional import _StraightThrough, gumbel_softmax
-from .kernels._lib import KINDS, library
+from .functional import gumbel_softmax
 
 __all__ = ["sparse_gumbel_softmax", "sparse_to_dense"]
 
@@ -33,24 +33,11 @@ SeedLike = int | torch.Tensor | None
 CHUNK_ELEMENTS = 1 << 21
 
 
-def _gumbel_rows(seeds: torch.Tensor, keys: torch.Tensor, n_cols: int, dtype: torch.dtype,
-                 device: torch.device) -> torch.Tensor:
-    """Gumbel noise [rows, n_cols] for rows with the given 64-bit seeds and row keys.
-
-    On CPU with the compiled kernels this is the C block fill
-    (``gk_noise_fill``), bit-identical to :func:`gumbelkit._rng.noise`, which
-    is used otherwise.
-    """
-    lib = library() if device.type == "cpu" else None
-    if lib is None:
-        return _rng.noise("gumbel", (seeds.shape[0],), n_cols, _rng.Seed(per_row=seeds), dtype,
-                          device, row_keys=keys)
-    out = torch.empty(seeds.shape[0], n_cols, dtype=dtype)
-    fill = lib.gk_noise_fill_f32 if dtype == torch.float32 else lib.gk_noise_fill_f64
-    seeds, keys = seeds.contiguous(), keys.contiguous()
-    fill(out.data_ptr(), seeds.data_ptr(), keys.data_ptr(), seeds.shape[0], n_cols, 0,
-         KINDS["gumbel"])
-    return out
+def _gumbel_rows(seeds: torch.Tensor, keys: torch.Tensor, n_cols: int,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """Gumbel noise [rows, n_cols] for rows with the given 64-bit seeds and row keys,
+    on their device (the op ``noise``: bit-identical on every path)."""
+    return torch.ops.gumbelkit.noise(seeds, keys, n_cols, 0, "gumbel", dtype)
 
 
 def _top_k_perturbed(logits: torch.Tensor, k: int, seed: _rng.Seed
@@ -72,7 +59,7 @@ def _top_k_perturbed(logits: torch.Tensor, k: int, seed: _rng.Seed
     step = max(1, CHUNK_ELEMENTS // max(n_cols, 1))
     for start in range(0, rows, step):
         stop = min(rows, start + step)
-        g = _gumbel_rows(seeds[start:stop], keys[start:stop], n_cols, dtype, logits.device)
+        g = _gumbel_rows(seeds[start:stop], keys[start:stop], n_cols, dtype)
         perturbed = flat[start:stop].to(dtype) + g
         top = perturbed.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values
         indices[start:stop] = top
@@ -169,7 +156,7 @@ def _truncated(logits: torch.Tensor, k: int, tau: Temperature, hard: bool, dim: 
     if hard:
         winner = perturbed.detach().argmax(-1, keepdim=True)
         one_hot = torch.zeros_like(weights).scatter_(-1, winner, 1.0)
-        weights = _StraightThrough.apply(weights, one_hot)
+        weights = forward_as(one_hot, weights)
     return indices.movedim(-1, dim), weights.to(logits.dtype).movedim(-1, dim)
 
 

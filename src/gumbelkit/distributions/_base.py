@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution
 
+from .._autograd import forward_as
 from .._validate import Temperature
 from ._common import Parameter, SampleCache, SeedLike, ShapeLike, describe
 
@@ -131,7 +132,7 @@ class RoundedRelaxation(SeededDistribution):
             return torch.where(boundary, self._inverse(value.detach()), inverse)
         exact = kept.detach()
         # forward: exactly the kept value; backward: the derivative of the inverse at value
-        reattached = exact + (inverse - inverse.detach())
+        reattached = forward_as(exact, inverse)
         rounded = boundary | (value.abs() < torch.finfo(value.dtype).smallest_normal)
         return torch.where(rounded, kept if is_sample else exact, reattached)
 

@@ -7,6 +7,7 @@ from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
 from .. import _rng
+from .._autograd import forward_as
 from .._validate import Temperature, check_int_range
 from ._base import SeededDistribution
 from ._common import (
@@ -154,5 +155,5 @@ class GumbelTopK(SeededDistribution):
         if hard:
             chosen = perturbed.detach().topk(self.k, -1).indices
             exact = torch.zeros_like(khot).scatter_(-1, chosen, 1.0)
-            khot = exact + (khot - khot.detach())
+            khot = forward_as(exact, khot)
         return khot.to(self.logits.dtype)

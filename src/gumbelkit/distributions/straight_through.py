@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import constraints
 
+from .._autograd import forward_as
 from ..functional import straight_through
 from ._base import SeededDistribution
 from ._common import SampleCache, SeedLike, ShapeLike
@@ -73,7 +74,7 @@ class StraightThrough(SeededDistribution):
         if isinstance(self.base_dist, Concrete):
             hard = straight_through(soft)
         else:
-            hard = (soft > 0.5).to(soft.dtype) + (soft - soft.detach())
+            hard = forward_as((soft > 0.5).to(soft.dtype), soft)
         self._cache.remember(hard, (soft.detach(), self.base_dist.kept_sample(soft)))
         return hard
 
@@ -93,7 +94,7 @@ class StraightThrough(SeededDistribution):
                              "sample, so value must be the tensor the most recent rsample() or "
                              "sample() returned; score relaxed values with base_dist.log_prob")
         soft, unrounded = kept
-        stand_in = soft + (value - value.detach())
+        stand_in = forward_as(soft, value)
         u = self.base_dist.unrounded(stand_in, unrounded, self._cache.holds(value))
         return self.base_dist.log_prob_unrounded(u, value.dtype)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from .. import _rng
+from .._autograd import forward_as as forward_as  # the estimators import it from here
 from ..functional import gumbel_max
 
 SeedLike = int | torch.Tensor | None
@@ -72,27 +73,6 @@ def shift(logits: torch.Tensor) -> torch.Tensor:
     """``logits - logits.detach()`` without NaN at masked entries: value 0, gradient 1."""
     finite = finite_part(logits)
     return finite - finite.detach()
-
-
-class _ForwardAs(torch.autograd.Function):
-    """Forward: ``hard``; backward: the incoming gradient goes to ``surrogate``."""
-
-    @staticmethod
-    def forward(ctx, hard: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
-        return hard
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
-        return None, grad
-
-
-def forward_as(hard: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
-    """Exactly ``hard`` forward; the gradient of ``surrogate`` backward.
-
-    Unlike ``hard - surrogate.detach() + surrogate`` no rounding error is left
-    on the forward value.
-    """
-    return _ForwardAs.apply(hard.detach().to(surrogate.dtype), surrogate)
 
 
 def conditional_gumbels(logits: torch.Tensor, sample: torch.Tensor, dim: int,

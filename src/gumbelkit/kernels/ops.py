@@ -21,6 +21,7 @@ import ctypes
 import torch
 from torch import Tensor
 
+from .. import _rng
 from .._validate import check_temperature, raise_bad_logits_row
 from . import sampler_reference
 from ._lib import KINDS, library
@@ -107,7 +108,18 @@ checked_temperature.register_autograd(lambda ctx, grad: (grad, None),
 @torch.library.custom_op("gumbelkit::noise", mutates_args=())
 def noise(seeds: Tensor, keys: Tensor, cols: int, stream: int, kind: str,
           dtype: torch.dtype) -> Tensor:
-    """``[rows, cols]`` noise of ``kind``, bit-identical to ``_rng.noise``."""
+    """``[rows, cols]`` noise of ``kind`` ("gumbel", "exponential", "logistic") for
+    rows with the 64-bit ``seeds`` and row ``keys`` (both ``[rows]``), on their
+    device. This body is the PyTorch reference, ``_rng.noise``."""
+    return _rng.noise(kind, (seeds.shape[0],), cols, _rng.Seed(per_row=seeds), dtype,
+                      seeds.device, row_keys=keys, stream=stream)
+
+
+@noise.register_kernel("cpu")
+def _(seeds, keys, cols, stream, kind, dtype):
+    if library() is None:
+        return _rng.noise(kind, (seeds.shape[0],), cols, _rng.Seed(per_row=seeds), dtype,
+                          seeds.device, row_keys=keys, stream=stream)
     rows = int(seeds.shape[0])
     out = _empty((rows, cols), dtype)
     if out.numel() > 0:
