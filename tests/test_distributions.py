@@ -94,12 +94,14 @@ def _bad_for(cls, binary: bool = False):
 
 def _hard_concrete_bad():
     return (
-        (lambda: HardConcrete(L3, temperature=0.0), "temperature must be > 0"),
-        (lambda: HardConcrete(NAN3), "finite everywhere, got nan"),
-        (lambda: HardConcrete(L3, gamma=0.0), "gamma must be a finite number < 0"),
-        (lambda: HardConcrete(L3, gamma=0.1), "gamma must be a finite number < 0"),
-        (lambda: HardConcrete(L3, zeta=1.0), "zeta must be a finite number > 1"),
-        (lambda: HardConcrete(L3, zeta=math.nan), "zeta must be a finite number > 1"),
+        (lambda: HardConcrete(0.0, logits=L3), "temperature must be > 0"),
+        (lambda: HardConcrete(logits=NAN3), "finite everywhere, got nan"),
+        (lambda: HardConcrete(logits=L3, gamma=0.0), "gamma must be a finite number < 0"),
+        (lambda: HardConcrete(logits=L3, gamma=0.1), "gamma must be a finite number < 0"),
+        (lambda: HardConcrete(logits=L3, zeta=1.0), "zeta must be a finite number > 1"),
+        (lambda: HardConcrete(logits=L3, zeta=math.nan), "zeta must be a finite number > 1"),
+        (lambda: HardConcrete(L3), "give exactly one of probs or logits"),
+        (lambda: HardConcrete(probs=torch.tensor([0.5, 1.0, 0.2])), "probs must lie in"),
     )
 
 
@@ -137,7 +139,7 @@ REGISTRY = (
             functional=lambda t, l, seed: torch.logit(gumbelkit.binary_concrete(l, t, seed=seed)),
             bad=_bad_for(LogitBinaryConcrete, binary=True)),
     Example("HardConcrete",
-            lambda t, l, v=None: HardConcrete(l, temperature=t, validate_args=v),
+            lambda t, l, v=None: HardConcrete(t, logits=l, validate_args=v),
             elementwise, per_row_seed=False,
             functional=lambda t, l, seed: gumbelkit.hard_concrete(l, t, seed=seed),
             bad=_hard_concrete_bad()),
@@ -509,14 +511,14 @@ def test_binary_number_parameters_like_torch(ours, theirs):
 
 
 def test_hard_concrete_number_parameters():
-    d = HardConcrete(0.3, 1, -1, 2)
-    reference = HardConcrete(torch.tensor(0.3), 1.0, -1.0, 2.0)
+    d = HardConcrete(1, logits=0.3, gamma=-1, zeta=2)
+    reference = HardConcrete(1.0, logits=torch.tensor(0.3), gamma=-1.0, zeta=2.0)
     assert d.batch_shape == () and (d.gamma, d.zeta) == (-1.0, 2.0)
     z = d.sample((50,), seed=4)
     assert z.dtype == torch.get_default_dtype() and torch.equal(z, reference.sample((50,), seed=4))
     torch.testing.assert_close(d.log_prob(z), reference.log_prob(z), rtol=0, atol=0)
     with pytest.raises(ValueError, match="logits must be finite everywhere, got inf"):
-        HardConcrete(math.inf)
+        HardConcrete(logits=math.inf)
 
 
 # --------------------------------------------------------------------------- overflow

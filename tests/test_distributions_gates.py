@@ -42,7 +42,7 @@ def test_logit_binary_concrete_ks(tau):
 @pytest.mark.parametrize("tau", [0.3, 1.0, 2.5])
 def test_density_is_the_derivative_of_cdf(cls, grid, tau):
     logits = torch.tensor(0.4, dtype=F64)
-    d = HardConcrete(logits, temperature=tau) if cls is HardConcrete else cls(tau, logits=logits)
+    d = cls(tau, logits=logits)
     h = 1e-6
     slope = (d.cdf(grid + h) - d.cdf(grid - h)) / (2 * h)
     torch.testing.assert_close(d.log_prob(grid).exp(), slope, rtol=1e-6, atol=1e-9)
@@ -75,7 +75,7 @@ def test_binary_concrete_endpoints():
 def test_hard_concrete_masses_mean_and_l0_match_monte_carlo():
     logits = torch.tensor([-1.0, 0.5, 2.0])
     tau = torch.tensor([0.3, 2 / 3, 1.5])
-    d = HardConcrete(logits, temperature=tau)
+    d = HardConcrete(tau, logits=logits)
     n = draws_for(0.5, 0.01)  # 4 standard errors of a frequency <= 0.01
     z = d.sample((n,), seed=41).double()
     for estimate, truth in [((z == 0).double(), d.prob_zero), ((z == 1).double(), d.prob_one),
@@ -88,7 +88,7 @@ def test_hard_concrete_masses_mean_and_l0_match_monte_carlo():
 
 @pytest.mark.slow
 def test_hard_concrete_interior_ks():
-    d = HardConcrete(torch.tensor(0.3, dtype=F64), temperature=0.5)
+    d = HardConcrete(0.5, logits=torch.tensor(0.3, dtype=F64))
     z = d.sample((40_000,), seed=42)
     inside = z[(z > 0) & (z < 1)].numpy()
     p0, p1 = float(d.prob_zero), float(d.prob_one)
@@ -99,7 +99,7 @@ def test_hard_concrete_interior_ks():
 @pytest.mark.parametrize("tau", [0.01, 0.1, 2 / 3, 5.0])
 @pytest.mark.parametrize("logit", [-3.0, 0.0, 2.0])
 def test_hard_concrete_mass_and_mean_by_quadrature(tau, logit):
-    d = HardConcrete(torch.tensor(logit, dtype=F64), temperature=tau)
+    d = HardConcrete(tau, logits=torch.tensor(logit, dtype=F64))
     density, _ = integrate.quad(lambda v: math.exp(d.log_prob(torch.tensor(v, dtype=F64))),
                                 0, 1, limit=200, epsabs=1e-12, epsrel=1e-12)
     assert abs(density + float(d.prob_zero) + float(d.prob_one) - 1) < 1e-8
@@ -110,21 +110,21 @@ def test_hard_concrete_mass_and_mean_by_quadrature(tau, logit):
 
 def test_hard_concrete_log_prob_and_gate():
     logits = torch.tensor([-4.0, 0.0, 3.0])
-    d = HardConcrete(logits, validate_args=True)
+    d = HardConcrete(logits=logits, validate_args=True)
     lp = d.log_prob(torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 0.5, 0.5]]))
     torch.testing.assert_close(lp[0], d.prob_zero.log())
     torch.testing.assert_close(lp[1], d.prob_one.log())
     assert bool(lp[2].isfinite().all())
     expected = torch.clamp(torch.sigmoid(logits) * 1.2 - 0.1, 0, 1)
-    torch.testing.assert_close(d.deterministic_gate(), expected)
-    assert d.deterministic_gate()[0] == 0 and d.deterministic_gate()[2] == 1
+    torch.testing.assert_close(d.deterministic_gate, expected)
+    assert d.deterministic_gate[0] == 0 and d.deterministic_gate[2] == 1
     with pytest.raises(ValueError, match="Expected value argument"):
         d.log_prob(torch.tensor(1.5))
 
 
 def test_hard_concrete_rsample_gradient():
     logits = torch.zeros(2_000, dtype=F64, requires_grad=True)
-    z = HardConcrete(logits).rsample(seed=3)
+    z = HardConcrete(logits=logits).rsample(seed=3)
     z.sum().backward()
     at_end = (z == 0) | (z == 1)
     assert bool(at_end.any()) and bool((~at_end).any())

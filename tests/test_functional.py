@@ -212,7 +212,7 @@ def test_hard_concrete_gradient_is_pathwise_inside_and_zero_at_the_ends():
 
 
 def test_hard_concrete_deterministic_gate():
-    gate = gumbelkit.hard_concrete_deterministic(torch.tensor([-10.0, 0.0, 10.0]))
+    gate = gumbelkit.hard_concrete_deterministic_gate(torch.tensor([-10.0, 0.0, 10.0]))
     torch.testing.assert_close(gate, torch.tensor([0.0, 0.5, 1.0]))
 
 

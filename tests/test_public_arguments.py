@@ -46,7 +46,7 @@ def _distribution_cases() -> dict[str, Callable[..., object]]:
         "ExpConcrete": lambda: D.ExpConcrete(0.5, logits=X),
         "BinaryConcrete": lambda: D.BinaryConcrete(0.5, logits=B),
         "LogitBinaryConcrete": lambda: D.LogitBinaryConcrete(0.5, logits=B),
-        "HardConcrete": lambda: D.HardConcrete(B),
+        "HardConcrete": lambda: D.HardConcrete(logits=B),
         "StraightThrough": lambda: D.StraightThrough(D.Concrete(0.5, logits=X)),
         "GumbelTopK": lambda: D.GumbelTopK(X, k=2),
     }

@@ -9,7 +9,7 @@ from .functional import (
     gumbel_softmax,
     gumbel_topk,
     hard_concrete,
-    hard_concrete_deterministic,
+    hard_concrete_deterministic_gate,
     hard_concrete_prob_nonzero,
     straight_through,
 )
@@ -27,7 +27,7 @@ __all__ = [
     "binary_concrete",
     "hard_concrete",
     "hard_concrete_prob_nonzero",
-    "hard_concrete_deterministic",
+    "hard_concrete_deterministic_gate",
     "sparse_gumbel_softmax",
     "backend",
     "schedules",

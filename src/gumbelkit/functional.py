@@ -34,7 +34,7 @@ __all__ = [
     "binary_concrete",
     "hard_concrete",
     "hard_concrete_prob_nonzero",
-    "hard_concrete_deterministic",
+    "hard_concrete_deterministic_gate",
 ]
 
 SeedLike = int | torch.Tensor | None
@@ -429,14 +429,14 @@ def hard_concrete_prob_nonzero(logits: torch.Tensor, tau: Temperature = 2.0 / 3.
     return torch.sigmoid(logits - tau * math.log(-gamma / zeta))
 
 
-def hard_concrete_deterministic(logits: torch.Tensor, gamma: float = -0.1,
-                                zeta: float = 1.1) -> torch.Tensor:
+def hard_concrete_deterministic_gate(logits: torch.Tensor, gamma: float = -0.1,
+                                     zeta: float = 1.1) -> torch.Tensor:
     """Test-time gate ``min(1, max(0, sigmoid(logits) (zeta - gamma) + gamma))``.
 
     Louizos et al. 2018, eq. 13.
 
     Example:
-        >>> gumbelkit.hard_concrete_deterministic(torch.tensor([-5.0, 0.0, 5.0]))
+        >>> gumbelkit.hard_concrete_deterministic_gate(torch.tensor([-5.0, 0.0, 5.0]))
         tensor([0.0000, 0.5000, 1.0000])
     """
     check_binary_logits(logits)

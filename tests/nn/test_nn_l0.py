@@ -25,7 +25,7 @@ def test_fraction_of_nonzero_gates_matches_l0_penalty():
     gate = HardConcreteGate(4, droprate_init=0.7)
     with torch.no_grad():
         gate.log_alpha.copy_(torch.tensor([-2.0, -0.5, 0.0, 1.5]))
-    p = gate.prob_nonzero().detach()
+    p = gate.prob_nonzero.detach()
     n = draws_for(0.5, 0.02)  # 4 standard errors <= 0.02
     freq = (gate((n,), seed=5) != 0).double().mean(0)
     se = torch.sqrt(p * (1 - p) / n).double()
@@ -42,7 +42,7 @@ def test_eval_gate_sparsity_and_gradient():
     gate.eval()
     z = gate((2,))
     assert z.shape == (2, 4)
-    assert torch.equal(z[0], gumbelkit.hard_concrete_deterministic(gate.log_alpha.detach()))
+    assert torch.equal(z[0], gumbelkit.hard_concrete_deterministic_gate(gate.log_alpha.detach()))
     assert gate.sparsity() == 0.5  # sigmoid(-5) * 1.2 - 0.1 < 0 and sigmoid(-3) * 1.2 - 0.1 < 0
     gate.train()
     (gate((16,), seed=0).sum() + gate.l0_penalty()).backward()
@@ -53,7 +53,7 @@ def test_eval_gate_sparsity_and_gradient():
     ({"droprate_init": 0.0}, "droprate_init must lie strictly inside"),
     ({"droprate_init": 1.0}, "droprate_init must lie strictly inside"),
     ({"droprate_init": -0.2}, "droprate_init must lie strictly inside"),
-    ({"temperature": 0.0}, "temperature must be > 0"),
+    ({"tau": 0.0}, "tau must be > 0"),
     ({"gamma": 0.1}, "gamma must be"),
     ({"zeta": 1.0}, "zeta must be"),
 ])

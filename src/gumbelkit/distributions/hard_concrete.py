@@ -9,10 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import constraints
 
-from .._validate import Temperature, check_finite, check_stretch
-from ..functional import hard_concrete, hard_concrete_deterministic, hard_concrete_prob_nonzero
+from .._validate import Temperature, check_stretch
+from ..functional import (
+    hard_concrete,
+    hard_concrete_deterministic_gate,
+    hard_concrete_prob_nonzero,
+)
 from ._base import SeededDistribution
-from ._common import Parameter, SeedLike, ShapeLike, as_tensor, batch_temperature
+from ._common import Parameter, SeedLike, ShapeLike, batch_temperature, binary_logits
 from .logit_binary_concrete import logistic_log_density, logit
 
 __all__ = ["HardConcrete"]
@@ -54,30 +58,34 @@ class HardConcrete(SeededDistribution):
     pathwise gradient inside. No torch or Pyro class exists for it.
 
     Args:
-        logits: ``log alpha``, finite: a tensor or a number.
         temperature: ``tau > 0`` (default 2/3, the paper's beta): a float or a
-            tensor broadcasting to the shape of ``logits``.
+            tensor broadcasting to the shape of ``logits``. First, as in
+            :class:`Concrete` and :class:`BinaryConcrete`.
+        probs: ``sigmoid(log alpha)`` strictly inside (0, 1), the probability that
+            the unstretched Binary Concrete sample exceeds 1/2: a tensor or a number.
+        logits: ``log alpha``, finite: a tensor or a number. Exactly one of
+            ``probs``/``logits``.
         gamma: lower stretch limit, finite and < 0 (default -0.1).
         zeta: upper stretch limit, finite and > 1 (default 1.1).
 
     Example:
-        >>> d = HardConcrete(torch.zeros(3))
+        >>> d = HardConcrete(logits=torch.zeros(3))
         >>> z = d.rsample((1000,), seed=0)
         >>> bool(((z == 0) | (z == 1)).any()), d.prob_nonzero
         (True, tensor([0.8318, 0.8318, 0.8318]))
     """
 
-    arg_constraints = {"logits": constraints.real, "temperature": constraints.positive}
+    arg_constraints = {"temperature": constraints.positive, "logits": constraints.real,
+                       "probs": constraints.unit_interval}
     support = constraints.unit_interval
     has_rsample = True
     _shared = ("gamma", "zeta")
     _shown = ("logits", "temperature", "gamma", "zeta")
 
-    def __init__(self, logits: Parameter, temperature: Temperature = 2.0 / 3.0,
-                 gamma: float = -0.1, zeta: float = 1.1,
+    def __init__(self, temperature: Temperature = 2.0 / 3.0, probs: Parameter | None = None,
+                 logits: Parameter | None = None, gamma: float = -0.1, zeta: float = 1.1,
                  validate_args: bool | None = None) -> None:
-        logits = as_tensor(logits)
-        check_finite(logits, "logits")
+        logits = binary_logits(probs, logits)
         self.gamma, self.zeta = check_stretch(gamma, zeta)
         self.logits = logits
         self.temperature = batch_temperature(temperature, logits.shape, logits)
@@ -136,9 +144,15 @@ class HardConcrete(SeededDistribution):
             + _gauss_legendre(survival_density, step, high)
         return total.to(self.logits.dtype)
 
+    @property
     def deterministic_gate(self) -> torch.Tensor:
         """Test-time gate ``min(1, max(0, sigmoid(logits) (zeta - gamma) + gamma))`` (eq. 13)."""
-        return hard_concrete_deterministic(self.logits, self.gamma, self.zeta)
+        return hard_concrete_deterministic_gate(self.logits, self.gamma, self.zeta)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """``sigmoid(logits)``: ``P(s > 1/2)`` of the unstretched Binary Concrete sample."""
+        return torch.sigmoid(self.logits)
 
     def rsample(self, sample_shape: ShapeLike = (), *, seed: SeedLike = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:

@@ -9,7 +9,11 @@ from torch import nn
 
 from .._rng import check_seed_source
 from .._validate import check_int_range, check_positive_real, check_stretch
-from ..functional import hard_concrete, hard_concrete_deterministic, hard_concrete_prob_nonzero
+from ..functional import (
+    hard_concrete,
+    hard_concrete_deterministic_gate,
+    hard_concrete_prob_nonzero,
+)
 
 
 def check_droprate(droprate_init: float) -> float:
@@ -25,12 +29,14 @@ class HardConcreteGate(nn.Module):
 
     Louizos, Welling & Kingma 2018, "Learning Sparse Neural Networks through
     L0 Regularization". Each gate has a trainable ``log_alpha``; in training
-    ``z = hard_concrete(log_alpha, temperature, gamma, zeta)`` (a fresh
+    ``z = hard_concrete(log_alpha, tau, gamma, zeta)`` (a fresh
     sample per call, per element of ``batch_shape``), in eval the
     deterministic gate ``min(1, max(0, sigmoid(log_alpha)(zeta - gamma) +
     gamma))`` (eq. 13). ``l0_penalty()`` is the expected number of non-zero
-    gates, ``sum_j sigmoid(log_alpha_j - temperature log(-gamma / zeta))``
-    (eq. 12), differentiable in ``log_alpha``.
+    gates, ``sum_j sigmoid(log_alpha_j - tau log(-gamma / zeta))``
+    (eq. 12), differentiable in ``log_alpha``; ``prob_nonzero`` and
+    ``deterministic_gate`` are the per-gate ``P(z_j != 0)`` and the eval gate
+    (as on :class:`gumbelkit.distributions.HardConcrete`).
 
     Args:
         n: number of gates, >= 1.
@@ -38,7 +44,7 @@ class HardConcreteGate(nn.Module):
             ``log((1 - droprate_init) / droprate_init)`` (the paper's code),
             i.e. the underlying Concrete variable is above 1/2 with probability
             ``1 - droprate_init``.
-        temperature: > 0 (the paper's beta, default 2/3).
+        tau: temperature > 0 (the paper's beta, default 2/3).
         gamma, zeta: the stretch interval, gamma < 0 < 1 < zeta.
 
     Example:
@@ -49,12 +55,12 @@ class HardConcreteGate(nn.Module):
         [0.5, 0.5, 0.5, 0.5]
     """
 
-    def __init__(self, n: int, droprate_init: float = 0.5, temperature: float = 2.0 / 3.0,
+    def __init__(self, n: int, droprate_init: float = 0.5, tau: float = 2.0 / 3.0,
                  gamma: float = -0.1, zeta: float = 1.1) -> None:
         super().__init__()
         self.n = check_int_range(n, "n", 1)
         self.droprate_init = check_droprate(droprate_init)
-        self.temperature = check_positive_real(temperature, "temperature")
+        self.tau = check_positive_real(tau, "tau")
         self.gamma, self.zeta = check_stretch(gamma, zeta)
         start = math.log(1.0 - self.droprate_init) - math.log(self.droprate_init)
         self.log_alpha = nn.Parameter(torch.full((n,), start))
@@ -65,27 +71,29 @@ class HardConcreteGate(nn.Module):
         """Gates of shape ``batch_shape + (n,)``: sampled in training, deterministic in eval."""
         check_seed_source(seed, generator)
         if not self.training:
-            return self.eval_gate().expand(*batch_shape, self.n)
+            return self.deterministic_gate.expand(*batch_shape, self.n)
         logits = self.log_alpha.expand(*batch_shape, self.n)
-        return hard_concrete(logits, self.temperature, self.gamma, self.zeta, seed=seed,
+        return hard_concrete(logits, self.tau, self.gamma, self.zeta, seed=seed,
                              generator=generator)
 
-    def eval_gate(self) -> torch.Tensor:
+    @property
+    def deterministic_gate(self) -> torch.Tensor:
         """The deterministic test-time gates (eq. 13), shape [n], whatever the mode."""
-        return hard_concrete_deterministic(self.log_alpha, self.gamma, self.zeta)
+        return hard_concrete_deterministic_gate(self.log_alpha, self.gamma, self.zeta)
 
+    @property
     def prob_nonzero(self) -> torch.Tensor:
         """``P(z_j != 0)`` for every gate, shape [n]."""
-        return hard_concrete_prob_nonzero(self.log_alpha, self.temperature, self.gamma, self.zeta)
+        return hard_concrete_prob_nonzero(self.log_alpha, self.tau, self.gamma, self.zeta)
 
     def l0_penalty(self) -> torch.Tensor:
         """Expected number of non-zero gates (0-dim, differentiable)."""
-        return self.prob_nonzero().sum()
+        return self.prob_nonzero.sum()
 
     def sparsity(self) -> float:
         """Fraction of gates that are exactly 0 at test time (the eval-mode gate)."""
-        return (self.eval_gate() == 0).double().mean().item()
+        return (self.deterministic_gate == 0).double().mean().item()
 
     def extra_repr(self) -> str:
         return (f"n={self.n}, droprate_init={self.droprate_init}, "
-                f"temperature={self.temperature:.4g}, gamma={self.gamma}, zeta={self.zeta}")
+                f"tau={self.tau:.4g}, gamma={self.gamma}, zeta={self.zeta}")

@@ -23,7 +23,7 @@ class L0Linear(nn.Module):
     Args:
         in_features, out_features: as in ``nn.Linear``.
         bias: learn an additive bias (never gated).
-        droprate_init, temperature, gamma, zeta: see :class:`HardConcreteGate`.
+        droprate_init, tau, gamma, zeta: see :class:`HardConcreteGate`.
 
     Example:
         >>> layer = gumbelkit.nn.L0Linear(6, 3)
@@ -35,13 +35,13 @@ class L0Linear(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 droprate_init: float = 0.5, temperature: float = 2.0 / 3.0,
+                 droprate_init: float = 0.5, tau: float = 2.0 / 3.0,
                  gamma: float = -0.1, zeta: float = 1.1) -> None:
         super().__init__()
         self.in_features = check_int_range(in_features, "in_features", 1)
         self.out_features = check_int_range(out_features, "out_features", 1)
         self.linear = nn.Linear(in_features, out_features, bias=bias)
-        self.gate = HardConcreteGate(in_features, droprate_init, temperature, gamma, zeta)
+        self.gate = HardConcreteGate(in_features, droprate_init, tau, gamma, zeta)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -67,7 +67,7 @@ class L0Linear(nn.Module):
 
     def kept_features(self) -> torch.Tensor:
         """Indices of the inputs whose test-time gate is not 0 (int64, increasing)."""
-        return (self.gate.eval_gate() != 0).nonzero().squeeze(-1)
+        return (self.gate.deterministic_gate != 0).nonzero().squeeze(-1)
 
     @torch.no_grad()
     def to_linear(self) -> tuple[nn.Linear, torch.Tensor]:
@@ -78,7 +78,7 @@ class L0Linear(nn.Module):
         is always kept (the one with the largest gate) so the export is a valid
         ``nn.Linear``; its weight column is then 0 if every gate is 0.
         """
-        gate = self.gate.eval_gate()
+        gate = self.gate.deterministic_gate
         kept = self.kept_features()
         if kept.numel() == 0:
             kept = gate.argmax().reshape(1)
