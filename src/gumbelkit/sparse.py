@@ -10,13 +10,17 @@ whole batch at once.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from . import _rng
-from ._validate import Temperature, check_int_range, check_logits, check_temperature
-from .functional import _StraightThrough, gumbel_softmax
+from ._validate import (
+    Temperature,
+    check_int_range,
+    check_logits,
+    check_temperature,
+    check_temperature_range,
+)
+from .functional import _check_overflow, _masked_divide, _StraightThrough, gumbel_softmax
 from .kernels._lib import KINDS, library
 
 __all__ = ["sparse_gumbel_softmax", "sparse_to_dense"]
@@ -137,6 +141,7 @@ def sparse_gumbel_softmax(logits: torch.Tensor, k: int, tau: Temperature = 1.0,
         shape[dim] = n_categories
         indices = torch.arange(n_categories, device=logits.device).reshape(shape)
         return indices.expand(logits.shape).contiguous(), weights
+    check_temperature_range(tau, _rng.noise_dtype(logits.dtype))
     return _truncated(logits, k, tau, hard, dim, _rng.resolve_seed(seed, generator))
 
 
@@ -157,8 +162,8 @@ def _truncated(logits: torch.Tensor, k: int, tau: Temperature, hard: bool, dim: 
         tau = tau.movedim(dim, -1).to(perturbed.dtype)
     # Masked categories (kept only in rows with fewer than k unmasked ones) stay -inf
     # without -inf / tau, whose derivative in tau is NaN.
-    masked = perturbed == -math.inf
-    scores = (perturbed.masked_fill(masked, 0.0) / tau).masked_fill(masked, -math.inf)
+    scores = _masked_divide(perturbed, tau)
+    _check_overflow(scores, selected, tau, -1, report_dim=dim)
     weights = torch.softmax(scores, dim=-1)
     if hard:
         winner = perturbed.detach().argmax(-1, keepdim=True)

@@ -23,7 +23,12 @@ import ctypes
 import torch
 from torch import Tensor
 
-from .._validate import check_temperature, raise_bad_logits_row
+from .._validate import (
+    check_temperature,
+    check_temperature_range,
+    raise_bad_logits_row,
+    raise_overflow_row,
+)
 from ._lib import KINDS, library
 
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
@@ -72,33 +77,43 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
 
 
 def _status() -> Tensor:
-    return torch.empty(2, dtype=torch.int64)
+    return torch.empty(3, dtype=torch.int64)
 
 
-def _raise_for_status(status: Tensor, batch_shape: list[int], dim: int) -> None:
-    nan_row, empty_row = (int(v) for v in status.tolist())
+def _raise_for_status(status: Tensor, batch_shape: list[int], dim: int,
+                      x: Tensor | None = None, tau: Tensor | None = None) -> None:
+    """Raise the error of the first bad row the kernel reported: NaN/+inf logits,
+    every logit -inf, or (Gumbel-Softmax, given ``x`` and ``tau``) an overflowing
+    ``(x + G) / tau``, named by the row's largest logit and its temperature."""
+    nan_row, empty_row, overflow_row = (int(v) for v in status.tolist())
     if nan_row >= 0:
         raise_bad_logits_row("nan", nan_row, tuple(batch_shape), dim)
     if empty_row >= 0:
         raise_bad_logits_row("empty", empty_row, tuple(batch_shape), dim)
+    if overflow_row >= 0 and x is not None and tau is not None:
+        t = tau[overflow_row if tau.shape[0] > 1 else 0]
+        raise_overflow_row(overflow_row, tuple(batch_shape), dim,
+                           float(x[overflow_row].max()), float(t), tau.dtype)
 
 
 # ------------------------------------------------------------ temperature
 
 
 @torch.library.custom_op("gumbelkit::checked_temperature", mutates_args=())
-def checked_temperature(tau: Tensor, name: str) -> Tensor:
-    """``tau`` (a copy) after checking every value is > 0 and finite."""
+def checked_temperature(tau: Tensor, name: str, dtype: torch.dtype) -> Tensor:
+    """``tau`` (a copy) after checking every value is > 0 and finite, in its own
+    dtype and in ``dtype``, the dtype the op computes in."""
     check_temperature(tau, name=name)
+    check_temperature_range(tau, dtype, name)
     return tau.clone()
 
 
 @checked_temperature.register_fake
-def _(tau, name):
+def _(tau, name, dtype):
     return torch.empty_like(tau)
 
 
-checked_temperature.register_autograd(lambda ctx, grad: (grad, None),
+checked_temperature.register_autograd(lambda ctx, grad: (grad, None, None),
                                       setup_context=lambda ctx, inputs, output: None)
 
 
@@ -140,7 +155,7 @@ def gumbel_softmax(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, hard: bo
     kernel(_ptr(x), DTYPE_CODES[x.dtype], x.stride(0), x.stride(1), rows, cols, _ptr(tau),
            _stride(tau), _ptr(seeds), _stride(seeds), _ptr(keys), _stride(keys), 0, _ptr(y),
            _ptr(soft), int(hard), None, _threads(), _ptr(status))
-    _raise_for_status(status, batch_shape, dim)
+    _raise_for_status(status, batch_shape, dim, x, tau)
     return y, soft
 
 
