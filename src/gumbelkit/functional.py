@@ -337,7 +337,7 @@ def _check_overflow(scaled: torch.Tensor, logits: torch.Tensor, tau: Temperature
         return t.detach().broadcast_to(scaled.shape).movedim(dim, -1).reshape(-1, cols)[row]
 
     # tau as the op computes with it (the fused kernels receive it in scaled's dtype)
-    t = float(row_of(tau)[0] if isinstance(tau, torch.Tensor)
+    t = float(row_of(tau.to(scaled.dtype))[0] if isinstance(tau, torch.Tensor)
               else torch.tensor(tau, dtype=scaled.dtype))
     raise_overflow_row(row, tuple(moved.shape[:-1]), dim if report_dim is None else report_dim,
                        float(row_of(logits).max()), t, scaled.dtype)
