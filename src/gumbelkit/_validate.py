@@ -8,6 +8,7 @@ is clamped silently.
 from __future__ import annotations
 
 import math
+import struct
 from numbers import Real
 
 import torch
@@ -232,3 +233,50 @@ def check_rows(values: torch.Tensor, ok: torch.Tensor, name: str, allowed: str) 
     if not bool(ok.all()):
         row = int((~ok).nonzero()[0, 0])
         raise ValueError(f"{name} must be {allowed}, got {values[row].item()} in row {row}")
+
+
+# The smallest positive value of each compute dtype (a subnormal): a temperature
+# that rounds below it becomes 0 there.
+_SMALLEST_POSITIVE = {torch.float32: 2.0 ** -149, torch.float64: 2.0 ** -1074}
+
+
+def check_temperature_range(tau: Temperature, dtype: torch.dtype, name: str = "tau") -> None:
+    """A temperature (already checked > 0 and finite) that stays > 0 and finite
+    when rounded to ``dtype``, the dtype the op computes in (float32 for
+    float32/bfloat16/float16 inputs): ``tau = 1e39`` would become ``inf`` in
+    float32 and ``1e-46`` would become 0."""
+    low, high = _SMALLEST_POSITIVE[dtype], torch.finfo(dtype).max
+    if isinstance(tau, torch.Tensor):
+        rounded = tau.detach().to(dtype)
+        bad = ~(torch.isfinite(rounded) & (rounded > 0))
+        if not bool(bad.any()):
+            return
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        value, where = float(tau.detach()[index]), f" at index {index}"
+    else:
+        if dtype == torch.float64:
+            return
+        try:
+            rounded_value = struct.unpack("f", struct.pack("f", tau))[0]
+        except OverflowError:
+            rounded_value = math.inf
+        if 0 < rounded_value < math.inf:
+            return
+        value, where = tau, ""
+    raise ValueError(f"{name} must be > 0 and finite in {_dtype_name(dtype)}, the dtype the op "
+                     f"computes in: it must lie in [{low:.6g}, {high:.6g}], got {value:g}{where}")
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def raise_overflow_row(row: int, batch_shape: tuple[int, ...], dim: int, largest: float,
+                       tau: float, dtype: torch.dtype) -> None:
+    """Raise the error for a row whose largest ``(logits + G) / tau`` is not finite
+    in ``dtype`` (the softmax would be NaN); ``largest`` is the row's largest logit."""
+    high = torch.finfo(dtype).max
+    raise ValueError(f"logits / temperature overflow in {_row_name(row, batch_shape)} "
+                     f"(along dim={dim}): its largest logit {largest:g} divided by tau={tau:g} "
+                     f"is beyond the range of {_dtype_name(dtype)}; |logits / tau| must stay "
+                     f"below {high:.6g} (rescale the logits or raise tau)")

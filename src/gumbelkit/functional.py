@@ -23,6 +23,8 @@ from ._validate import (
     check_logits,
     check_stretch,
     check_temperature,
+    check_temperature_range,
+    raise_overflow_row,
 )
 from .kernels import _lib, ops
 
@@ -114,10 +116,13 @@ def _kernel_seeds(batch_shape: tuple[int, ...], seed: SeedLike,
 
 def _fused_temperature(tau: Temperature, logits: torch.Tensor,
                        dim: int | None = None) -> Temperature:
-    """check_temperature, with a tensor's values checked inside a custom op."""
+    """check_temperature and check_temperature_range, with a tensor's values
+    checked inside a custom op."""
     tau = check_temperature(tau, logits, dim, scan=False)
+    dtype = ops.compute_dtype(logits.dtype)
     if isinstance(tau, torch.Tensor):
-        tau = torch.ops.gumbelkit.checked_temperature(tau, "tau")
+        return torch.ops.gumbelkit.checked_temperature(tau, "tau", dtype)
+    check_temperature_range(tau, dtype)
     return tau
 
 
@@ -257,7 +262,11 @@ def gumbel_softmax(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = Fa
         logits: floating tensor, categories along ``dim``; finite or ``-inf``
             (masked: probability and gradient exactly 0).
         tau: temperature > 0 and finite: a float, or a tensor broadcasting
-            against ``logits`` with size 1 along ``dim`` (one per row).
+            against ``logits`` with size 1 along ``dim`` (one per row); it
+            must stay > 0 and finite in the compute dtype (float32 unless the
+            logits are float64), and a row whose largest ``(logits + G) / tau``
+            overflows that dtype is a ``ValueError`` (its softmax would be
+            NaN; see docs/concepts.md).
         hard: straight-through one-hot forward.
         dim: the category axis.
         seed, generator: see :func:`gumbelkit.gumbel_noise`.
@@ -290,9 +299,11 @@ def _gumbel_softmax_reference(logits: torch.Tensor, tau: Temperature, hard: bool
                               generator: torch.Generator | None) -> torch.Tensor:
     dim = check_logits(logits, dim)
     tau = check_temperature(tau, logits, dim)
+    check_temperature_range(tau, _rng.noise_dtype(logits.dtype))
     perturbed = _perturbed(logits, dim, seed, generator)
-    soft = torch.softmax(_masked_divide(perturbed, _scaled_temperature(tau, perturbed.dtype)),
-                         dim)
+    scaled = _masked_divide(perturbed, _scaled_temperature(tau, perturbed.dtype))
+    _check_overflow(scaled, logits, tau, dim)
+    soft = torch.softmax(scaled, dim)
     if not hard:
         return soft.to(logits.dtype)
     one_hot = _one_hot_like(perturbed, perturbed.detach().argmax(dim), dim, perturbed.dtype)
@@ -300,9 +311,36 @@ def _gumbel_softmax_reference(logits: torch.Tensor, tau: Temperature, hard: bool
 
 
 def _masked_divide(z: torch.Tensor, tau: Temperature) -> torch.Tensor:
-    """``z / tau`` whose gradient is exactly 0 (not 0 * inf = NaN) where z is infinite."""
-    infinite = torch.isinf(z)
-    return torch.where(infinite, z, torch.where(infinite, 0.0, z) / tau)
+    """``z / tau`` whose gradient is exactly 0 (not 0 * inf = NaN) where the quotient
+    is infinite: z masked (-inf), or ``z / tau`` beyond the dtype's range, where the
+    softmax or sigmoid downstream is saturated (value 0 or 1, derivative 0)."""
+    quotient = z.detach() / (tau.detach() if isinstance(tau, torch.Tensor) else tau)
+    infinite = torch.isinf(quotient)
+    return torch.where(infinite, quotient, torch.where(infinite, 0.0, z) / tau)
+
+
+def _check_overflow(scaled: torch.Tensor, logits: torch.Tensor, tau: Temperature,
+                    dim: int, report_dim: int | None = None) -> None:
+    """Raise when a row's largest ``scaled = z / tau`` (z: logits, perturbed or
+    not, broadcasting against ``scaled``) is infinite: its softmax along ``dim``
+    would be NaN. The error names the row, its largest logit and its tau, as the
+    fused kernel's report does, and the category axis as ``report_dim`` (default
+    ``dim``) for callers that moved it."""
+    moved = scaled.detach().movedim(dim, -1)
+    overflow = torch.isinf(moved.amax(-1)).reshape(-1)
+    if not bool(overflow.any()):
+        return
+    row = int(overflow.nonzero()[0, 0])
+    cols = moved.shape[-1]
+
+    def row_of(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().broadcast_to(scaled.shape).movedim(dim, -1).reshape(-1, cols)[row]
+
+    # tau as the op computes with it (the fused kernels receive it in scaled's dtype)
+    t = float(row_of(tau.to(scaled.dtype))[0] if isinstance(tau, torch.Tensor)
+              else torch.tensor(tau, dtype=scaled.dtype))
+    raise_overflow_row(row, tuple(moved.shape[:-1]), dim if report_dim is None else report_dim,
+                       float(row_of(logits).max()), t, scaled.dtype)
 
 
 def _bernoulli_relaxation(logits: torch.Tensor, tau: Temperature, seed: SeedLike,
@@ -330,8 +368,10 @@ def binary_concrete(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = F
     Args:
         logits: floating tensor of Bernoulli logits (``-inf``/``+inf`` give
             exact 0/1 with zero gradient; NaN raises).
-        tau: temperature > 0 and finite: a float or a tensor broadcasting
-            against ``logits`` without enlarging it.
+        tau: temperature > 0 and finite (also in the compute dtype, float32
+            unless the logits are float64): a float or a tensor broadcasting
+            against ``logits`` without enlarging it. An overflowing
+            ``(logits + L) / tau`` gives exactly 0 or 1 with zero gradient.
         hard: straight-through {0, 1} forward.
 
     Example:
@@ -365,6 +405,7 @@ def _binary_concrete_reference(logits: torch.Tensor, tau: Temperature, hard: boo
                                generator: torch.Generator | None) -> torch.Tensor:
     check_binary_logits(logits)
     tau = check_temperature(tau, logits)
+    check_temperature_range(tau, _rng.noise_dtype(logits.dtype))
     soft = _bernoulli_relaxation(logits, tau, seed, generator)
     if hard:
         soft = forward_as((soft > 0.5).to(soft.dtype), soft)
@@ -407,6 +448,7 @@ def _hard_concrete_reference(logits: torch.Tensor, tau: Temperature, gamma: floa
                              generator: torch.Generator | None) -> torch.Tensor:
     check_binary_logits(logits)
     tau = check_temperature(tau, logits)
+    check_temperature_range(tau, _rng.noise_dtype(logits.dtype))
     gamma, zeta = check_stretch(gamma, zeta)
     soft = _bernoulli_relaxation(logits, tau, seed, generator)
     return torch.clamp(soft * (zeta - gamma) + gamma, 0.0, 1.0).to(logits.dtype)

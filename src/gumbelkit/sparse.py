@@ -10,8 +10,6 @@ whole batch at once.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from . import _rng
@@ -22,8 +20,9 @@ from ._validate import (
     check_int_range,
     check_logits,
     check_temperature,
+    check_temperature_range,
 )
-from .functional import gumbel_softmax
+from .functional import _check_overflow, _masked_divide, gumbel_softmax
 
 __all__ = ["sparse_gumbel_softmax", "sparse_to_dense"]
 
@@ -130,6 +129,7 @@ def sparse_gumbel_softmax(logits: torch.Tensor, k: int, tau: Temperature = 1.0,
         shape[dim] = n_categories
         indices = torch.arange(n_categories, device=logits.device).reshape(shape)
         return indices.expand(logits.shape).contiguous(), weights
+    check_temperature_range(tau, _rng.noise_dtype(logits.dtype))
     return _truncated(logits, k, tau, hard, dim, _rng.resolve_seed(seed, generator))
 
 
@@ -150,8 +150,8 @@ def _truncated(logits: torch.Tensor, k: int, tau: Temperature, hard: bool, dim: 
         tau = tau.movedim(dim, -1).to(perturbed.dtype)
     # Masked categories (kept only in rows with fewer than k unmasked ones) stay -inf
     # without -inf / tau, whose derivative in tau is NaN.
-    masked = perturbed == -math.inf
-    scores = (perturbed.masked_fill(masked, 0.0) / tau).masked_fill(masked, -math.inf)
+    scores = _masked_divide(perturbed, tau)
+    _check_overflow(scores, selected, tau, -1, report_dim=dim)
     weights = torch.softmax(scores, dim=-1)
     if hard:
         winner = perturbed.detach().argmax(-1, keepdim=True)

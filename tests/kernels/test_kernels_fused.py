@@ -416,6 +416,68 @@ def test_gradcheck_concrete_float64():
     assert torch.autograd.gradcheck(gate, (x, tau))
 
 
+# ------------------------------------------------------------- double backward
+
+
+def _ops_and_references():
+    """(name, fused op, reference op) taking (logits, tau, seed)."""
+    return [
+        ("soft", lambda a, t, s: F.gumbel_softmax(a, t, seed=s),
+         lambda a, t, s: F._gumbel_softmax_reference(a, t, False, -1, s, None)),
+        ("hard", lambda a, t, s: F.gumbel_softmax(a, t, hard=True, seed=s),
+         lambda a, t, s: F._gumbel_softmax_reference(a, t, True, -1, s, None)),
+        ("dim0", lambda a, t, s: F.gumbel_softmax(a.t(), t.t(), dim=0, seed=s).t(),
+         lambda a, t, s: F._gumbel_softmax_reference(a.t(), t.t(), False, 0, s, None).t()),
+        ("binary", lambda a, t, s: F.binary_concrete(a, t, seed=s),
+         lambda a, t, s: F._binary_concrete_reference(a, t, False, s, None)),
+        ("binary_hard", lambda a, t, s: F.binary_concrete(a, t, hard=True, seed=s),
+         lambda a, t, s: F._binary_concrete_reference(a, t, True, s, None)),
+        ("hard_concrete", lambda a, t, s: F.hard_concrete(a, t, seed=s),
+         lambda a, t, s: F._hard_concrete_reference(a, t, -0.1, 1.1, s, None)),
+    ]
+
+
+@pytest.mark.parametrize("cols", [6, 20])
+@pytest.mark.parametrize("case", _ops_and_references(), ids=lambda c: c[0])
+def test_gradgradcheck_fused_float64(case, cols):
+    """Second derivatives of the fused ops in logits and a per-row temperature (6
+    columns: the short-row kernels; 20: the row primitives)."""
+    name, fused, _ = case
+    x = fresh_logits(2, cols, dtype=torch.float64, mask=0.0).requires_grad_(True)
+    tau = (torch.rand(2, 1, dtype=torch.float64) + 0.5).requires_grad_(True)
+    seed = fresh_seed()
+    if name == "hard_concrete":  # smooth away from the clamp edges only
+        z = fused(x, tau, seed).detach()
+        inside = (z > 1e-3) & (z < 1 - 1e-3)
+        assert torch.autograd.gradgradcheck(lambda a, t: fused(a, t, seed)[inside], (x, tau))
+    else:
+        assert torch.autograd.gradgradcheck(lambda a, t: fused(a, t, seed), (x, tau))
+    if name in ("soft", "hard"):  # one temperature for every row
+        assert torch.autograd.gradgradcheck(lambda a: fused(a, 0.7, seed), (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", _ops_and_references(), ids=lambda c: c[0])
+def test_gradient_penalty_matches_reference(case, dtype):
+    """grad of a gradient penalty (autograd.grad twice) agrees with the reference path."""
+    _, fused, reference = case
+    x0 = fresh_logits(5, 20, dtype=dtype, mask=0.0)
+    tau0 = (torch.rand(5, 1, dtype=torch.float64) + 0.5).to(dtype)
+    weight = torch.randn(5, 20, dtype=dtype)
+    seed = fresh_seed()
+    results = []
+    for op in (fused, reference):
+        x, tau = x0.clone().requires_grad_(True), tau0.clone().requires_grad_(True)
+        gx, gtau = torch.autograd.grad((op(x, tau, seed) * weight).sum(), (x, tau),
+                                       create_graph=True)
+        penalty = (gx ** 2).sum() + (gtau ** 2).sum()
+        results.append(torch.autograd.grad(penalty, (x, tau)))
+    tol = dict(rtol=1e-3, atol=1e-5) if dtype == torch.float32 else FLOAT_TOL[dtype]
+    for got, expected in zip(*results):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, expected, **tol)
+
+
 # ------------------------------------------------------------- validation
 
 

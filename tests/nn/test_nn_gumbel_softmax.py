@@ -46,6 +46,36 @@ def test_state_with_schedule_does_not_load_into_a_fixed_tau():
         GumbelSoftmax(0.5).load_state_dict(state)
 
 
+@pytest.mark.parametrize("saved,target,match", [
+    (lambda: GumbelSoftmax(0.5), lambda: GumbelSoftmax(Linear(1.0, 0.5, 10)),
+     "fixed tau=0.5 but this module has the schedule"),
+    (lambda: GumbelSoftmax(Linear(1.0, 0.5, 10)), lambda: GumbelSoftmax(0.5),
+     "schedule .* but this module has a fixed tau=0.5"),
+    (lambda: GumbelSoftmax(LearnableTemperature()), lambda: GumbelSoftmax(Linear(1.0, 0.5, 10)),
+     "learned temperature but this module has the schedule"),
+])
+def test_state_loads_only_into_the_same_kind_of_temperature(saved, target, match):
+    layer = target()
+    before = layer.tau
+    with pytest.raises(ValueError, match=match):
+        layer.load_state_dict(saved().state_dict(), strict=False)
+    assert layer.tau == before
+
+
+def test_state_without_a_kind_does_not_load_into_a_schedule():
+    state = GumbelSoftmax(0.5).state_dict()
+    state["_extra_state"] = {}  # as written before the kind was recorded
+    with pytest.raises(ValueError, match="holds no temperature schedule"):
+        GumbelSoftmax(Linear(1.0, 0.5, 10)).load_state_dict(state)
+    GumbelSoftmax(0.7).load_state_dict(state)
+
+
+def test_fixed_tau_travels_in_the_state():
+    fresh = GumbelSoftmax(0.7)
+    fresh.load_state_dict(GumbelSoftmax(0.5).state_dict())
+    assert fresh.tau == 0.5
+
+
 def test_learnable_temperature_gets_a_gradient():
     layer = GumbelSoftmax(LearnableTemperature(1.0, 0.1, 5.0))
     y = layer(torch.randn(8, 4), seed=0)

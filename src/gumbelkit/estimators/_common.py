@@ -16,7 +16,8 @@ import torch
 
 from .. import _rng
 from .._autograd import forward_as as forward_as  # the estimators import it from here
-from ..functional import gumbel_max
+from .._validate import Temperature, check_temperature_range
+from ..functional import _check_overflow, _masked_divide, gumbel_max
 
 SeedLike = int | torch.Tensor | None
 
@@ -144,6 +145,19 @@ def score_surrogate(values: torch.Tensor, coefficient: torch.Tensor,
                     log_prob: torch.Tensor) -> torch.Tensor:
     """Per-sample surrogate: value ``values``, gradient ``grad f + coefficient grad log p``."""
     return values + coefficient * (log_prob - log_prob.detach())
+
+
+def tempered_softmax(z: torch.Tensor, logits: torch.Tensor, tau: Temperature, dim: int,
+                     report_dim: int | None = None) -> torch.Tensor:
+    """``softmax(z / tau)`` along ``dim`` (``z`` in the working dtype; ``logits``
+    broadcast against it) with the temperature checks of the functional ops:
+    ``tau`` must stay > 0 and finite in ``z``'s dtype, and a row whose largest
+    ``z / tau`` overflows it is a ``ValueError`` naming the row (not a NaN row)."""
+    check_temperature_range(tau, z.dtype)
+    t = tau.to(z.dtype) if isinstance(tau, torch.Tensor) else tau
+    scaled = _masked_divide(z, t)
+    _check_overflow(scaled, logits, t, dim, report_dim)
+    return torch.softmax(scaled, dim)
 
 
 def working(logits: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 from .. import _rng
 from .._validate import Temperature, check_logits, check_positive_real, check_temperature
 from ..functional import gumbel_max
-from ._common import SeedLike, forward_as, one_hot
+from ._common import SeedLike, forward_as, one_hot, tempered_softmax
 
 
 def gapped_st(logits: torch.Tensor, tau: Temperature = 1.0, gap: float = 1.0, *,
@@ -38,7 +38,6 @@ def gapped_st(logits: torch.Tensor, tau: Temperature = 1.0, gap: float = 1.0, *,
     gap = check_positive_real(gap, "gap")
     index = gumbel_max(logits, dim, seed=seed, generator=generator)
     work = logits.to(_rng.noise_dtype(logits.dtype))
-    tau_w = tau.to(work.dtype) if isinstance(tau, torch.Tensor) else tau
     sample = one_hot(index, logits.shape[dim], dim, work.dtype)
     chosen = sample > 0
     value = work.detach()
@@ -47,5 +46,5 @@ def gapped_st(logits: torch.Tensor, tau: Temperature = 1.0, gap: float = 1.0, *,
     lower_others = torch.relu(value - top + gap)
     delta = torch.where(chosen, raise_chosen.expand_as(value), -lower_others)
     delta = torch.where(torch.isfinite(value), delta, torch.zeros_like(delta))
-    soft = torch.softmax((work + delta) / tau_w, dim)
+    soft = tempered_softmax(work + delta, logits, tau, dim)
     return forward_as(sample, soft).to(logits.dtype)

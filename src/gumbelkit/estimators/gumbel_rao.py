@@ -16,6 +16,7 @@ from ._common import (
     one_hot,
     seed_argument,
     shift,
+    tempered_softmax,
 )
 
 
@@ -50,9 +51,8 @@ def gumbel_rao(logits: torch.Tensor, tau: Temperature = 1.0, k: int = 10, *, dim
     resolved = _rng.resolve_seed(seed, generator)
     index = gumbel_max(logits, dim, seed=seed_argument(resolved))
     work = logits.to(_rng.noise_dtype(logits.dtype))
-    tau_w = tau.to(work.dtype) if isinstance(tau, torch.Tensor) else tau
     sample = one_hot(index, logits.shape[dim], dim, work.dtype)
     exponentials = category_noise("exponential", work, dim, resolved, STREAM_CONDITIONAL, copies=k)
     z = conditional_gumbels(work.detach(), sample, dim, exponentials)
-    soft = torch.softmax((z + shift(work)) / tau_w, dim + 1).mean(0)
+    soft = tempered_softmax(z + shift(work), logits, tau, dim + 1, report_dim=dim).mean(0)
     return forward_as(sample, soft).to(logits.dtype)

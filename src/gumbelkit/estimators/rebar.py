@@ -7,7 +7,14 @@ from collections.abc import Callable
 import torch
 
 from .. import _rng
-from ._common import evaluate, joint_log_prob, relaxed_pair, score_surrogate, working
+from ._common import (
+    evaluate,
+    joint_log_prob,
+    relaxed_pair,
+    score_surrogate,
+    tempered_softmax,
+    working,
+)
 
 
 def rebar(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, *, n_samples: int,
@@ -29,8 +36,8 @@ def rebar(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, *, n_
     eta = float(eta)
     work = working(logits)
     index, sample, z, z_tilde = relaxed_pair(work, n_samples, seed)
-    t = tau.to(work.dtype) if isinstance(tau, torch.Tensor) else tau
-    stacked = torch.cat([sample, torch.softmax(z / t, -1), torch.softmax(z_tilde / t, -1)])
+    stacked = torch.cat([sample, tempered_softmax(z, logits, tau, -1),
+                         tempered_softmax(z_tilde, logits, tau, -1)])
     values, relaxed, relaxed_tilde = evaluate(f, stacked, logits).chunk(3, 0)
     log_prob = joint_log_prob(work, index, values.dim() - 1)
     coefficient = (values - eta * relaxed_tilde).detach()

@@ -7,7 +7,7 @@ import torch
 from .. import _rng
 from .._validate import Temperature, check_logits, check_temperature
 from ..functional import gumbel_max
-from ._common import SeedLike, forward_as, one_hot, shift
+from ._common import SeedLike, forward_as, one_hot, shift, tempered_softmax
 
 
 def _check_at_least_one(tau: Temperature) -> None:
@@ -44,9 +44,8 @@ def reinmax(logits: torch.Tensor, tau: Temperature = 1.0, *, dim: int = -1,
     _check_at_least_one(tau)
     index = gumbel_max(logits, dim, seed=seed, generator=generator)
     work = logits.to(_rng.noise_dtype(logits.dtype))
-    tau_w = tau.to(work.dtype) if isinstance(tau, torch.Tensor) else tau
     sample = one_hot(index, logits.shape[dim], dim, work.dtype)
     pi0 = torch.softmax(work, dim)
-    pi1_value = (sample + torch.softmax(work.detach() / tau_w, dim)) / 2
+    pi1_value = (sample + tempered_softmax(work.detach(), logits, tau, dim)) / 2
     pi1 = torch.softmax(torch.log(pi1_value) + shift(work), dim)
     return forward_as(sample, 2 * pi1 - pi0 / 2).to(logits.dtype)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from .. import _rng
-from ._common import evaluate, joint_log_prob, relaxed_pair, working
+from ._common import evaluate, joint_log_prob, relaxed_pair, tempered_softmax, working
 
 
 def relax(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, *, n_samples: int,
@@ -36,9 +36,9 @@ def relax(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, *, n_
         raise TypeError(f"control must be callable, got {type(control).__name__}")
     work = working(logits)
     index, sample, z, z_tilde = relaxed_pair(work, n_samples, seed)
-    t = tau.to(work.dtype) if isinstance(tau, torch.Tensor) else tau
     values = evaluate(f, sample, logits)
-    relaxed = torch.cat([torch.softmax(z / t, -1), torch.softmax(z_tilde / t, -1)])
+    relaxed = torch.cat([tempered_softmax(z, logits, tau, -1),
+                         tempered_softmax(z_tilde, logits, tau, -1)])
     c_z, c_tilde = evaluate(control, relaxed, logits).chunk(2, 0)
     if c_z.shape != values.shape:
         raise ValueError(f"control returned values of shape {tuple(c_z.shape)} per group, "

@@ -7,7 +7,7 @@ import torch
 from .. import _rng
 from .._validate import Temperature, check_logits, check_temperature
 from ..functional import gumbel_max
-from ._common import SeedLike, forward_as, one_hot
+from ._common import SeedLike, forward_as, one_hot, tempered_softmax
 
 
 def st(logits: torch.Tensor, tau: Temperature = 1.0, *, dim: int = -1, seed: SeedLike = None,
@@ -37,6 +37,5 @@ def st(logits: torch.Tensor, tau: Temperature = 1.0, *, dim: int = -1, seed: See
     tau = check_temperature(tau, logits, dim)
     index = gumbel_max(logits, dim, seed=seed, generator=generator)
     work = logits.to(_rng.noise_dtype(logits.dtype))
-    soft = torch.softmax(work / (tau.to(work.dtype) if isinstance(tau, torch.Tensor) else tau),
-                         dim)
+    soft = tempered_softmax(work, logits, tau, dim)
     return forward_as(one_hot(index, logits.shape[dim], dim, soft.dtype), soft).to(logits.dtype)

@@ -5,7 +5,9 @@ the last axis), per-row 64-bit seeds and row keys, and calls the C library
 (``_lib.py``) on raw pointers. Fake implementations give shapes and dtypes
 only, so ``torch.compile(fullgraph=True)`` traces through the ops; autograd
 formulas are registered with :func:`torch.library.register_autograd` and run
-the fused backward kernels on the saved sample alone (no noise is kept).
+the fused backward kernels on the saved sample alone (no noise is kept). The
+backward ops have autograd formulas of their own, in torch ops on the same
+saved sample, so double backward (``create_graph=True``) works.
 
 Shapes: ``tau`` is ``[rows]`` (or ``[1]``, one value for every row) for the
 Gumbel-Softmax and ``[rows, cols]`` of any strides (broadcast views welcome)
@@ -22,7 +24,12 @@ import torch
 from torch import Tensor
 
 from .. import _rng
-from .._validate import check_temperature, raise_bad_logits_row
+from .._validate import (
+    check_temperature,
+    check_temperature_range,
+    raise_bad_logits_row,
+    raise_overflow_row,
+)
 from . import sampler_reference
 from ._lib import KINDS, library
 
@@ -72,33 +79,43 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
 
 
 def _status() -> Tensor:
-    return torch.empty(2, dtype=torch.int64)
+    return torch.empty(3, dtype=torch.int64)
 
 
-def _raise_for_status(status: Tensor, batch_shape: list[int], dim: int) -> None:
-    nan_row, empty_row = (int(v) for v in status.tolist())
+def _raise_for_status(status: Tensor, batch_shape: list[int], dim: int,
+                      x: Tensor | None = None, tau: Tensor | None = None) -> None:
+    """Raise the error of the first bad row the kernel reported: NaN/+inf logits,
+    every logit -inf, or (Gumbel-Softmax, given ``x`` and ``tau``) an overflowing
+    ``(x + G) / tau``, named by the row's largest logit and its temperature."""
+    nan_row, empty_row, overflow_row = (int(v) for v in status.tolist())
     if nan_row >= 0:
         raise_bad_logits_row("nan", nan_row, tuple(batch_shape), dim)
     if empty_row >= 0:
         raise_bad_logits_row("empty", empty_row, tuple(batch_shape), dim)
+    if overflow_row >= 0 and x is not None and tau is not None:
+        t = tau[overflow_row if tau.shape[0] > 1 else 0]
+        raise_overflow_row(overflow_row, tuple(batch_shape), dim,
+                           float(x[overflow_row].max()), float(t), tau.dtype)
 
 
 # ------------------------------------------------------------ temperature
 
 
 @torch.library.custom_op("gumbelkit::checked_temperature", mutates_args=())
-def checked_temperature(tau: Tensor, name: str) -> Tensor:
-    """``tau`` (a copy) after checking every value is > 0 and finite."""
+def checked_temperature(tau: Tensor, name: str, dtype: torch.dtype) -> Tensor:
+    """``tau`` (a copy) after checking every value is > 0 and finite, in its own
+    dtype and in ``dtype``, the dtype the op computes in."""
     check_temperature(tau, name=name)
+    check_temperature_range(tau, dtype, name)
     return tau.clone()
 
 
 @checked_temperature.register_fake
-def _(tau, name):
+def _(tau, name, dtype):
     return torch.empty_like(tau)
 
 
-checked_temperature.register_autograd(lambda ctx, grad: (grad, None),
+checked_temperature.register_autograd(lambda ctx, grad: (grad, None, None),
                                       setup_context=lambda ctx, inputs, output: None)
 
 
@@ -151,7 +168,7 @@ def gumbel_softmax(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, hard: bo
     kernel(_ptr(x), DTYPE_CODES[x.dtype], x.stride(0), x.stride(1), rows, cols, _ptr(tau),
            _stride(tau), _ptr(seeds), _stride(seeds), _ptr(keys), _stride(keys), 0, _ptr(y),
            _ptr(soft), int(hard), None, _threads(), _ptr(status))
-    _raise_for_status(status, batch_shape, dim)
+    _raise_for_status(status, batch_shape, dim, x, tau)
     return y, soft
 
 
@@ -185,23 +202,85 @@ def _gumbel_softmax_setup(ctx, inputs, output) -> None:
     x, tau, _, _, hard, _, _, _ = inputs
     y, soft = output
     ctx.save_for_backward(soft if hard else y, tau)
-    ctx.set_materialize_grads(False)  # soft is never used downstream: no zero-filled grad
-    ctx.x_dtype = x.dtype
+    ctx.set_materialize_grads(False)  # soft is rarely used downstream: no zero-filled grad
+    ctx.x_dtype, ctx.hard = x.dtype, hard
 
 
 def _gumbel_softmax_grad(ctx, grad_y, grad_soft):
-    if grad_y is None:  # only the auxiliary soft output was used: no gradient
+    # Straight-through: the one-hot's gradient is the relaxed sample's, so a gradient
+    # reaching the auxiliary soft output (a double backward through the saved sample)
+    # takes the same path.
+    grad = _sum_present(grad_y, grad_soft if ctx.hard else None)
+    if grad is None:
         return (None,) * 8
     soft, tau = ctx.saved_tensors
     need_tau = bool(ctx.needs_input_grad[1])
-    gx, gtau = torch.ops.gumbelkit.gumbel_softmax_backward(grad_y, soft, tau, need_tau)
+    gx, gtau = torch.ops.gumbelkit.gumbel_softmax_backward(grad, soft, tau, need_tau)
     if need_tau and tau.shape[0] != gtau.shape[0]:
         gtau = gtau.sum(0, keepdim=True)
     return (gx.to(ctx.x_dtype), gtau.to(tau.dtype) if need_tau else None,
             None, None, None, None, None, None)
 
 
+def _sum_present(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    return a if b is None else b if a is None else a + b
+
+
 gumbel_softmax.register_autograd(_gumbel_softmax_grad, setup_context=_gumbel_softmax_setup)
+
+
+def _row_log(y: Tensor) -> Tensor:
+    """log y where y > 0, else 0 (as the backward kernels skip y == 0)."""
+    return torch.where(y > 0, torch.log(torch.where(y > 0, y, 1.0)), 0.0)
+
+
+def _gumbel_softmax_backward_setup(ctx, inputs, output) -> None:
+    grad, soft, tau, need_tau = inputs
+    ctx.save_for_backward(grad, soft, tau)
+    ctx.set_materialize_grads(False)
+    ctx.need_tau = need_tau
+
+
+def _gumbel_softmax_backward_grad(ctx, grad_gx, grad_gtau):
+    """The backward of ``gx = y (g - <g, y>) / tau``, ``gtau = -sum_i gx_i log y_i``
+    in torch ops on the saved sample, so that it is differentiable again.
+
+    With ``C = A - b log y`` (``A``, ``b`` the incoming gradients of gx, gtau) and
+    ``Phi = sum_i C_i gx_i``: ``dPhi/dg = y (C - <C, y>) / tau``, ``dPhi/dy =
+    (C (g - s) - g <C, y> - b (g - s) [y > 0]) / tau`` and ``dPhi/dtau = -Phi / tau``.
+    """
+    grad, soft, tau = ctx.saved_tensors
+    if grad_gx is None and grad_gtau is None:
+        return None, None, None, None
+    g = grad.to(soft.dtype)
+    t = tau.to(soft.dtype).unsqueeze(-1)
+    log_y = _row_log(soft)
+    c = grad_gx.to(soft.dtype) if grad_gx is not None else torch.zeros_like(soft)
+    b = None
+    if ctx.need_tau and grad_gtau is not None:
+        b = grad_gtau.to(soft.dtype).unsqueeze(-1)
+        c = c - b * log_y
+    s = (g * soft).sum(-1, keepdim=True)
+    cy = (c * soft).sum(-1, keepdim=True)
+    d_grad = d_soft = d_tau = None
+    if ctx.needs_input_grad[0]:
+        d_grad = (soft * (c - cy) / t).to(grad.dtype)
+    if ctx.needs_input_grad[1]:
+        d_soft = c * (g - s) - g * cy
+        if b is not None:
+            d_soft = d_soft - torch.where(soft > 0, b * (g - s), 0.0)
+        d_soft = d_soft / t
+    if ctx.needs_input_grad[2]:
+        phi = (c * soft * (g - s)).sum(-1) / t.squeeze(-1)
+        d_tau = -phi / t.squeeze(-1)
+        if tau.shape[0] != d_tau.shape[0]:
+            d_tau = d_tau.sum(0, keepdim=True)
+        d_tau = d_tau.to(tau.dtype)
+    return d_grad, d_soft, d_tau, None
+
+
+gumbel_softmax_backward.register_autograd(_gumbel_softmax_backward_grad,
+                                          setup_context=_gumbel_softmax_backward_setup)
 
 
 @torch.library.custom_op("gumbelkit::gumbel_max", mutates_args=())
@@ -290,17 +369,78 @@ def _concrete_setup(ctx, inputs, output) -> None:
 
 
 def _concrete_grad(ctx, grad_y, grad_soft):
-    if grad_y is None:
+    # As for the Gumbel-Softmax: the straight-through {0, 1} output and the auxiliary
+    # soft output share the sigmoid's gradient.
+    grad = _sum_present(grad_y, grad_soft if ctx.mode == BINARY_HARD else None)
+    if grad is None:
         return (None,) * 9
     saved, tau = ctx.saved_tensors
     need_tau = bool(ctx.needs_input_grad[1])
-    gx, gtau = torch.ops.gumbelkit.concrete_backward(grad_y, saved, tau, ctx.mode, ctx.gamma,
+    gx, gtau = torch.ops.gumbelkit.concrete_backward(grad, saved, tau, ctx.mode, ctx.gamma,
                                                      ctx.span, need_tau)
     return (gx.to(ctx.x_dtype), gtau.to(tau.dtype) if need_tau else None,
             None, None, None, None, None, None, None)
 
 
 concrete.register_autograd(_concrete_grad, setup_context=_concrete_setup)
+
+
+def _concrete_backward_setup(ctx, inputs, output) -> None:
+    grad, saved, tau, mode, gamma, span, need_tau = inputs
+    ctx.save_for_backward(grad, saved, tau)
+    ctx.set_materialize_grads(False)
+    ctx.mode, ctx.gamma, ctx.span, ctx.need_tau = mode, gamma, span, need_tau
+
+
+def _concrete_backward_grad(ctx, grad_gx, grad_gtau):
+    """The backward of the Concrete backward in torch ops, differentiable again.
+
+    With ``y`` the sigmoid, ``g`` the incoming gradient (times the stretch
+    ``span`` for Hard Concrete, whose gate is ``z = y span + gamma``),
+    ``gv = g y (1 - y)``, ``gx = gv / tau`` and ``gtau = -gv v / tau``
+    (``v = logit y``): with ``D = A - B v`` (``A``, ``B`` the incoming gradients of
+    gx, gtau), ``dPhi/dg = y (1 - y) D / tau``, ``dPhi/dy = g ((1 - 2y) D - B) / tau``
+    and ``dPhi/dtau = -gv D / tau^2``; nothing passes where the gate is clamped.
+    """
+    grad, saved, tau = ctx.saved_tensors
+    if grad_gx is None and grad_gtau is None:
+        return (None,) * 7
+    dtype = saved.dtype
+    g, t = grad.to(dtype), tau.to(dtype)
+    if ctx.mode == HARD_CONCRETE:
+        live = (saved > 0) & (saved < 1)
+        y = (saved - ctx.gamma) / ctx.span
+        g = g * ctx.span
+    else:
+        live = torch.ones_like(saved, dtype=torch.bool)
+        y = saved
+    inside = (y > 0) & (y < 1)
+    safe = torch.where(inside, y, 0.5)
+    v = torch.where(inside, torch.log(safe) - torch.log1p(-safe), 0.0)
+    d = grad_gx.to(dtype) if grad_gx is not None else torch.zeros_like(saved)
+    b = None
+    if ctx.need_tau and grad_gtau is not None:
+        b = grad_gtau.to(dtype)
+        d = d - b * v
+    d = torch.where(live, d, 0.0)
+    d_grad = d_saved = d_tau = None
+    if ctx.needs_input_grad[0]:
+        d_grad = (y * (1 - y) * d / t * (ctx.span if ctx.mode == HARD_CONCRETE else 1.0))
+        d_grad = d_grad.to(grad.dtype)
+    if ctx.needs_input_grad[1]:
+        d_y = (1 - 2 * y) * d
+        if b is not None:
+            d_y = d_y - torch.where(live & inside, b, 0.0)
+        d_saved = g * d_y / t
+        if ctx.mode == HARD_CONCRETE:
+            d_saved = d_saved / ctx.span
+    if ctx.needs_input_grad[2]:
+        d_tau = (-g * y * (1 - y) * d / (t * t)).to(tau.dtype)
+    return d_grad, d_saved, d_tau, None, None, None, None
+
+
+concrete_backward.register_autograd(_concrete_backward_grad,
+                                    setup_context=_concrete_backward_setup)
 
 
 # ------------------------------------------------------------ token sampler

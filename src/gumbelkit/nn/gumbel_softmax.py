@@ -25,7 +25,9 @@ class GumbelSoftmax(nn.Module):
     :class:`gumbelkit.nn.LearnableTemperature`. The step counter is a buffer
     (``num_steps``), advanced by :meth:`step` (call it once per optimizer
     step), so ``state_dict()`` / ``load_state_dict()`` resume the schedule
-    where it was; the schedule's own settings travel in the state dict too.
+    where it was; the schedule's own settings (or the fixed tau) travel in
+    the state dict too, and a state loads only into a module with the same
+    kind of temperature (fixed, scheduled or learned).
 
     Args:
         tau: float > 0, a ``Schedule``, a schedule spec string such as
@@ -95,18 +97,44 @@ class GumbelSoftmax(nn.Module):
         index = logits.argmax(dim, keepdim=True)
         return torch.zeros_like(logits).scatter_(dim, index, 1.0)
 
+    def _kind(self) -> str:
+        if isinstance(self.temperature, Schedule):
+            return "schedule"
+        if isinstance(self.temperature, LearnableTemperature):
+            return "learned"
+        return "fixed"
+
     def get_extra_state(self) -> dict[str, Any]:
         if isinstance(self.temperature, Schedule):
-            return {"schedule": self.temperature.state_dict()}
-        return {}
+            return {"kind": "schedule", "schedule": self.temperature.state_dict()}
+        if isinstance(self.temperature, LearnableTemperature):
+            return {"kind": "learned"}  # its parameter travels in the state dict itself
+        return {"kind": "fixed", "tau": self.temperature}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        if "schedule" in state:
-            if not isinstance(self.temperature, Schedule):
-                raise ValueError(f"the state holds a temperature schedule "
-                                 f"{state['schedule']!r} but this module has tau="
-                                 f"{self.temperature!r}")
+        # A state without "kind" was saved before the kind was recorded: a schedule's
+        # holds "schedule", a fixed or learned temperature's is empty.
+        saved = state.get("kind", "schedule" if "schedule" in state else None)
+        mine = self._kind()
+        if saved is None:
+            if mine == "schedule":
+                raise ValueError("the state holds no temperature schedule (it comes from a "
+                                 "module with a fixed or learned tau) but this module has the "
+                                 f"schedule {self.temperature!r}")
+            return
+        if saved != mine:
+            held = {"schedule": f"a temperature schedule {state.get('schedule')!r}",
+                    "fixed": f"a fixed tau={state.get('tau')!r}",
+                    "learned": "a learned temperature"}[saved]
+            here = {"schedule": f"the schedule {self.temperature!r}",
+                    "fixed": f"a fixed tau={self.temperature!r}",
+                    "learned": "a learned temperature"}[mine]
+            raise ValueError(f"the state holds {held} but this module has {here}; "
+                             f"load it into a module with the same kind of temperature")
+        if saved == "schedule":
             self.temperature.load_state_dict(state["schedule"])
+        elif saved == "fixed":
+            self.temperature = check_positive_real(state["tau"], "tau")
 
     def extra_repr(self) -> str:
         tau = self.temperature if isinstance(self.temperature, (float, Schedule)) else "learned"

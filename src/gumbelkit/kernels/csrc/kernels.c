@@ -12,8 +12,10 @@
  * float64 rows use the scalar twin and libm.
  *
  * Logit validation is folded in: status[0] is the first row holding NaN or
- * +inf, status[1] the first row whose logits are all -inf (-1: none); the
- * Concrete kernels report the first NaN's flat index in status[0].
+ * +inf, status[1] the first row whose logits are all -inf, status[2] (the
+ * Gumbel-Softmax only) the first row whose largest (x + G) / tau overflows the
+ * compute dtype (-1: none); the Concrete kernels report the first NaN's flat
+ * index in status[0] (their sigmoid saturates instead of overflowing).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -209,8 +211,9 @@ static void gk_fill_f64(int kind, uint64_t seed, uint64_t key, uint32_t stream, 
     else gk_fill_logistic_f64(seed, key, stream, col0, n, out);
 }
 
-/* A row's state (also the lanes primitive's): fine, NaN/+inf logits, all -inf. */
-enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2 };
+/* A row's state (also the lanes primitive's): fine, NaN/+inf logits, all -inf,
+ * max (x + G) / tau beyond the compute dtype's range. */
+enum { GK_ROW_OK = 0, GK_ROW_BAD = 1, GK_ROW_EMPTY = 2, GK_ROW_OVERFLOW = 3 };
 
 /* Rows per scheduling chunk: 4, or enough for about 8192 elements when rows are
  * short (a chunk costs an atomic, about what a row of 8 columns costs itself). */
@@ -251,10 +254,11 @@ static int64_t gk_pieces_per_chunk(int64_t cols) {
         return arg;                                                                          \
     }                                                                                        \
                                                                                              \
-    /* The first argmax of x + G over a whole row, with the exact noise.                */  \
+    /* The first argmax of x + G over a whole row, with the exact noise; *top (if not   */  \
+    /* NULL) gets the maximum.                                                           */  \
     static int gk_argmax_row_##SUF(const char *xrow, int xdtype, int64_t xcs, int direct,    \
                                    T *xbuf, int64_t cols, uint64_t seed, uint64_t key,       \
-                                   uint32_t stream, int64_t *arg) {                          \
+                                   uint32_t stream, int64_t *arg, T *top) {                  \
         T best = -INFINITY;                                                                  \
         int bad = 0;                                                                         \
         *arg = -1;                                                                           \
@@ -264,6 +268,7 @@ static int64_t gk_pieces_per_chunk(int64_t cols) {
             if (!direct) gk_load_##T(xrow, xdtype, xcs, c0, n, xbuf);                        \
             (OPS)->gumbel_argmax(xc, n, seed, key, stream, c0, &best, arg, &bad);            \
         }                                                                                    \
+        if (top) *top = best;                                                                \
         return bad ? GK_ROW_BAD : *arg < 0 ? GK_ROW_EMPTY : GK_ROW_OK;                       \
     }                                                                                        \
                                                                                              \
@@ -296,6 +301,7 @@ static int64_t gk_pieces_per_chunk(int64_t cols) {
             }                                                                                \
             if (bad) return GK_ROW_BAD;                                                      \
             if (best == -INFINITY) return GK_ROW_EMPTY;                                      \
+            if (!isfinite(best * inv)) return GK_ROW_OVERFLOW; /* exp would give NaN */      \
             if (arg) threshold = (best - ((T)0x1p-15 + (T)fabs((double)best) * (T)0x1p-20)) * inv; \
             T sum = (OPS)->expsum(srow, cols, best * inv, threshold, cand, &ncand);          \
             (OPS)->scale(srow, cols, (T)1 / sum, INFINITY, cand, &ncand);                    \
@@ -304,7 +310,7 @@ static int64_t gk_pieces_per_chunk(int64_t cols) {
             *arg = gk_exact_argmax_##SUF(xrow, xdtype, xcs, cand, ncand, seed, key, stream); \
             if (*arg < 0)                                                                    \
                 return gk_argmax_row_##SUF(xrow, xdtype, xcs, direct, xbuf, cols, seed, key, \
-                                           stream, arg);                                     \
+                                           stream, arg, NULL);                               \
         }                                                                                    \
         return GK_ROW_OK;                                                                    \
     }                                                                                        \
@@ -351,7 +357,7 @@ static int64_t gk_pieces_per_chunk(int64_t cols) {
                 for (int l = 0; l < width && g * width + l < rows; ++l) {                    \
                     int64_t r = g * width + l;                                               \
                     if (state[l] != GK_ROW_OK) {                                             \
-                        gk_record_min(&status[state[l] == GK_ROW_BAD ? 0 : 1], r);           \
+                        gk_record_min(&status[state[l] - 1], r);                             \
                         continue;                                                            \
                     }                                                                        \
                     T *out = hard ? (soft ? soft + r * cols : NULL) : y + r * cols;          \
@@ -372,7 +378,7 @@ static int64_t gk_pieces_per_chunk(int64_t cols) {
                                  const int64_t *seeds, int64_t seed_stride, const int64_t *keys, \
                                  int64_t key_stride, uint32_t stream, T *y, T *soft, int hard, \
                                  int64_t *index, int nthreads, int64_t *status) {            \
-        status[0] = status[1] = -1;                                                          \
+        status[0] = status[1] = status[2] = -1;                                              \
         const int64_t lane_cols = hard && soft == NULL ? GK_LANE_COLS : GK_LANE_SOFT_COLS;   \
         if ((OPS)->lanes && cols >= 1 && cols <= lane_cols) {                                \
             gk_gumbel_softmax_lanes_##SUF(x, xdtype, xrs, xcs, rows, cols, tau, tau_stride,  \
@@ -389,14 +395,20 @@ static int64_t gk_pieces_per_chunk(int64_t cols) {
                 const char *xrow = gk_row(x, xdtype, xrs, r);                                \
                 T *srow = hard ? (soft ? soft + r * cols : NULL) : y + r * cols;             \
                 int64_t arg = -1;                                                            \
+                T top = 0;                                                                   \
                 int state = srow ? gk_soft_row_##SUF(xrow, xdtype, xcs, direct, xbuf, cols,  \
                                                      tau[r * tau_stride], GK_SEED(r),        \
                                                      GK_KEY(r), stream, srow,                \
                                                      hard || index ? &arg : NULL)            \
                                  : gk_argmax_row_##SUF(xrow, xdtype, xcs, direct, xbuf, cols,\
-                                                       GK_SEED(r), GK_KEY(r), stream, &arg); \
+                                                       GK_SEED(r), GK_KEY(r), stream, &arg,  \
+                                                       &top);                                \
+                /* a one-hot without its relaxed sample: the same overflow check, so */     \
+                /* that hard and soft samples are rejected alike                     */     \
+                if (!srow && state == GK_ROW_OK && !isfinite(top * ((T)1 / tau[r * tau_stride])))\
+                    state = GK_ROW_OVERFLOW;                                                 \
                 if (state != GK_ROW_OK) {                                                    \
-                    gk_record_min(&status[state == GK_ROW_BAD ? 0 : 1], r);                  \
+                    gk_record_min(&status[state - 1], r);                                    \
                     continue;                                                                \
                 }                                                                            \
                 if (hard && y) (OPS)->one_hot(y + r * cols, cols, arg);                      \

@@ -790,7 +790,8 @@ static inline void FN(philox_lanes)(vu c0, vu c1, vu c2, vu c3, vu k0, vu k1, vu
  * max subtracted, exp, scaled by 1 / sum). G is the exact noise (gumbeln,
  * bit-identical to noise.h) when exact is set, else the fast noise of the soft
  * path (then arg is only float32-accurate and unused by the caller). state[l]
- * = 1 if some x is NaN or +inf, 2 if all are -inf, else 0. */
+ * = 1 if some x is NaN or +inf, 2 if all are -inf, 3 if max z * inv_tau[l]
+ * overflows float32 (the softmax would be NaN), else 0. */
 _Static_assert(W <= GK_MAX_LANES, "the lanes buffers hold GK_MAX_LANES rows");
 
 static void FN(lanes)(const float *xt, int64_t n, const uint64_t *seed, const uint64_t *key,
@@ -826,7 +827,8 @@ static void FN(lanes)(const float *xt, int64_t n, const uint64_t *seed, const ui
     }
     for (int l = 0; l < W; ++l) {
         arg[l] = top[l];
-        state[l] = badv[l] ? 1 : best[l] == -__builtin_inff() ? 2 : 0;
+        state[l] = badv[l] ? 1 : best[l] == -__builtin_inff() ? 2
+                   : __builtin_isfinite(best[l] * inv_tau[l]) ? 0 : 3;
     }
     if (yt == NULL) return;
     const vf m = best * inv;
