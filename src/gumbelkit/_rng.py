@@ -39,6 +39,9 @@ PHILOX_ROUNDS = 10
 
 # --------------------------------------------------------------------------- seeds
 
+# What every random function takes as ``seed=``: an int, one seed per row, or None.
+SeedLike = int | torch.Tensor | None
+
 
 @dataclass(frozen=True)
 class Seed:

@@ -228,6 +228,17 @@ def check_broadcasts_to(shape: torch.Size | tuple[int, ...], target: tuple[int, 
     if not ok:
         raise ValueError(f"{name} of shape {tuple(shape)} does not broadcast to the batch shape "
                          f"{tuple(target)}{hint}")
+def check_k_unmasked(logits: torch.Tensor, k: int, dim: int) -> None:
+    """Every row of ``logits`` (categories along ``dim``) has at least ``k``
+    unmasked (finite) categories; else a ``ValueError`` naming the first short row."""
+    unmasked = torch.isfinite(logits.detach()).sum(dim)
+    short = unmasked < k
+    if bool(short.any()):
+        row = tuple(int(i) for i in short.nonzero()[0])
+        raise ValueError(f"k={k} exceeds the {int(unmasked[row])} unmasked categories of "
+                         f"row {row}")
+
+
 def check_rows(values: torch.Tensor, ok: torch.Tensor, name: str, allowed: str) -> None:
     """Per-row values: raise naming the first row where ``ok`` is False."""
     if not bool(ok.all()):

@@ -15,11 +15,13 @@ import torch
 
 from . import _rng
 from ._autograd import forward_as
+from ._rng import SeedLike
 from ._validate import (
     Temperature,
     check_binary_logits,
     check_floating,
     check_int_range,
+    check_k_unmasked,
     check_logits,
     check_stretch,
     check_temperature,
@@ -39,7 +41,6 @@ __all__ = [
     "hard_concrete_deterministic_gate",
 ]
 
-SeedLike = int | torch.Tensor | None
 
 
 # ------------------------------------------------------------------ dispatch
@@ -211,11 +212,7 @@ def gumbel_topk(logits: torch.Tensor, k: int, dim: int = -1, *, seed: SeedLike =
     dim = check_logits(logits, dim)
     n_categories = logits.shape[dim]
     check_int_range(k, "k", 1, n_categories)
-    finite = torch.isfinite(logits.detach()).sum(dim)
-    short = finite < k
-    if bool(short.any()):
-        row = tuple(int(i) for i in short.nonzero()[0])
-        raise ValueError(f"k={k} exceeds the {int(finite[row])} unmasked categories of row {row}")
+    check_k_unmasked(logits, k, dim)
     return _perturbed(logits.detach(), dim, seed, generator).topk(k, dim).indices
 
 

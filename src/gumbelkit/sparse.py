@@ -14,6 +14,7 @@ import torch
 
 from . import _rng
 from ._autograd import forward_as
+from ._rng import SeedLike
 from ._validate import (
     Temperature,
     check_dim_type,
@@ -26,7 +27,6 @@ from .functional import _check_overflow, _masked_divide, gumbel_softmax
 
 __all__ = ["sparse_gumbel_softmax", "sparse_to_dense"]
 
-SeedLike = int | torch.Tensor | None
 
 # Rows of noise drawn at once: chunk_rows * V stays near this many elements.
 CHUNK_ELEMENTS = 1 << 21

@@ -10,6 +10,7 @@ import torch
 from torch.distributions import constraints
 
 from .. import _rng
+from .._rng import SeedLike as SeedLike  # the distributions import it from here
 from .._validate import (
     Temperature,
     check_broadcasts_to,
@@ -20,7 +21,6 @@ from .._validate import (
     check_unit_interval,
 )
 
-SeedLike = int | torch.Tensor | None
 ShapeLike = tuple[int, ...] | torch.Size
 Parameter = torch.Tensor | float
 

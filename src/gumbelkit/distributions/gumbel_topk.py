@@ -8,7 +8,7 @@ from torch.distributions.utils import lazy_property
 
 from .. import _rng
 from .._autograd import forward_as
-from .._validate import Temperature, check_int_range
+from .._validate import Temperature, check_int_range, check_k_unmasked
 from ._base import SeededDistribution
 from ._common import (
     SeedLike,
@@ -83,12 +83,7 @@ class GumbelTopK(SeededDistribution):
         self.logits = categorical_logits(probs, logits)
         n_categories = self.logits.shape[-1]
         self.k = check_int_range(k, "k", 1, n_categories)
-        unmasked = (self.logits.detach() > -torch.inf).sum(-1)
-        short = unmasked < self.k
-        if bool(short.any()):
-            row = tuple(int(i) for i in short.nonzero()[0])
-            raise ValueError(f"k={self.k} exceeds the {int(unmasked[row])} unmasked categories "
-                             f"of row {row}")
+        check_k_unmasked(self.logits, self.k, -1)
         super().__init__(self.logits.shape[:-1], torch.Size((self.k,)),
                          validate_args=validate_args)
 

@@ -16,10 +16,9 @@ import torch
 
 from .. import _rng
 from .._autograd import forward_as as forward_as  # the estimators import it from here
+from .._rng import SeedLike as SeedLike  # the estimators import it from here
 from .._validate import Temperature, check_temperature_range
 from ..functional import _check_overflow, _masked_divide, gumbel_max
-
-SeedLike = int | torch.Tensor | None
 
 # Philox streams (the counter word 1): one per kind of noise.
 STREAM_SAMPLE = 0        # the Gumbel noise of the sample itself (same as gumbel_max)
