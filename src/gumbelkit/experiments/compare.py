@@ -175,8 +175,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estimators", type=estimator_list, default=list(DEFAULT_ESTIMATORS),
                         help=f"comma-separated methods (default {','.join(DEFAULT_ESTIMATORS)})")
     parser.add_argument("--seeds", type=positive_int, default=3,
-                        help="seeds per estimator: 0, 1, ..., N-1 (default 3; 5 or more to "
-                        "separate methods whose -ELBO differs by less than a nat)")
+                        help="seeds per estimator: 0, 1, ..., N-1 (default 3; the table warns "
+                        "when they are too few to separate the methods)")
     add_training_arguments(parser, DEFAULTS)
     parser.add_argument("--jobs", type=positive_int, default=None,
                         help="runs trained at once, in that many processes (default: CPU count)")
@@ -195,8 +195,10 @@ def _preflight(args: argparse.Namespace) -> list[TrainConfig]:
                for name in args.estimators for seed in range(args.seeds)]
     binary = [n for n in args.estimators if ESTIMATORS[n].binary_only]
     if binary and args.classes != 2:
-        raise ValueError(f"estimator {', '.join(binary)} needs binary variables (--classes 2), "
-                         f"got --classes {args.classes}")
+        many = len(binary) > 1
+        raise ValueError(f"estimator{'s' if many else ''} {', '.join(binary)} "
+                         f"need{'' if many else 's'} binary variables (--classes 2), got "
+                         f"--classes {args.classes}")
     train_x, _, _ = load_dataset(args.data)  # a bad --data fails here, once, not per worker
     if args.batch_size > len(train_x):
         raise ValueError(f"--batch-size {args.batch_size} exceeds the {len(train_x)} training "
