@@ -148,7 +148,8 @@ class ExponentialEvery(Schedule):
     """Jang et al. 2017: ``tau(t) = max(tau_min, tau0 exp(-rate N floor(t / N)))``.
 
     The temperature is recomputed every ``every`` (N) steps and held between.
-    The paper uses ``tau0=1, tau_min=0.5, rate=1e-5 or 1e-4, every=1000``.
+    The paper uses ``tau0=1, tau_min=0.5, rate=1e-5 or 1e-4, every=500 or 1000``;
+    ``parse_schedule("jang")`` gives ``(1, 0.5, 1e-4, 500)``.
     """
 
     _fields = ("tau0", "tau_min", "rate", "every")
@@ -180,11 +181,11 @@ _SPEC_HELP = ("a number or one of linear:MAX:MIN:STEPS, exp:MAX:MIN:STEPS, cos:M
               "jang:TAU0:MIN:RATE:EVERY (also exp:TAU0:MIN:RATE:EVERY), jang (the preset "
               "jang:1:0.5:1e-4:500), step:0=TAU,STEP=TAU,...")
 
-# Jang et al. 2017, section 4.2: "tau = max(0.5, exp(-r t)) of the global training step t,
-# where tau is updated every N steps. N in {500, 1000} and r in {1e-5, 1e-4} are
-# hyperparameters". The preset takes the grid's fastest corner (r = 1e-4, N = 500), the
-# only one that anneals noticeably within a few thousand steps (tau 0.61 at step 5000;
-# r = 1e-5 leaves it at 0.95).
+# Jang et al. 2017, Section 4 (experiments): "tau = max(0.5, exp(-r t)) of the global
+# training step t, where tau is updated every N steps. N in {500, 1000} and r in
+# {1e-5, 1e-4} are hyperparameters". The preset takes the grid's fastest corner
+# (r = 1e-4, N = 500), the only one that anneals noticeably within a few thousand steps
+# (tau 0.61 at step 5000; r = 1e-5 leaves it at 0.95).
 JANG_PRESET = (1.0, 0.5, 1e-4, 500)
 
 _BY_NAME: dict[str, type[Schedule]] = {
