@@ -93,6 +93,7 @@ def test_describe_tau_names_the_protocol():
 
 # --- the command -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_compare_states_what_it_can_conclude(tmp_path):
     out = tmp_path / "cmp"
     done = gumbelkit("compare", "--estimators", "rloo,st,gumbel_softmax", "--seeds", "2",
@@ -139,6 +140,7 @@ def test_estimator_list_errors(value, needle):
     assert_one_line_error(done, 2, needle)
 
 
+@pytest.mark.slow
 def test_existing_report_is_kept_unless_force(tmp_path):
     out = tmp_path / "cmp"
     argv = ["compare", "--estimators", "st", "--seeds", "1", "--jobs", "1", "--out", str(out),
@@ -180,6 +182,7 @@ def _interrupt(argv: list[str], ready) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
 
+@pytest.mark.slow
 def test_ctrl_c_starts_no_queued_run(tmp_path):
     out = tmp_path / "cmp"
     runs = out / "runs"
@@ -196,6 +199,7 @@ def test_ctrl_c_starts_no_queued_run(tmp_path):
         assert 0 < state["step"] < 50000
 
 
+@pytest.mark.slow
 def test_ctrl_c_names_only_the_finished_runs(tmp_path):
     out = tmp_path / "cmp"
     runs = out / "runs"
@@ -208,6 +212,7 @@ def test_ctrl_c_names_only_the_finished_runs(tmp_path):
     assert "st-seed2" not in done.stderr and not (runs / "st-seed2").exists()
 
 
+@pytest.mark.slow
 def test_progress_on_a_terminal(tmp_path):
     """stderr is a pseudo-terminal: a status line with runs done and an ETA; --quiet: none."""
     def stderr_of(*extra: str) -> str:

@@ -147,10 +147,8 @@ def write_run_report(run: Run, result: RunResult) -> Path:
     assert run.out is not None
     out, config = run.out, run.config
     plot_curves([(config.estimator, [result])], out / "training_curves.png")
-    constant = isinstance(run.schedule, Constant)
-    if constant:  # a flat line says nothing; the report says why the plot is missing
-        (out / "temperature.png").unlink(missing_ok=True)
-    else:
+    constant = isinstance(run.schedule, Constant)  # a flat line says nothing: not drawn
+    if not constant:
         plot_temperature(config.tau, [(t["step"] - 1, t["tau"]) for t in result.train],
                          out / "temperature.png")
     shown = run.test_x[:10]
