@@ -78,6 +78,7 @@ def test_bad_step():
     ("exp:1:0.5:100", schedules.Exponential(1.0, 0.5, 100)),
     ("cos:1:0.5:100", schedules.Cosine(1.0, 0.5, 100)),
     ("jang:1.0:0.5:3e-5:1000", schedules.ExponentialEvery(1.0, 0.5, 3e-5, 1000)),
+    ("jang", schedules.ExponentialEvery(1.0, 0.5, 1e-4, 500)),
     ("step:0=1.0,500=0.7", schedules.Step([(0, 1.0), (500, 0.7)])),
 ])
 def test_parse_schedule(spec, expected):

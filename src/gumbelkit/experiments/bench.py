@@ -12,6 +12,11 @@ random output gradient) and thread count, plus Gumbel-max against
 memory alive during one forward call (outputs included, input excluded; for
 the fwd+bwd rows, with autograd on, so the tensors saved for backward count).
 Timings on a shared machine are noisy: compare ratios, not milliseconds.
+
+Examples:
+  gumbelkit bench --quick                        # smaller shapes: a fast smoke run
+  gumbelkit bench --threads 1 2 --shapes 4096x1024 256x32000 --repeats 9
+  gumbelkit bench --sampler --batch 64 --vocab 128000
 """
 
 from __future__ import annotations

@@ -56,35 +56,52 @@ def _cell(value: float, digits: int = 3) -> str:
 
 
 def _plot(results: dict[str, list], path: str) -> None:
+    """One panel per problem: every method on its own labelled row, sorted by bias (least
+    at the top), with its bias (dot), standard deviation (diamond) and the Monte Carlo
+    floor of the bias (bar) on one log axis, so no two labels share a place."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.lines import Line2D
 
     names = list(results)
     cols = 4
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    most = max((len(results[n]) for n in names), default=1)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 0.26 * most * rows + 1.6 * rows),
+                             squeeze=False)
     for ax, name in zip(axes.flat, names):
-        for s in results[name]:
-            if s.method == "exact":
-                continue
-            x, y = max(s.std, 1e-12), max(s.bias, 1e-12)
-            ax.scatter([x], [y], s=14, marker="o" if s.relative_bias < 0.1 else "x")
-            ax.annotate(s.method, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        stats = sorted((s for s in results[name] if s.method != "exact"),
+                       key=lambda s: (s.bias, s.std))
+        y = range(len(stats))
+        for i, s in zip(y, stats):
+            low, high = min(v for v in (s.bias, s.std, s.bias_floor) if v > 0), max(s.bias, s.std)
+            ax.plot([low, high], [i, i], color="0.85", lw=1, zorder=1)
+            if s.bias_floor > 0:
+                ax.plot([s.bias_floor], [i], "|", color="0.45", ms=9, mew=1.5, zorder=2)
+            if s.std > 0:
+                ax.plot([s.std], [i], "D", color="tab:orange", ms=5, mfc="none", mew=1.4, zorder=3)
+            if s.bias > 0:
+                ax.plot([s.bias], [i], "o", color="tab:blue", ms=5, zorder=4)
+        ax.set_yticks(list(y), [s.method for s in stats], fontsize=8)
+        ax.set_ylim(len(stats) - 0.5, -0.5)  # least biased at the top
         ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelsize=8, which="both")
+        ax.grid(axis="x", alpha=0.3, which="major")
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("standard deviation", fontsize=8)
-        ax.set_ylabel("bias", fontsize=8)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.suptitle("bias vs standard deviation of one gradient draw (o: relative bias < 0.1)",
-                 fontsize=10)
-    fig.tight_layout()
+    legend = [Line2D([], [], marker="o", ls="", color="tab:blue", label="bias ||mean - exact||"),
+              Line2D([], [], marker="D", ls="", color="tab:orange", mfc="none",
+                     label="standard deviation of one draw"),
+              Line2D([], [], marker="|", ls="", color="0.45", ms=9, mew=1.5,
+                     label="bias floor std/sqrt(draws): a smaller bias is noise")]
+    fig.legend(handles=legend, loc="upper center", ncol=3, fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 0.995))
+    fig.suptitle("Gradient estimators against the exact gradient, one panel per problem "
+                 "(rows sorted by bias, least at the top; log scale)", fontsize=10, y=0.965)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -14,13 +14,14 @@ from typing import Any
 
 import torch
 
-from ..schedules import Schedule
+from ..schedules import Constant
 from .training import Run, RunResult
 
 PLOTS = {
     "training_curves.png": "Training curves: the training loss (the estimator's Monte Carlo "
                            "-ELBO, moving average) and the test -ELBO at each evaluation.",
-    "temperature.png": "The temperature schedule tau(step) over the run.",
+    "temperature.png": "The temperature tau used at each training step (not drawn for a "
+                       "constant tau).",
     "reconstructions.png": "Test images (top row) and their reconstructions from the most "
                            "likely code (bottom row, pixel probabilities).",
     "samples.png": "Images decoded from codes drawn from the uniform prior.",
@@ -80,12 +81,38 @@ def plot_curves(runs: Sequence[tuple[str, Sequence[RunResult]]], path: Path) -> 
     plt.close(fig)
 
 
-def plot_temperature(schedule: Schedule, steps: int, path: Path) -> None:
+def describe_tau(spec: str) -> str:
+    """The temperature protocol of a ``--tau`` spec in words.
+
+    Example:
+        >>> describe_tau("1.0"), describe_tau("linear:1:0.5:100")
+        ('constant tau = 1', 'tau from 1 to 0.5 linearly over 100 steps, then held')
+    """
+    from .. import schedules
+
+    s = schedules.parse_schedule(spec)
+    if isinstance(s, schedules.Constant):
+        return f"constant tau = {s.tau:g}"
+    if isinstance(s, schedules.ExponentialEvery):
+        return (f"tau = max({s.tau_min:g}, {s.tau0:g} exp(-{s.rate:g} t)), recomputed every "
+                f"{s.every} steps (Jang et al. 2017)")
+    kinds = {schedules.Linear: "linearly", schedules.Exponential: "exponentially",
+             schedules.Cosine: "on a cosine"}
+    if type(s) in kinds:
+        return (f"tau from {s.tau_max:g} to {s.tau_min:g} {kinds[type(s)]} over {s.steps} "
+                "steps, then held")
+    return "tau " + ", ".join(f"{tau:g} from step {step}" for step, tau in s.milestones)
+
+
+def plot_temperature(spec: str, taus: Sequence[tuple[int, float]], path: Path) -> None:
+    """tau against the training step, one point per step trained (``(step, tau)`` pairs,
+    drawn as held between steps), titled with the user's ``--tau`` spec."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    grid = sorted({round(i * steps / 400) for i in range(401)})
-    ax.plot(grid, [schedule(s) for s in grid], lw=1.5)
-    ax.set(xlabel="step", ylabel="tau", title=f"temperature: {schedule!r}"[:70])
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    steps = [s for s, _ in taus]
+    ax.plot(steps, [t for _, t in taus], lw=1.5, drawstyle="steps-post")
+    ax.set(xlabel="step", ylabel="tau")
+    ax.set_title(f"temperature: --tau {spec}", fontsize=10, loc="left", wrap=True)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -120,7 +147,10 @@ def write_run_report(run: Run, result: RunResult) -> Path:
     assert run.out is not None
     out, config = run.out, run.config
     plot_curves([(config.estimator, [result])], out / "training_curves.png")
-    plot_temperature(run.schedule, config.steps, out / "temperature.png")
+    constant = isinstance(run.schedule, Constant)  # a flat line says nothing: not drawn
+    if not constant:
+        plot_temperature(config.tau, [(t["step"] - 1, t["tau"]) for t in result.train],
+                         out / "temperature.png")
     shown = run.test_x[:10]
     plot_images([shown, run.model.reconstruct(shown)], run.image_shape,
                 out / "reconstructions.png", "test images (top) and reconstructions (bottom)")
@@ -139,7 +169,11 @@ def write_run_report(run: Run, result: RunResult) -> Path:
             f"{run.train_x.shape[1]} binary pixels). Latent code: {config.latents} variables x "
             f"{config.classes} classes. Numbers are in nats per image (lower is better).", "",
             f"Settings: {settings}.", ""]
+    body += [f"Temperature: {describe_tau(config.tau)} (--tau {config.tau}).", ""]
     for name, caption in PLOTS.items():
+        if name == "temperature.png" and constant:
+            body += ["No temperature plot: tau is constant over the run.", ""]
+            continue
         body += [f"![{name}]({name})", "", caption, ""]
     path = out / "report.md"
     path.write_text("\n".join(body))

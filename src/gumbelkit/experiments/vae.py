@@ -102,8 +102,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainConfi
     parser.add_argument("--data", default=d.data, help="'digits' (embedded 8x8 digits) or "
                         f"'mnist:PATH' (IDX folder or .npz) (default {d.data})")
     parser.add_argument("--tau", type=tau_spec, default=d.tau,
-                        help="temperature: a number or a schedule, e.g. exp:1.0:0.5:3e-5:1000 "
-                        f"(Jang's), linear:1:0.5:1000, cos:1:0.5:1000 (default {d.tau})")
+                        help="temperature: a number or a schedule, e.g. jang (Jang et al. "
+                        "2017's protocol, jang:1:0.5:1e-4:500), exp:1.0:0.5:3e-5:1000, "
+                        f"linear:1:0.5:1000, cos:1:0.5:1000 (default {d.tau})")
     parser.add_argument("--samples", type=positive_int, default=None,
                         help="samples per example for the estimator (default: the fewest it "
                         "takes, 1, or 2 for rloo)")
