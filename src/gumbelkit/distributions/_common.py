@@ -20,6 +20,7 @@ from .._validate import (
     check_temperature,
     check_unit_interval,
 )
+from ..kernels import ops as _ops  # noqa: F401 - registers torch.ops.gumbelkit
 
 ShapeLike = tuple[int, ...] | torch.Size
 Parameter = torch.Tensor | float
@@ -135,7 +136,8 @@ def noise(kind: str, shape: torch.Size, seed: SeedLike, generator: torch.Generat
           like: torch.Tensor, sample_ndim: int = 0) -> torch.Tensor:
     """Noise of ``shape`` (noise dtype): rows are the leading axes, columns the last axis,
     exactly as the functional ops lay it out for logits of that shape (so a distribution
-    and its functional op agree for the same int seed).
+    and its functional op agree for the same int seed), drawn by the same op
+    (``torch.ops.gumbelkit.noise``: the C fill on CPU).
 
     ``sample_ndim`` leading axes are ``sample_shape``. With an int seed rows are keyed
     by their flat index; with one seed per batch row, a row is keyed by its flat sample
@@ -150,8 +152,9 @@ def noise(kind: str, shape: torch.Size, seed: SeedLike, generator: torch.Generat
         rows_ndim = len(grid) - 1
         row_keys = torch.arange(math.prod(sample_shape), device=like.device).reshape(
             sample_shape + (1,) * (rows_ndim - sample_ndim))
-    out = _rng.noise(kind, grid[:-1], grid[-1], resolved, _rng.noise_dtype(like.dtype),
-                     like.device, row_keys=row_keys)
+    seeds, keys = _rng.row_keys_and_seeds(resolved, grid[:-1], like.device, row_keys)
+    out = torch.ops.gumbelkit.noise(seeds.contiguous(), keys.contiguous(), grid[-1], 0, kind,
+                                    _rng.noise_dtype(like.dtype))
     return out.reshape(shape)
 
 
