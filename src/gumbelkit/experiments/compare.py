@@ -120,6 +120,7 @@ def results_table(by_estimator: dict[str, list[RunResult]], iw_samples: int) -> 
 
 def run(args: argparse.Namespace) -> int:
     from .data import load_dataset
+    from .preflight import output_folder
     from .report import PLOTS, plot_curves
 
     try:
@@ -129,8 +130,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"gumbelkit compare: error: {exc}\n")
         return 2
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    out: Path = output_folder(args.out)
     jobs = min(args.jobs or os.cpu_count() or 1, len(configs))
     print(f"training {len(configs)} runs ({len(args.estimators)} estimators x {args.seeds} "
           f"seeds, {args.steps} steps each) with {jobs} job{'s' if jobs > 1 else ''}...",

@@ -20,6 +20,7 @@ import argparse
 import statistics
 import time
 
+from .preflight import offset_seed, seed_value
 from .vae import device_name, positive_int, set_threads
 
 JANG_2017 = {10: "2.0x", 100: "9.9x"}
@@ -49,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=positive_int, default=3,
                         help="alternating rounds per method; the first is warm-up (default 3)")
     parser.add_argument("--data", default="digits", help="'digits' or 'mnist:PATH'")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--seed", type=seed_value, default=0,
+                        help="seed, in [0, 2**64) (default 0)")
     parser.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=positive_int, default=1,
                         help="CPU threads (default 1)")
@@ -67,7 +69,7 @@ def _step_times(model, optimizer, batches, method: str, steps: int, seed: int) -
         logits = model.encode(x)
         options = {"batch_ndim": 1} if method == "exact" else {}
         rec = gumbelkit.estimate(lambda z, x=x: model.reconstruction_nll(z, x), logits, method,
-                                 tau=1.0, seed=seed + i, **options)
+                                 tau=1.0, seed=offset_seed(seed, i), **options)
         loss = (rec + model.kl_to_uniform(logits)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -100,7 +102,8 @@ def measure(k: int, args: argparse.Namespace) -> dict[str, float]:
         models[method] = (model, torch.optim.Adam(model.parameters(), lr=1e-3))
     for r in range(args.rounds):
         for method, (model, optimizer) in models.items():
-            t = _step_times(model, optimizer, batches, method, args.steps, args.seed + r)
+            t = _step_times(model, optimizer, batches, method, args.steps,
+                            offset_seed(args.seed, r))
             if r > 0 or args.rounds == 1:
                 times[method] += t
     return {m: statistics.median(t) for m, t in times.items()}
