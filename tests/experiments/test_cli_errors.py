@@ -83,6 +83,16 @@ def test_sizes_beyond_memory_are_refused_up_front(argv, flag):
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize("argv, flag", [
+    (["--hidden", str(10**9)], f"--hidden {10**9} --latents 4"),
+    (["--samples", str(10**8)], f"--samples {10**8} on 64-pixel images"),
+])
+def test_model_beyond_memory_is_refused_before_training(tmp_path, argv, flag):
+    proc = run_cli("vae", *argv, "--steps", "1", "--quiet", cwd=tmp_path)
+    assert_usage_error(proc, flag, "of memory to train", "choose smaller sizes")
+    assert list(tmp_path.iterdir()) == []  # not even the output folder was created
+
+
 def test_closed_stdout_is_not_a_traceback():
     """``gumbelkit demo | head``: the reader is gone before the demo prints."""
     command = [str(SCRIPT)] if SCRIPT.exists() else ["python", "-m", "gumbelkit"]

@@ -44,7 +44,7 @@ from .checkpoint import (
 )
 from .data import load_dataset
 from .distributed import Dist
-from .model import CategoricalVAE
+from .model import BOUNDS_CALL_BYTES, CategoricalVAE
 
 EVAL_CHUNK = 100  # test images per evaluation call: fixed, so the eval noise is too
 
@@ -148,6 +148,17 @@ def stop_on_signals() -> Iterator[list[int]]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def training_bytes(config: TrainConfig, n_pixels: int) -> int:
+    """A generous estimate of a run's peak memory: the weights with their gradients and
+    Adam's two moments (four float32 copies), the activations of one training step (each
+    of ``batch_size x samples`` codes through both MLPs, twice for what autograd saves),
+    and one evaluation call (at most ``BOUNDS_CALL_BYTES``)."""
+    h, h2, code = config.hidden, config.hidden // 2, config.latents * config.classes
+    weights = 2 * (n_pixels * h + h * h2 + h2 * code) + 2 * (h + h2) + code + n_pixels
+    per_sample = 2 * (12 * code + 8 * config.latents + 8 * (h + h2) + 12 * n_pixels)
+    return 16 * weights + config.batch_size * config.samples * per_sample + BOUNDS_CALL_BYTES
 
 
 def batches_per_epoch(n_images: int, batch_size: int, world: int) -> int:

@@ -220,6 +220,20 @@ def resumed_config(folder: Path, args: argparse.Namespace, world: int) -> TrainC
     return config
 
 
+def check_memory(config: TrainConfig, n_pixels: int) -> None:
+    """Refuse model and batch sizes whose training cannot fit in the memory available."""
+    from .preflight import UsageError, available_memory, human_bytes
+    from .training import training_bytes
+
+    needed, free = training_bytes(config, n_pixels), available_memory()
+    if free is not None and needed > free:
+        raise UsageError(f"--hidden {config.hidden} --latents {config.latents} --classes "
+                         f"{config.classes} --batch-size {config.batch_size} --samples "
+                         f"{config.samples} on {n_pixels}-pixel images need about "
+                         f"{human_bytes(needed)} of memory to train, but {human_bytes(free)} "
+                         "is available; choose smaller sizes")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..cli import is_main_process
     from . import distributed
@@ -243,9 +257,10 @@ def run(args: argparse.Namespace) -> int:
                                       checkpoint_every=args.checkpoint_every, world_size=world)
         else:
             config = resumed_config(out, args, world)
-        output_folder(out, "--resume" if args.resume is not None else "--out")
         data = load_dataset(config.data)
         batches_per_epoch(len(data[0]), config.batch_size, world)
+        check_memory(config, data[0].shape[1])
+        output_folder(out, "--resume" if args.resume is not None else "--out")  # creates it
     except UsageError:
         raise
     except ValueError as exc:
