@@ -76,6 +76,7 @@ def test_largest_seed_works(tmp_path):
      "--shapes 100000000x1000"),
     (["bench", "--sampler", "--batch", "100000", "--vocab", "100000000", "--threads", "1"],
      "--batch x --vocab 100000x100000000"),
+    (["estimators", "--draws", str(10**9), "--plot", ""], f"--draws {10**9}"),
 ])
 def test_sizes_beyond_memory_are_refused_up_front(argv, flag):
     proc = run_cli(*argv)
@@ -88,9 +89,17 @@ def test_sizes_beyond_memory_are_refused_up_front(argv, flag):
     (["--samples", str(10**8)], f"--samples {10**8} on 64-pixel images"),
 ])
 def test_model_beyond_memory_is_refused_before_training(tmp_path, argv, flag):
+    """vae refuses sizes it cannot train before creating anything; speed likewise."""
     proc = run_cli("vae", *argv, "--steps", "1", "--quiet", cwd=tmp_path)
     assert_usage_error(proc, flag, "of memory to train", "choose smaller sizes")
     assert list(tmp_path.iterdir()) == []  # not even the output folder was created
+
+
+def test_speed_sizes_beyond_memory_are_refused():
+    proc = run_cli("speed", "--classes", f"10,{10**8}")
+    assert_usage_error(proc, f"--classes {10**8} --hidden 256", "of memory")
+    proc = run_cli("speed", "--batch-size", "5000")
+    assert_usage_error(proc, "--batch-size 5000 exceeds the 1437 images")
 
 
 def test_closed_stdout_is_not_a_traceback():

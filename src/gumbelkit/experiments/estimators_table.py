@@ -17,7 +17,11 @@ import math
 import time
 
 from ..cli import usage_error
-from .preflight import plot_file, seed_value
+from .preflight import fits_in_memory, plot_file, seed_value
+
+# Peak bytes per gradient draw over the whole table (measured: about 0.62 MB, set by
+# the largest problem's replicated draws), with margin.
+BYTES_PER_DRAW = 2**20
 
 # (problem name, factory parameters): the rows of the table, in order.
 PROBLEM_ROWS: tuple[tuple[str, dict], ...] = (
@@ -123,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         usage_error(f"gumbelkit estimators: unknown method(s) {', '.join(unknown)}; "
                          f"valid: {', '.join(ESTIMATORS)}")
+    fits_in_memory("--draws", args.draws, args.draws * BYTES_PER_DRAW, BYTES_PER_DRAW, "draws")
     if args.plot:
         plot_file(args.plot)
     start = time.perf_counter()
