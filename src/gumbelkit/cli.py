@@ -120,18 +120,18 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
-    parser = build_parser(command)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    module = importlib.import_module(COMMANDS[args.command])
     try:
+        parser = build_parser(command)  # imports the command's module (and torch): Ctrl-C-able
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        module = importlib.import_module(COMMANDS[args.command])
         code = int(module.run(args) or 0)
         sys.stdout.flush()
         return code
     except UsageError as exc:
-        report_error(f"gumbelkit {args.command}: error: {exc}")
+        report_error(f"gumbelkit {command}: error: {exc}")
         return 2
     except KeyboardInterrupt:
         if is_main_process():

@@ -208,12 +208,6 @@ def resumed_config(folder: Path, args: argparse.Namespace, world: int) -> TrainC
         raise UsageError(f"--steps {fields['steps']}: the run in {folder} has {saved.steps} "
                          f"steps; a resumed run keeps them or is extended (--steps >= "
                          f"{saved.steps})")
-    from ..estimators import ESTIMATORS
-
-    least = ESTIMATORS[fields["estimator"]].min_samples
-    if fields["samples"] < least:
-        raise UsageError(f"estimator {fields['estimator']} needs --samples >= {least}, got "
-                         f"{fields['samples']}")
     config = TrainConfig(**fields)
     check_same_config(json.loads(state["config"]), config.resume_key(), folder,
                       ignore=("steps",))
