@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 SCRIPT = Path(sys.executable).with_name("gumbelkit")
+# The installed console script, else the module run by this interpreter.
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "gumbelkit"]
 
 
 def run_cli(*argv: object, env: dict[str, str] | None = None, cwd: Path | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess:
     """``gumbelkit ARGV...`` (the console script beside this Python, else ``-m gumbelkit``)."""
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "gumbelkit"]
-    return subprocess.run([*command, *map(str, argv)], capture_output=True, text=True,
+    return subprocess.run([*COMMAND, *map(str, argv)], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout)
 
 

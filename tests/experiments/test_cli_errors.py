@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from cli_helpers import SCRIPT, assert_usage_error, run_cli
+from cli_helpers import COMMAND, assert_usage_error, run_cli
 
 TINY = ["--steps", "2", "--batch-size", "50", "--hidden", "16", "--iw-samples", "2",
         "--eval-every", "2", "--quiet"]
@@ -104,8 +104,7 @@ def test_speed_sizes_beyond_memory_are_refused():
 
 def test_closed_stdout_is_not_a_traceback():
     """``gumbelkit demo | head``: the reader is gone before the demo prints."""
-    command = [str(SCRIPT)] if SCRIPT.exists() else ["python", "-m", "gumbelkit"]
-    proc = subprocess.Popen([*command, "demo", "--draws", "1000"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*COMMAND, "demo", "--draws", "1000"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     proc.stdout.close()  # long before the interpreter has even imported torch
     err = proc.stderr.read()
@@ -162,9 +161,8 @@ def test_iw_samples_beyond_memory_are_evaluated_in_calls(tmp_path):
     np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 2, (100, 8, 8), dtype=np.uint8),
              x_test=rng.integers(0, 2, (100, 8, 8), dtype=np.uint8))
     limit = 2 * 2**30
-    command = [str(SCRIPT)] if SCRIPT.exists() else ["python", "-m", "gumbelkit"]
     proc = subprocess.run(
-        [*command, "vae", "--data", f"mnist:{tmp_path / 'd.npz'}", "--out", str(tmp_path / "r"),
+        [*COMMAND, "vae", "--data", f"mnist:{tmp_path / 'd.npz'}", "--out", str(tmp_path / "r"),
          "--steps", "1", "--batch-size", "50", "--hidden", "16", "--iw-samples", "20000",
          "--quiet"], capture_output=True, text=True, timeout=300,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
