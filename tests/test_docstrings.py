@@ -23,6 +23,8 @@ MODULES = [
     "gumbelkit.nn.l0_linear",
     "gumbelkit.nn.soft_embedding",
     "gumbelkit.experiments.training",
+    "gumbelkit.experiments.preflight",
+    "gumbelkit.experiments.data",
     "gumbelkit.sampling.sampler",
 ]
 

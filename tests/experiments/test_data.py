@@ -112,7 +112,7 @@ def test_missing_and_unreadable_files(tmp_path, images):
     with pytest.raises(DataError, match="no MNIST train images"):
         load_mnist_binary(tmp_path)
     (tmp_path / "bad.npz").write_bytes(b"not a zip archive")
-    with pytest.raises(DataError, match="not a readable .npz"):
+    with pytest.raises(DataError, match="not a valid .npz file"):
         load_mnist_binary(tmp_path / "bad.npz")
     with pytest.raises(DataError, match="unknown data set"):
         load_dataset("cifar")

@@ -22,6 +22,12 @@ import gumbelkit
 from gumbelkit.sampling import sample
 
 from ..cli import usage_error
+from .preflight import fits_in_memory
+
+# Peak bytes per float32 logit (measured: 8x the logits' bytes with the fused kernels,
+# 38x on the pure-PyTorch path, both set by the torch pipelines), with some margin.
+BYTES_PER_LOGIT = {"fused-cpu": 4 * 12}
+BYTES_PER_LOGIT_REFERENCE = 4 * 50
 
 
 def _pipeline_filtered(x: torch.Tensor, t: float, k: int, p: float) -> torch.Tensor:
@@ -56,12 +62,22 @@ def _median_times(methods: dict[str, Callable[[], object]], repeats: int) -> dic
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def check_arguments(batch: int, vocab: int) -> None:
+    """Refuse a logits shape that is too small for top-k 50 or too large for memory."""
+    if batch < 1:
+        usage_error(f"gumbelkit bench --sampler: --batch must be >= 1, got {batch}")
+    if vocab < 50:
+        usage_error(f"gumbelkit bench --sampler: --vocab must be >= 50 (top-k 50), got {vocab}")
+    per_logit = BYTES_PER_LOGIT.get(gumbelkit.backend(), BYTES_PER_LOGIT_REFERENCE)
+    fits_in_memory("--batch x --vocab", f"{batch}x{vocab}", batch * vocab * per_logit,
+                   per_logit, "logits (batch x vocab)")
+
+
 def run(args: argparse.Namespace) -> int:
-    for name in ("batch", "vocab", "threads", "repeats"):
+    for name in ("threads", "repeats"):
         if getattr(args, name) < 1:
             usage_error(f"gumbelkit bench --sampler: --{name} must be >= 1")
-    if args.vocab < 50:
-        usage_error("gumbelkit bench --sampler: --vocab must be >= 50 (top-k 50)")
+    check_arguments(args.batch, args.vocab)
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.randn(args.batch, args.vocab, generator=gen) * 3.0

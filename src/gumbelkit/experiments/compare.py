@@ -445,6 +445,7 @@ def _run_label(config: TrainConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .preflight import output_folder
     from .report import PLOTS, describe_tau, plot_curves
 
     try:
@@ -452,9 +453,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"gumbelkit compare: error: {exc}\n")
         return 2
-    out: Path = args.out
+    out: Path = output_folder(args.out)
     folders = [out / "runs" / _run_label(c) for c in configs]
-    out.mkdir(parents=True, exist_ok=True)
     for folder in folders:  # --force: no file of an earlier run may mix with the new one
         if folder.is_dir():
             shutil.rmtree(folder)

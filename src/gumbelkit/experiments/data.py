@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import os
+import re
 import struct
 import zipfile
 import zlib
@@ -59,6 +61,30 @@ MNIST_FILES = {
 }
 
 
+_VARIABLE = re.compile(r"\$(?:\{(?P<braced>[^}]*)\}|(?P<name>[A-Za-z_][A-Za-z0-9_]*))")
+
+
+def expand_path(text: str) -> Path:
+    """``text`` with ``~`` / ``~user`` and ``$NAME`` / ``${NAME}`` expanded as a shell would.
+
+    A shell leaves ``mnist:~/data`` unexpanded (the ``~`` is not at the start of the
+    word), so ``--data`` expands it here. An unset variable is a :class:`DataError`
+    rather than the empty string a shell would put in its place.
+
+    Example:
+        >>> expand_path("~/mnist") == expand_path("$HOME/mnist") == Path.home() / "mnist"
+        True
+    """
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group("braced") if match.group("braced") is not None else match["name"]
+        if name not in os.environ:
+            raise DataError(f"{text}: environment variable {name} is not set")
+        return os.environ[name]
+
+    return Path(os.path.expanduser(_VARIABLE.sub(value, text)))
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
@@ -85,8 +111,9 @@ def read_idx_images(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
     zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype != _IDX_UBYTE:
-        raise DataError(f"{path}: wrong magic number 0x{raw[:4].hex()} "
-                        f"(expected 0x0000080{ndim} for an unsigned-byte IDX file)")
+        raise DataError(f"{path}: not a valid IDX image file: it starts with the bytes "
+                        f"{raw[:4].hex(' ')}, an IDX file of unsigned bytes with 3 dimensions "
+                        "starts with 00 00 08 03 (wrong magic number)")
     if ndim != 3:
         raise DataError(f"{path}: IDX file has {ndim} dimensions, expected 3 (images, rows, cols)")
     if len(raw) < 16:
@@ -110,6 +137,17 @@ def _find_idx(folder: Path, split: str) -> Path:
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    # NumPy opens whatever is not a zip archive as a .npy file or a pickle, and then
+    # speaks of pickled data: check the zip signature first to say what is wrong.
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if head not in (b"PK\x03\x04", b"PK\x05\x06"):
+        shown = head.hex(" ") if head else "nothing (empty file)"
+        raise DataError(f"{path}: not a valid .npz file: an .npz is a zip archive (it starts "
+                        f"with 50 4b 03 04), this file starts with {shown}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [k for k in ("x_train", "x_test") if k not in archive.files]
@@ -120,7 +158,10 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz archive ({exc})") from None
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if "pickle" in first.lower():
+            first = "its arrays hold Python objects, not numbers"
+        raise DataError(f"{path}: not a valid .npz file ({first})") from None
 
 
 def _binarize_images(images: np.ndarray, name: str, pixels: int | None) -> torch.Tensor:
@@ -143,13 +184,14 @@ def _binarize_images(images: np.ndarray, name: str, pixels: int | None) -> torch
 def load_mnist_binary(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, test) binarized MNIST as float32 [N, 784] tensors, from local files.
 
-    ``path`` is a folder with the IDX files ``train-images-idx3-ubyte`` and
-    ``t10k-images-idx3-ubyte`` (each optionally ``.gz``), or an ``.npz`` with
-    arrays ``x_train`` and ``x_test`` (the Keras layout). Pixels are binarized
-    at half their range (> 127 for uint8). A missing, truncated or malformed
-    file raises :class:`DataError` with a one-line message.
+    ``path`` (``~`` and ``$VARIABLES`` expanded) is a folder with the IDX files
+    ``train-images-idx3-ubyte`` and ``t10k-images-idx3-ubyte`` (each optionally
+    ``.gz``), or an ``.npz`` with arrays ``x_train`` and ``x_test`` (the Keras
+    layout). Pixels are binarized at half their range (> 127 for uint8). A
+    missing, truncated or malformed file raises :class:`DataError` with a
+    one-line message.
     """
-    path = Path(path)
+    path = expand_path(str(path))
     if not path.exists():
         raise DataError(f"{path}: no such file or folder (give an MNIST folder of IDX files or "
                         f"an .npz; nothing is downloaded)")

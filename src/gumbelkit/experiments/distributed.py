@@ -36,9 +36,21 @@ class Dist:
         return bool(t.item())
 
 
+def world_size() -> int:
+    """The number of processes ``torchrun`` started (``WORLD_SIZE``), 1 without it.
+
+    Read before the process group is joined, so that every check that depends on it
+    runs before any worker waits for the others."""
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        return max(int(text), 1)
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE={text!r} in the environment is not an integer") from None
+
+
 def setup(device: str) -> Dist:
     """Join the process group when launched by torchrun; else a single-process ``Dist``."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch.cuda.is_available() is False")
     if world <= 1:

@@ -29,6 +29,12 @@ import gumbelkit
 
 from .._validate import check_int_range
 
+# Bytes of tensors one call of CategoricalVAE.bounds may hold; large --iw-samples are
+# evaluated in several calls. 256 MiB keeps the default 100 samples in one call for
+# models far wider than the defaults (a 1024-wide MNIST model needs 2.4 MB per sample).
+BOUNDS_CALL_BYTES = 2**28
+_SEED_STRIDE = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: consecutive calls' seeds spread apart
+
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -96,6 +102,26 @@ class CategoricalVAE(nn.Module):
             n_samples=n_samples, tau=tau, seed=seed, **options)
         return (reconstruction + self.kl_to_uniform(logits)).mean()
 
+    def samples_per_call(self, batch: int) -> int:
+        """Samples of q that :meth:`bounds` draws at once for ``batch`` images: as many
+        as keep one call's tensors (codes, one-hots, both decoder layers, pixel
+        logits and losses) under ``BOUNDS_CALL_BYTES``, and at least one."""
+        code = self.n_latent * self.n_classes
+        per_sample = batch * (12 * code + 8 * self.n_latent + 8 * (self.hidden + self.hidden // 2)
+                              + 12 * self.n_pixels)
+        return max(1, BOUNDS_CALL_BYTES // per_sample)
+
+    def _log_weights(self, x: torch.Tensor, logits: torch.Tensor, n_samples: int,
+                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``-log p(x|z_s)`` and ``log p(x|z_s) p(z_s) / q(z_s|x)``, each ``[n_samples, batch]``."""
+        log_q = torch.log_softmax(logits, -1)
+        index = gumbelkit.gumbel_max(logits.expand(n_samples, *logits.shape), seed=seed)
+        z = nn.functional.one_hot(index, self.n_classes).to(logits.dtype)
+        nll = self.reconstruction_nll(z, x)
+        log_q_z = (z * log_q).sum((-2, -1))
+        log_p_z = -self.n_latent * math.log(self.n_classes)
+        return nll, -nll + log_p_z - log_q_z
+
     @torch.no_grad()
     def bounds(self, x: torch.Tensor, n_samples: int,
                seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,18 +130,27 @@ class CategoricalVAE(nn.Module):
         ``-ELBO ~ mean_s [-log p(x|z_s)] + KL`` and the importance-weighted
         bound (Burda et al. 2016) ``-log (1/S) sum_s p(x|z_s) p(z_s) / q(z_s|x)``,
         which is tighter (smaller) and tends to ``-log p(x)`` as S grows.
+
+        Memory is bounded for any ``n_samples``: beyond :meth:`samples_per_call`
+        the samples are drawn in calls of that many, call ``j`` seeded with
+        ``seed + j * 0x9E3779B97F4A7C15 (mod 2**64)``, and the sums are
+        accumulated (the log-sum-exp with ``logaddexp``).
         """
         logits = self.encode(x)
-        log_q = torch.log_softmax(logits, -1)
-        index = gumbelkit.gumbel_max(logits.expand(n_samples, *logits.shape), seed=seed)
-        z = nn.functional.one_hot(index, self.n_classes).to(logits.dtype)
-        nll = self.reconstruction_nll(z, x)
-        log_q_z = (z * log_q).sum((-2, -1))
-        log_p_z = -self.n_latent * math.log(self.n_classes)
-        log_w = -nll + log_p_z - log_q_z
-        neg_elbo = nll.mean(0) + self.kl_to_uniform(logits)
-        neg_iw = -(torch.logsumexp(log_w, 0) - math.log(n_samples))
-        return neg_elbo, neg_iw
+        per_call = self.samples_per_call(len(x))
+        if n_samples <= per_call:
+            nll, log_w = self._log_weights(x, logits, n_samples, seed)
+            neg_elbo = nll.mean(0) + self.kl_to_uniform(logits)
+            return neg_elbo, -(torch.logsumexp(log_w, 0) - math.log(n_samples))
+        nll_sum = torch.zeros(logits.shape[:-2], dtype=logits.dtype, device=logits.device)
+        log_sum = torch.full_like(nll_sum, -math.inf)
+        for j, start in enumerate(range(0, n_samples, per_call)):
+            call_seed = (seed + j * _SEED_STRIDE) % 2**64
+            nll, log_w = self._log_weights(x, logits, min(per_call, n_samples - start), call_seed)
+            nll_sum += nll.sum(0)
+            log_sum = torch.logaddexp(log_sum, torch.logsumexp(log_w, 0))
+        neg_elbo = nll_sum / n_samples + self.kl_to_uniform(logits)
+        return neg_elbo, -(log_sum - math.log(n_samples))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

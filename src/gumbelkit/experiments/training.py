@@ -34,10 +34,17 @@ import numpy as np
 import torch
 
 from ..schedules import Schedule, parse_schedule
-from .checkpoint import CHECKPOINT_NAME, check_same_config, load_checkpoint, save_atomic
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    check_same_config,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_atomic,
+)
 from .data import load_dataset
 from .distributed import Dist
-from .model import CategoricalVAE
+from .model import BOUNDS_CALL_BYTES, CategoricalVAE
 
 EVAL_CHUNK = 100  # test images per evaluation call: fixed, so the eval noise is too
 
@@ -143,15 +150,32 @@ def stop_on_signals() -> Iterator[list[int]]:
             signal.signal(s, handler)
 
 
+def training_bytes(config: TrainConfig, n_pixels: int) -> int:
+    """A generous estimate of a run's peak memory: the weights with their gradients and
+    Adam's two moments (four float32 copies), the activations of one training step (each
+    of ``batch_size x samples`` codes through both MLPs, twice for what autograd saves),
+    and one evaluation call (at most ``BOUNDS_CALL_BYTES``)."""
+    h, h2, code = config.hidden, config.hidden // 2, config.latents * config.classes
+    weights = 2 * (n_pixels * h + h * h2 + h2 * code) + 2 * (h + h2) + code + n_pixels
+    per_sample = 2 * (12 * code + 8 * config.latents + 8 * (h + h2) + 12 * n_pixels)
+    return 16 * weights + config.batch_size * config.samples * per_sample + BOUNDS_CALL_BYTES
+
+
+def batches_per_epoch(n_images: int, batch_size: int, world: int) -> int:
+    """Global batches in one epoch; a ``ValueError`` when not even one fits."""
+    per_epoch = n_images // (batch_size * world)
+    if per_epoch < 1:
+        raise ValueError(f"batch-size {batch_size} x {world} processes exceeds the "
+                         f"{n_images} training images")
+    return per_epoch
+
+
 class _Batches:
     """Minibatch of step t on rank r: a per-epoch permutation sliced by global position."""
 
     def __init__(self, data: torch.Tensor, batch_size: int, seed: int, ctx: Dist) -> None:
         self.data, self.batch_size, self.seed, self.ctx = data, batch_size, seed, ctx
-        self.per_epoch = len(data) // (batch_size * ctx.world)
-        if self.per_epoch < 1:
-            raise ValueError(f"batch-size {batch_size} x {ctx.world} processes exceeds the "
-                             f"{len(data)} training images")
+        self.per_epoch = batches_per_epoch(len(data), batch_size, ctx.world)
         self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
 
     def __call__(self, step: int) -> torch.Tensor:
@@ -179,9 +203,10 @@ def evaluate(model: CategoricalVAE, test: torch.Tensor, config: TrainConfig) -> 
 class Run:
     """One training run: model, optimizer, data, schedule, and its output folder."""
 
-    def __init__(self, config: TrainConfig, out: Path | None, ctx: Dist | None = None) -> None:
+    def __init__(self, config: TrainConfig, out: Path | None, ctx: Dist | None = None,
+                 data: tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None = None) -> None:
         self.config, self.out, self.ctx = config, out, ctx or Dist()
-        self.train_x, self.test_x, self.image_shape = load_dataset(config.data)
+        self.train_x, self.test_x, self.image_shape = data or load_dataset(config.data)
         device = self.ctx.device
         self.train_x, self.test_x = self.train_x.to(device), self.test_x.to(device)
         torch.manual_seed(config.seed)
@@ -204,10 +229,15 @@ class Run:
             save_atomic(self.state(), self.out / CHECKPOINT_NAME)
 
     def restore(self) -> None:
-        """Load ``out/checkpoint.pt`` (weights_only) after checking it is this config's."""
+        """Load ``out/checkpoint.pt`` (verified, weights_only) after checking it is this
+        config's; ``steps`` may have grown (the run is extended), all else must match."""
         assert self.out is not None
         state = load_checkpoint(self.out)
-        check_same_config(json.loads(state["config"]), self.config.resume_key(), self.out)
+        check_same_config(json.loads(state["config"]), self.config.resume_key(), self.out,
+                          ignore=("steps",))
+        if state["step"] > self.config.steps:
+            raise CheckpointError(f"checkpoint in {self.out} is at step {state['step']}, beyond "
+                                  f"steps={self.config.steps}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         r = self.result
@@ -233,6 +263,7 @@ class Run:
         config, ctx, r = self.config, self.ctx, self.result
         if self.out is not None and ctx.main:
             self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.out)
         if resume:
             self.restore()
         if self.out is not None and ctx.main:
@@ -299,7 +330,11 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
 
 
 def train(config: TrainConfig, out: Path | None = None, *, resume: bool = False,
-          progress: bool = False, ctx: Dist | None = None) -> tuple[RunResult, Run]:
-    """Build a :class:`Run`, train it, and return its result and the run (for reporting)."""
-    run = Run(config, out, ctx)
+          progress: bool = False, ctx: Dist | None = None,
+          data: tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None = None
+          ) -> tuple[RunResult, Run]:
+    """Build a :class:`Run`, train it, and return its result and the run (for reporting).
+
+    ``data`` is ``load_dataset(config.data)`` when the caller has already loaded it."""
+    run = Run(config, out, ctx, data)
     return run.fit(resume=resume, progress=progress), run

@@ -4,23 +4,29 @@ The model: N latent variables x K classes, MLP encoder and decoder,
 Bernoulli pixels, KL to a uniform prior (Jang et al. 2017, Section 4.2).
 Writes config.json, metrics.jsonl, report.md and PNG plots to --out, and a
 checkpoint every --checkpoint-every steps and on Ctrl-C / SIGTERM.
+--resume DIR continues the run in DIR with the flags in DIR/config.json;
+--steps N (N above the run's steps) extends it; any other flag that differs
+from the run's is refused (see docs/training.md).
 
 Examples:
   gumbelkit vae --estimator gumbel_softmax --tau 1.0 --steps 2000 --out runs/gs
   gumbelkit vae --estimator st_gumbel --tau exp:1.0:0.5:3e-5:1000 --out runs/stgs
   gumbelkit vae --estimator rloo --samples 4 --lr 3e-4 --out runs/rloo
   gumbelkit vae --data mnist:~/data/mnist --latents 20 --hidden 512 --out runs/mnist
-  gumbelkit vae --estimator st_gumbel --out runs/stgs --resume runs/stgs   # after Ctrl-C
+  gumbelkit vae --resume runs/stgs                                        # after Ctrl-C
+  gumbelkit vae --resume runs/stgs --steps 4000                           # extend the run
   torchrun --nproc_per_node=2 -m gumbelkit vae --out runs/ddp             # DDP, gloo on CPU
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .preflight import seed_value
 from .training import TrainConfig
 
 DEFAULTS = TrainConfig()
@@ -139,8 +145,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estimator", type=estimator_name, default=DEFAULTS.estimator,
                         help=f"any method of gumbelkit.estimate (default {DEFAULTS.estimator})")
     add_training_arguments(parser, DEFAULTS)
-    parser.add_argument("--seed", type=nonnegative_int, default=DEFAULTS.seed,
-                        help="seed of the weights, minibatch order and noise (default 0)")
+    parser.add_argument("--seed", type=seed_value, default=DEFAULTS.seed,
+                        help="seed of the weights, minibatch order and noise, in [0, 2**64) "
+                        "(default 0)")
     parser.add_argument("--checkpoint-every", type=nonnegative_int,
                         default=DEFAULTS.checkpoint_every,
                         help="checkpoint every this many steps; 0: only on Ctrl-C/SIGTERM and "
@@ -148,7 +155,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default runs/vae-ESTIMATOR)")
     parser.add_argument("--resume", type=Path, default=None, metavar="DIR",
-                        help="continue the run checkpointed in DIR (give the same flags)")
+                        help="continue the run checkpointed in DIR with its flags (from "
+                        "DIR/config.json); --steps N above its steps extends it")
 
 
 def config_from_args(args: argparse.Namespace, estimator: str, **overrides: object
@@ -166,38 +174,110 @@ def config_from_args(args: argparse.Namespace, estimator: str, **overrides: obje
     return TrainConfig(estimator=estimator, samples=samples, **fields, **overrides)
 
 
+# The flags that set a TrainConfig field of the same name (world_size comes from torchrun).
+RUN_FLAGS = ("estimator", "data", "tau", "samples", "latents", "classes", "hidden", "steps",
+             "batch_size", "lr", "iw_samples", "eval_every", "device", "seed",
+             "checkpoint_every")
+
+
+def resumed_config(folder: Path, args: argparse.Namespace, world: int) -> TrainConfig:
+    """The config of the run in ``folder`` (its ``config.json``), with the flags typed now.
+
+    ``--steps`` may grow (the run is extended); any other flag that differs from the
+    checkpoint's config is refused, naming every difference. The checkpoint is verified
+    here, before any work starts.
+    """
+    from ..cli import given_flags
+    from .checkpoint import CheckpointError, check_same_config, load_checkpoint
+    from .preflight import UsageError
+
+    state = load_checkpoint(folder)
+    path = folder / "config.json"
+    try:
+        saved = TrainConfig(**json.loads(path.read_text()))
+    except OSError as exc:
+        raise CheckpointError(f"cannot resume {folder}: cannot read {path} "
+                              f"({exc.strerror or exc})") from None
+    except (ValueError, TypeError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"cannot resume {folder}: {path} is not a vae config "
+                              f"({first})") from None
+    fields = saved.to_dict()
+    fields.update({name: getattr(args, name) for name in given_flags(args) & set(RUN_FLAGS)})
+    fields["world_size"] = world
+    if fields["steps"] < saved.steps:
+        raise UsageError(f"--steps {fields['steps']}: the run in {folder} has {saved.steps} "
+                         f"steps; a resumed run keeps them or is extended (--steps >= "
+                         f"{saved.steps})")
+    config = TrainConfig(**fields)
+    check_same_config(json.loads(state["config"]), config.resume_key(), folder,
+                      ignore=("steps",))
+    return config
+
+
+def check_memory(config: TrainConfig, n_pixels: int) -> None:
+    """Refuse model and batch sizes whose training cannot fit in the memory available."""
+    from .preflight import UsageError, available_memory, human_bytes
+    from .training import training_bytes
+
+    needed, free = training_bytes(config, n_pixels), available_memory()
+    if free is not None and needed > free:
+        raise UsageError(f"--hidden {config.hidden} --latents {config.latents} --classes "
+                         f"{config.classes} --batch-size {config.batch_size} --samples "
+                         f"{config.samples} on {n_pixels}-pixel images need about "
+                         f"{human_bytes(needed)} of memory to train, but {human_bytes(free)} "
+                         "is available; choose smaller sizes")
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..cli import is_main_process
     from . import distributed
     from .checkpoint import CHECKPOINT_NAME
+    from .data import load_dataset
+    from .preflight import UsageError, output_folder
     from .report import fmt, write_run_report
-    from .training import Interrupted, train
+    from .training import Interrupted, batches_per_epoch, train
 
     if args.resume is not None and args.out is not None and args.resume != args.out:
-        sys.stderr.write(f"gumbelkit vae: error: --resume {args.resume} and --out {args.out} "
-                         "differ (a resumed run writes into its own folder)\n")
-        return 2
+        raise UsageError(f"--resume {args.resume} and --out {args.out} differ (a resumed run "
+                         "writes into its own folder)")
     out = args.resume or args.out or Path("runs") / f"vae-{args.estimator}"
-    if args.resume is None and (out / CHECKPOINT_NAME).exists():
-        sys.stderr.write(f"gumbelkit vae: error: {out} already holds a run; continue it with "
-                         f"--resume {out}, or choose another --out\n")
-        return 2
-    set_threads(args.threads)
     try:
-        ctx = distributed.setup(args.device)
-        config = config_from_args(args, args.estimator, seed=args.seed,
-                                  checkpoint_every=args.checkpoint_every, world_size=ctx.world)
+        world = distributed.world_size()
+        if args.resume is None:
+            if (out / CHECKPOINT_NAME).exists():
+                raise UsageError(f"--out {out} already holds a run; continue it with "
+                                 f"--resume {out}, or choose another --out")
+            config = config_from_args(args, args.estimator, seed=args.seed,
+                                      checkpoint_every=args.checkpoint_every, world_size=world)
+        else:
+            config = resumed_config(out, args, world)
+        data = load_dataset(config.data)
+        batches_per_epoch(len(data[0]), config.batch_size, world)
+        check_memory(config, data[0].shape[1])
+        output_folder(out, "--resume" if args.resume is not None else "--out")  # creates it
+    except UsageError:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    set_threads(args.threads)
+    ctx = distributed.Dist()
+    try:
+        ctx = distributed.setup(config.device)
         try:
             result, job = train(config, out, resume=args.resume is not None,
-                                progress=not args.quiet, ctx=ctx)
+                                progress=not args.quiet, ctx=ctx, data=data)
         finally:
             distributed.teardown(ctx)
     except Interrupted as exc:
-        sys.stderr.write(f"gumbelkit vae: {exc}; checkpoint saved in {out}; continue with the "
-                         f"same flags and --resume {out}\n")
+        if ctx.main and is_main_process():
+            launcher = (f"torchrun --nproc_per_node={ctx.world} -m gumbelkit" if ctx.world > 1
+                        else "gumbelkit")
+            sys.stderr.write(f"gumbelkit vae: {exc}; checkpoint saved in {out}; continue with "
+                             f"{launcher} vae --resume {out}\n")
         return 128 + exc.signum
     except ValueError as exc:
-        sys.stderr.write(f"gumbelkit vae: error: {exc}\n")
-        return 2
+        raise UsageError(str(exc)) from None
     except FloatingPointError as exc:
         sys.stderr.write(f"gumbelkit vae: {exc}\n")
         return 1
