@@ -557,13 +557,23 @@ static int top_p_cut(const float *x, int64_t V, float T, double m, double p, flo
     double lo = bin, hi = bin < GK_BINS - 1 ? bin + 1.0 : NAN;
     float z[16], zmin = INFINITY, zmax = -INFINITY;
     int64_t n = 0;
-    for (int64_t i = 0; i < V; i += 16)
-        for (int mask = bin16_at(x, i, V, T, m, lo, hi, z); mask; mask &= mask - 1) {
+    for (int64_t i = 0; i < V; i += 16) {
+        int mask = bin16_at(x, i, V, T, m, lo, hi, z);
+        if (mask == 0xFFFF) {   /* a whole block in the bin: no per-token loop */
+            for (int j = 0; j < 16; ++j) {
+                zmin = z[j] < zmin ? z[j] : zmin;
+                zmax = z[j] > zmax ? z[j] : zmax;
+            }
+            n += 16;
+            continue;
+        }
+        for (; mask; mask &= mask - 1) {
             float v = z[__builtin_ctz((unsigned)mask)];
             zmin = v < zmin ? v : zmin;
             zmax = v > zmax ? v : zmax;
             n++;
         }
+    }
     if (n == 0 || zmin == zmax) {   /* n == 0: the last bin, empty; every token is kept */
         *zcut = n == 0 ? -INFINITY : zmin;
         return 1;
