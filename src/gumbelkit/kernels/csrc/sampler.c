@@ -878,12 +878,16 @@ static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, d
         if (!best) return GK_SAMPLE_NO_MEMORY;
         int got = race_row(x, V, T, m, imax, log_min_p, zcut, seed, key, n, best);
         if (got <= 0) { free(best); return got == 0 ? GK_SAMPLE_NO_MEMORY : GK_SAMPLE_TOO_FEW; }
-        double d[GK_CHUNK], w[GK_CHUNK];
+        /* d = z - m rounds monotonically: d > dcut implies z > zcut and d < dcut implies
+         * z < zcut, so only d == dcut needs z itself */
+        double d[GK_CHUNK], w[GK_CHUNK], dcut = (double)zcut - m;
         for (int64_t c0 = 0; lp && c0 < V; c0 += GK_CHUNK) {
             int64_t len = V - c0 < GK_CHUNK ? V - c0 : GK_CHUNK;
             weights(x + c0, len, T, m, d, w);
-            for (int64_t i = 0; i < len; ++i)
-                S_kept += d[i] >= log_min_p && x[c0 + i] / T >= zcut ? w[i] : 0.0;
+            for (int64_t i = 0; i < len; ++i) {
+                int top_p = d[i] > dcut || (d[i] == dcut && x[c0 + i] / T >= zcut);
+                S_kept += d[i] >= log_min_p && top_p ? w[i] : 0.0;
+            }
         }
         c.c = best;
     }
