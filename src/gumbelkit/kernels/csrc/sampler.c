@@ -13,9 +13,10 @@
  * No buffer the size of the vocabulary: candidates are gathered only after a
  * selection (a k-element min-heap over the logits gives the k-th largest
  * value; fl32(x / T) is monotone, so it is the k-th largest z), and without a
- * top-k/top-p filter the Gumbel race runs over the row in chunks with the
- * noise of a token evaluated only when its random word can still beat the
- * current winner (see race_row).
+ * top-k filter the Gumbel race runs over the row in chunks with the noise of a
+ * token evaluated only when its random word can still beat the current winner
+ * (see race_row); top-p there is the threshold z >= z*, z* found without a sort
+ * (see top_p_cut).
  */
 #include <math.h>
 #include <stdint.h>
@@ -525,14 +526,15 @@ static void edge_weights(gk_edge *e, int64_t n, double m) {
  * A group of equal z is kept iff the mass B of the tokens with a larger z is < p * S.
  * Pass 1 builds a histogram of the weights over m - z in quarter units and S, its sum;
  * walking the bins from the top, B before the first bin whose running sum reaches p * S
- * is below p * S, and B after it is not. Pass 2 collects that bin's tokens, which a radix
- * walk over the bits of z's key (11 + 11 + 10 bits, the sub-buckets from the top, each
- * sub-bucket's mass summed in column order) narrows the same way to one value of z: the
- * boundary group. B is thus summed bucket by bucket: exactly the definition up to float64
- * rounding, in an order fixed by the row alone (threads and batch never change it), at a
- * cost of two passes over the row and a few over one bin, whatever the nucleus size.
- * If rounding lets no bucket reach p * S, the lowest non-empty one is the boundary.
- * Returns 0 when the bin's buffer cannot be allocated. */
+ * is below p * S, and B after it is not. Pass 2 finds that bin's tokens; if they share
+ * one z, that is the boundary; otherwise a radix walk over the bits where their keys
+ * differ (GK_RADIX_BITS a step, the buckets from the top, each bucket's mass summed in
+ * column order) narrows them the same way to one value of z. B is thus summed bucket by
+ * bucket: the definition up to float64 rounding, in an order fixed by the row alone
+ * (threads and batch never change it), at a cost of two passes over the row and a few
+ * over one bin, whatever the nucleus size. If rounding lets no bucket reach p * S, the
+ * lowest non-empty one is the boundary. Returns 0 when the bin's buffer cannot be
+ * allocated. */
 static int top_p_cut(const float *x, int64_t V, float T, double m, double p, float *zcut) {
     /* four histograms, so that a run of one bin is four chains of additions, not one */
     double hist[4][GK_BINS] = {{0.0}}, d[GK_CHUNK], w[GK_CHUNK], S = 0.0, mass[GK_BINS];
