@@ -462,7 +462,6 @@ typedef struct {
     uint32_t key;
 } gk_edge;
 
-
 /* Order-preserving key of z (larger z, larger key; -0 and +0 share one). */
 static inline uint32_t z_key(float z) {
     uint32_t u;
@@ -779,10 +778,9 @@ static void race_words(uint64_t seed, uint64_t key, int64_t col0, int64_t n, uin
 /* The n best keys over every kept token (finite, z >= zcut for top-p, passing min-p), by
  * the exponential race in log space. The first max (key known to be kept) seeds the race;
  * afterwards a column is evaluated only if its chunk holds a logit >= xcut (else
- * z + G_max < bar) and a z >= zcut, and its word
- * is >= the chunk's word bar (a word below gives G < bar - z_chunk_max <= bar - z). Both
- * skips are strict, so the result equals the full argmax over all keys, ties to the
- * lowest index. */
+ * z + G_max < bar) and a z >= zcut, and its word is >= the chunk's word bar (a word below
+ * gives G < bar - z_chunk_max <= bar - z). Both skips are strict, so the result equals
+ * the full argmax over all keys, ties to the lowest index. */
 static int race_row(const float *x, int64_t V, float T, double m, int64_t imax, double log_min_p,
                     float zcut, uint64_t seed, uint64_t key, int64_t n, gk_cand *out) {
     gk_race r = {malloc((size_t)n * sizeof(gk_cand)), n, 0, -INFINITY, -INFINITY};
