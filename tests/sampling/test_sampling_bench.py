@@ -11,8 +11,13 @@ def test_bench_sampler_prints_its_table(capsys):
                  "--threads", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("token sampler, logits [3, 64] float32")
-    assert sum("gumbelkit.sampling.sample" in line for line in lines) == 2
-    assert sum(line.rstrip().endswith("x") for line in lines) == 3
+    ours = [line for line in lines if "gumbelkit.sampling.sample" in line]
+    cases = [line.split("  ")[0] for line in ours]
+    assert len(ours) == 11 and sum(line.rstrip().endswith("x") for line in lines) == 12
+    for scale in ("0.3", "1", "3", "10"):
+        assert f"T=0.8, top-p 0.9, N(0, {scale}^2)" in cases
+    assert "T=0.8, top-p 0.9, all equal" in cases
+    assert "T=0.8, min-p 0.05, N(0, 1^2)" in cases
 
 
 def test_bench_sampler_rejects_bad_sizes(capsys):

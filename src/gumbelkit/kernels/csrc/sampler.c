@@ -13,9 +13,10 @@
  * No buffer the size of the vocabulary: candidates are gathered only after a
  * selection (a k-element min-heap over the logits gives the k-th largest
  * value; fl32(x / T) is monotone, so it is the k-th largest z), and without a
- * top-k/top-p filter the Gumbel race runs over the row in chunks with the
- * noise of a token evaluated only when its random word can still beat the
- * current winner (see race_row).
+ * top-k filter the Gumbel race runs over the row in chunks with the noise of a
+ * token evaluated only when its random word can still beat the current winner
+ * (see race_row); top-p there is the threshold z >= z*, z* found without a sort
+ * (see top_p_cut).
  */
 #include <math.h>
 #include <stdint.h>
@@ -452,6 +453,189 @@ static void race_candidates(gk_cand *c, int64_t kept, int64_t n, uint64_t seed, 
     }
 }
 
+/* ---------------------------------------------------------------- top-p threshold */
+
+#define GK_RADIX_BITS 11   /* bits of a z key per step of the refinement */
+
+/* A token of the bin where the nucleus ends: its weight, z, and z's key. */
+typedef struct {
+    double w;
+    float z;
+    uint32_t key;
+} gk_edge;
+
+/* Order-preserving key of z (larger z, larger key; -0 and +0 share one). */
+static inline uint32_t z_key(float z) {
+    uint32_t u;
+    z = z == 0.0f ? 0.0f : z;
+    memcpy(&u, &z, 4);
+    return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+/* z[j] = fl32(x[j] / T) for the 16 floats at x, and bit j set iff z[j] falls in histogram
+ * bin `bin` of top_p_cut: q = -(z - m) * 4 in [bin, bin + 1) (in [bin, inf] for the last
+ * bin, where hi is NaN), the operations of its first pass, so the same tokens. */
+static inline int bin16(const float *x, float T, double m, double lo, double hi, float *z) {
+    int mask = 0;
+#if defined(__SSE2__)
+    __m128 tv = _mm_set1_ps(T);
+    __m128d mv = _mm_set1_pd(m), k = _mm_set1_pd(-(double)GK_BINS_PER_UNIT);
+    __m128d lv = _mm_set1_pd(lo), hv = _mm_set1_pd(hi);
+    for (int j = 0; j < 16; j += 4) {
+        __m128 zj = _mm_div_ps(_mm_loadu_ps(x + j), tv);
+        _mm_storeu_ps(z + j, zj);
+        __m128d a = _mm_mul_pd(_mm_sub_pd(_mm_cvtps_pd(zj), mv), k);
+        __m128d b = _mm_mul_pd(_mm_sub_pd(_mm_cvtps_pd(_mm_movehl_ps(zj, zj)), mv), k);
+        int ma = _mm_movemask_pd(_mm_andnot_pd(_mm_cmpge_pd(a, hv), _mm_cmpge_pd(a, lv)));
+        int mb = _mm_movemask_pd(_mm_andnot_pd(_mm_cmpge_pd(b, hv), _mm_cmpge_pd(b, lv)));
+        mask |= (ma | mb << 2) << j;
+    }
+#else
+    for (int j = 0; j < 16; ++j) {
+        z[j] = x[j] / T;
+        double q = ((double)z[j] - m) * -(double)GK_BINS_PER_UNIT;
+        mask |= (q >= lo && !(q >= hi)) << j;
+    }
+#endif
+    return mask;
+}
+
+/* bin16 over the 16 floats from x[i] (NaN past V, which no bin holds). */
+static inline int bin16_at(const float *x, int64_t i, int64_t V, float T, double m, double lo,
+                           double hi, float *z) {
+    if (V - i >= 16) return bin16(x + i, T, m, lo, hi, z);
+    float pad[16];
+    for (int j = 0; j < 16; ++j) pad[j] = i + j < V ? x[i + j] : NAN;
+    return bin16(pad, T, m, lo, hi, z);
+}
+
+/* e[j].w = exp(e[j].z - m) for the n edge tokens, by the vector loop of `weights`. */
+static void edge_weights(gk_edge *e, int64_t n, double m) {
+    float z[GK_CHUNK];
+    double d[GK_CHUNK], w[GK_CHUNK];
+    for (int64_t c0 = 0; c0 < n; c0 += GK_CHUNK) {
+        int64_t len = n - c0 < GK_CHUNK ? n - c0 : GK_CHUNK;
+        for (int64_t j = 0; j < len; ++j) z[j] = e[c0 + j].z;
+        weights(z, len, 1.0f, m, d, w);   /* z / 1 = z: the same d and w as pass 1 */
+        for (int64_t j = 0; j < len; ++j) e[c0 + j].w = w[j];
+    }
+}
+
+/* The top-p boundary of a row without top-k: the smallest z kept (*zcut), so that top-p
+ * keeps exactly the tokens with z >= *zcut (every kept token with finite z).
+ *
+ * A group of equal z is kept iff the mass B of the tokens with a larger z is < p * S.
+ * Pass 1 builds a histogram of the weights over m - z in quarter units and S, its sum;
+ * walking the bins from the top, B before the first bin whose running sum reaches p * S
+ * is below p * S, and B after it is not. Pass 2 finds that bin's tokens; if they share
+ * one z, that is the boundary; otherwise a radix walk over the bits where their keys
+ * differ (GK_RADIX_BITS a step, the buckets from the top, each bucket's mass summed in
+ * column order) narrows them the same way to one value of z. B is thus summed bucket by
+ * bucket: the definition up to float64 rounding, in an order fixed by the row alone
+ * (threads and batch never change it), at a cost of two passes over the row and a few
+ * over one bin, whatever the nucleus size. If rounding lets no bucket reach p * S, the
+ * lowest non-empty one is the boundary. Returns 0 when the bin's buffer cannot be
+ * allocated. */
+static int top_p_cut(const float *x, int64_t V, float T, double m, double p, float *zcut) {
+    /* four histograms, so that a run of one bin is four chains of additions, not one */
+    double hist[4][GK_BINS] = {{0.0}}, d[GK_CHUNK], w[GK_CHUNK], S = 0.0, mass[GK_BINS];
+    for (int64_t c0 = 0; c0 < V; c0 += GK_CHUNK) {
+        int64_t len = V - c0 < GK_CHUNK ? V - c0 : GK_CHUNK;
+        weights(x + c0, len, T, m, d, w);
+        for (int64_t i = 0; i < len; ++i) {
+            double q = -d[i] * GK_BINS_PER_UNIT;
+            hist[i & 3][q < GK_BINS - 1 ? (int)q : GK_BINS - 1] += w[i];
+        }
+    }
+    for (int b = 0; b < GK_BINS; ++b) {
+        mass[b] = (hist[0][b] + hist[1][b]) + (hist[2][b] + hist[3][b]);
+        S += mass[b];
+    }
+    double target = p * S, above = 0.0;
+    int bin = 0;
+    while (bin < GK_BINS - 1 && above + mass[bin] < target) above += mass[bin++];
+
+    /* pass 2: the bin's tokens; when they share one z (all logits equal, say), that is the
+     * boundary and nothing is stored */
+    double lo = bin, hi = bin < GK_BINS - 1 ? bin + 1.0 : NAN;
+    float z[16], zmin = INFINITY, zmax = -INFINITY;
+    int64_t n = 0;
+    for (int64_t i = 0; i < V; i += 16) {
+        int mask = bin16_at(x, i, V, T, m, lo, hi, z);
+        if (mask == 0xFFFF) {   /* a whole block in the bin: no per-token loop */
+            for (int j = 0; j < 16; ++j) {
+                zmin = z[j] < zmin ? z[j] : zmin;
+                zmax = z[j] > zmax ? z[j] : zmax;
+            }
+            n += 16;
+            continue;
+        }
+        for (; mask; mask &= mask - 1) {
+            float v = z[__builtin_ctz((unsigned)mask)];
+            zmin = v < zmin ? v : zmin;
+            zmax = v > zmax ? v : zmax;
+            n++;
+        }
+    }
+    if (n == 0 || zmin == zmax) {   /* n == 0: the last bin, empty; every token is kept */
+        *zcut = n == 0 ? -INFINITY : zmin;
+        return 1;
+    }
+    gk_edge *e = malloc((size_t)n * sizeof(gk_edge));
+    if (!e) return 0;
+    n = 0;
+    for (int64_t i = 0; i < V; i += 16)
+        for (int mask = bin16_at(x, i, V, T, m, lo, hi, z); mask; mask &= mask - 1) {
+            float v = z[__builtin_ctz((unsigned)mask)];
+            e[n].z = v;
+            e[n++].key = z_key(v);
+        }
+
+    /* radix walk over the bits where the keys still differ, the top GK_RADIX_BITS of them
+     * per step, until one key (one value of z) is left */
+    uint32_t kmin = UINT32_MAX, kmax = 0;
+    for (int64_t j = 0; j < n; ++j) {
+        kmin = e[j].key < kmin ? e[j].key : kmin;
+        kmax = e[j].key > kmax ? e[j].key : kmax;
+    }
+    edge_weights(e, n, m);
+    while (n > 0 && kmin != kmax) {
+        int shift = 31 - __builtin_clz(kmin ^ kmax) - (GK_RADIX_BITS - 1);
+        shift = shift > 0 ? shift : 0;
+        const uint32_t mask = (1u << GK_RADIX_BITS) - 1u;
+        double mass[1 << GK_RADIX_BITS] = {0.0};
+        int64_t seen[1 << GK_RADIX_BITS] = {0};
+        for (int64_t j = 0; j < n; ++j) {
+            uint32_t r = e[j].key >> shift & mask;
+            mass[r] += e[j].w;
+            seen[r] += 1;
+        }
+        int sel = -1;
+        double before = above;
+        for (int r = (int)mask; r >= 0; --r) {
+            if (!seen[r]) continue;
+            sel = r;
+            before = above;
+            if (above + mass[r] >= target) break;
+            above += mass[r];
+        }
+        above = before;
+        int64_t kept = 0;
+        kmin = UINT32_MAX;
+        kmax = 0;
+        for (int64_t j = 0; j < n; ++j)
+            if ((e[j].key >> shift & mask) == (uint32_t)sel) {
+                kmin = e[j].key < kmin ? e[j].key : kmin;
+                kmax = e[j].key > kmax ? e[j].key : kmax;
+                e[kept++] = e[j];
+            }
+        n = kept;
+    }
+    *zcut = e[0].z;
+    free(e);
+    return 1;
+}
+
 /* ---------------------------------------------------------------- Gumbel race over a row */
 
 typedef struct {
@@ -593,14 +777,14 @@ static void race_words(uint64_t seed, uint64_t key, int64_t col0, int64_t n, uin
     race_words_scalar(seed, key, col0, n, w);
 }
 
-/* The n best keys over every kept token (finite, passing min-p), by the exponential race
- * in log space. The first max (key known to be kept) seeds the race; afterwards a column
- * is evaluated only if its chunk holds a logit >= xcut (else z + G_max < bar) and its word
- * is >= the chunk's word bar (a word below gives G < bar - z_chunk_max <= bar - z). Both
- * skips are strict, so the result equals the full argmax over all keys, ties to the
- * lowest index. */
+/* The n best keys over every kept token (finite, z >= zcut for top-p, passing min-p), by
+ * the exponential race in log space. The first max (key known to be kept) seeds the race;
+ * afterwards a column is evaluated only if its chunk holds a logit >= xcut (else
+ * z + G_max < bar) and a z >= zcut, and its word is >= the chunk's word bar (a word below
+ * gives G < bar - z_chunk_max <= bar - z). Both skips are strict, so the result equals
+ * the full argmax over all keys, ties to the lowest index. */
 static int race_row(const float *x, int64_t V, float T, double m, int64_t imax, double log_min_p,
-                    uint64_t seed, uint64_t key, int64_t n, gk_cand *out) {
+                    float zcut, uint64_t seed, uint64_t key, int64_t n, gk_cand *out) {
     gk_race r = {malloc((size_t)n * sizeof(gk_cand)), n, 0, -INFINITY, -INFINITY};
     if (!r.h) return 0;
     uint32_t w[GK_CHUNK];
@@ -612,6 +796,7 @@ static int race_row(const float *x, int64_t V, float T, double m, int64_t imax, 
         const float *xc = x + c0;
         float cmax = block_max(xc, len);
         if ((double)cmax < r.xcut || cmax == -INFINITY) continue;
+        if (cmax / T < zcut) continue;   /* no token of the chunk passes top-p */
         uint32_t wmin = word_bar(r.bar - (double)(cmax / T));   /* z <= cmax / T here */
         race_words(seed, key, c0, len, w);
         for (int64_t i0 = 0; i0 < len; i0 += 16) {
@@ -621,6 +806,7 @@ static int race_row(const float *x, int64_t V, float T, double m, int64_t imax, 
                 if (w[i] < wmin || (double)xc[i] < r.xcut || c0 + i == imax) continue;
                 float z = xc[i] / T;
                 if (z == -INFINITY || (double)z - m < log_min_p) continue;
+                if (z < zcut) continue;
                 race_offer(&r, z, gk_gumbel_f32(w[i]), c0 + i, m, T);
             }
         }
@@ -675,57 +861,35 @@ static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, d
     gk_cands c = {0};
     double S_kept = 0.0;
 
-    if (top_k || p < 1.0) {
+    if (top_k) {
         double S = 0.0;
-        if (top_k) {
-            if (!gather(x, V, T, kth, &c)) goto oom;
-            qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
-            for (int64_t j = 0; j < c.n; ++j) S += c.c[j].w = gk_exp_nonpos((double)c.c[j].z - m);
-        } else {
-            /* top-p alone: the mass S of the row with a histogram of it over m - z in
-             * quarter units; the candidates are the tokens above the quarter where the
-             * mass from the top reaches p * S, one quarter lower, widened (four quarters
-             * at a time) until their own mass reaches p * S. The candidate set is closed
-             * upward in z, so the cut below sees every token it needs. */
-            double hist[GK_BINS] = {0.0}, d[GK_CHUNK], w[GK_CHUNK];
-            for (int64_t c0 = 0; c0 < V; c0 += GK_CHUNK) {
-                int64_t len = V - c0 < GK_CHUNK ? V - c0 : GK_CHUNK;
-                weights(x + c0, len, T, m, d, w);
-                for (int64_t i = 0; i < len; ++i) {
-                    double q = -d[i] * GK_BINS_PER_UNIT;
-                    hist[q < GK_BINS - 1 ? (int)q : GK_BINS - 1] += w[i];
-                }
-            }
-            for (int b = 0; b < GK_BINS; ++b) S += hist[b];
-            int bin = 0;
-            for (double cum = hist[0]; bin < GK_BINS - 1 && cum < p * S;) cum += hist[++bin];
-            for (bin += 1;; bin += GK_BINS_PER_UNIT) {
-                double zcut = m - (double)(bin + 1) / GK_BINS_PER_UNIT;
-                float L = bin >= GK_BINS - 1 ? -INFINITY : (float)(zcut * (double)T);
-                if (!gather(x, V, T, L, &c)) goto oom;
-                qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
-                double mass = 0.0;
-                for (int64_t j = 0; j < c.n; ++j)
-                    mass += c.c[j].w = gk_exp_nonpos((double)c.c[j].z - m);
-                if (L == -INFINITY || !(mass < p * S)) break;
-            }
-        }
+        if (!gather(x, V, T, kth, &c)) goto oom;
+        qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
+        for (int64_t j = 0; j < c.n; ++j) S += c.c[j].w = gk_exp_nonpos((double)c.c[j].z - m);
         kept = cut(c.c, c.n, p, S, m, log_min_p);
         if (kept < n) { free(c.c); return GK_SAMPLE_TOO_FEW; }
         for (int64_t j = 0; j < kept; ++j) S_kept += c.c[j].w;
         race_candidates(c.c, kept, n, seed, key);
         best = c.c;
     } else {
+        /* top-p alone is a threshold on z too: find it, then race like min-p */
+        float zcut = -INFINITY;
+        if (p < 1.0 && !top_p_cut(x, V, T, m, p, &zcut)) return GK_SAMPLE_NO_MEMORY;
         int64_t imax = first_equal(x, V, xmax);
         best = malloc((size_t)n * sizeof(gk_cand));
         if (!best) return GK_SAMPLE_NO_MEMORY;
-        int got = race_row(x, V, T, m, imax, log_min_p, seed, key, n, best);
+        int got = race_row(x, V, T, m, imax, log_min_p, zcut, seed, key, n, best);
         if (got <= 0) { free(best); return got == 0 ? GK_SAMPLE_NO_MEMORY : GK_SAMPLE_TOO_FEW; }
-        double d[GK_CHUNK], w[GK_CHUNK];
+        /* d = z - m rounds monotonically: d > dcut implies z > zcut and d < dcut implies
+         * z < zcut, so only d == dcut needs z itself */
+        double d[GK_CHUNK], w[GK_CHUNK], dcut = (double)zcut - m;
         for (int64_t c0 = 0; lp && c0 < V; c0 += GK_CHUNK) {
             int64_t len = V - c0 < GK_CHUNK ? V - c0 : GK_CHUNK;
             weights(x + c0, len, T, m, d, w);
-            for (int64_t i = 0; i < len; ++i) S_kept += d[i] >= log_min_p ? w[i] : 0.0;
+            for (int64_t i = 0; i < len; ++i) {
+                int top_p = d[i] > dcut || (d[i] == dcut && x[c0 + i] / T >= zcut);
+                S_kept += d[i] >= log_min_p && top_p ? w[i] : 0.0;
+            }
         }
         c.c = best;
     }
