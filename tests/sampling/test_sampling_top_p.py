@@ -9,16 +9,16 @@ status: n kept tokens succeed, n + 1 are too few.
 """
 
 import math
-from dataclasses import fields
 
 import numpy as np
 import pytest
 import torch
 
-from gumbelkit.sampling import _controls, _kernel, _torch, sample
+from gumbelkit.kernels import ops, sampler_reference
+from gumbelkit.sampling import _controls, sample
 from stats import assert_chisquare
 
-needs_fused = pytest.mark.skipif(not _kernel.available(torch.zeros(1, 1)),
+needs_fused = pytest.mark.skipif(not ops.sampler_kernel_available(torch.zeros(1, 1)),
                                  reason="fused kernels not built")
 
 P_VALUES = [1e-300, 0.1, 0.5, 0.9, 0.999, 1 - 2**-53]
@@ -46,19 +46,28 @@ def _rows(kind: str, rows: int = 6, vocab: int = 20_000) -> torch.Tensor:
 
 def _controls_for(rows: int, **kw) -> _controls.Controls:
     kw.setdefault("temperature", 0.8)
-    return _controls.controls(rows, top_k=kw.pop("top_k", None), min_p=kw.pop("min_p", None),
-                              seed=torch.arange(rows), positions=None, generator=None, **kw)
+    ctl, _ = _controls.controls(rows, top_k=kw.pop("top_k", None), min_p=kw.pop("min_p", None),
+                                seed=torch.arange(rows), positions=None, generator=None, **kw)
+    return ctl
+
+
+def _fused(x, ctl, n, logprobs, threads=None):
+    return ops.sample_fused(x, *ctl, n, logprobs, threads=threads)
+
+
+def _reference(x, ctl, n, logprobs):
+    return sampler_reference.sample_rows(x, *ctl, n, logprobs)
 
 
 def _kept(sample_rows, x: torch.Tensor, ctl: _controls.Controls) -> list[int]:
     """Size of each row's kept set, by bisection on the without-replacement status."""
     sizes = []
     for r in range(x.shape[0]):
-        row = _controls.Controls(*(getattr(ctl, f.name)[r:r + 1] for f in fields(ctl)))
+        row = _controls.Controls(*(c[r:r + 1] for c in ctl))
         lo, hi = 1, int((x[r] > -math.inf).sum())   # lo tokens fit; hi + 1 do not
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if sample_rows(x[r:r + 1], row, mid, False)[2][0] == _torch.OK:
+            if sample_rows(x[r:r + 1], row, mid, False)[2][0] == sampler_reference.OK:
                 lo = mid
             else:
                 hi = mid - 1
@@ -75,8 +84,8 @@ def test_top_p_tokens_and_logprobs_equal_the_reference(kind):
         for min_p in (None, 0.05):
             ctl = _controls_for(x.shape[0], top_p=p, min_p=min_p)
             for n in (1, 3):
-                fused = _kernel.sample_rows(x, ctl, n, True)
-                ref = _torch.sample_rows(x, ctl, n, True)
+                fused = _fused(x, ctl, n, True)
+                ref = _reference(x, ctl, n, True)
                 assert torch.equal(fused[2], ref[2]), (kind, p, min_p, n)
                 assert torch.equal(fused[0], ref[0]), (kind, p, min_p, n)
                 torch.testing.assert_close(fused[1], ref[1], rtol=1e-5, atol=1e-5)
@@ -89,7 +98,7 @@ def test_top_p_kept_set_size_equals_the_reference(kind):
     x = _rows(kind, rows=3, vocab=6000)
     ctl = _controls_for(3, top_p=torch.tensor([0.3, 0.9, 0.999], dtype=torch.float64),
                         min_p=torch.tensor([0.0, 0.0, 0.02]))
-    assert _kept(_kernel.sample_rows, x, ctl) == _kept(_torch.sample_rows, x, ctl)
+    assert _kept(_fused, x, ctl) == _kept(_reference, x, ctl)
 
 
 @needs_fused
@@ -101,8 +110,8 @@ def test_top_p_boundary_tie_group_is_kept_whole():
     top = float(w[:40].sum() / w.sum())
     for p, kept in ((top * 0.999, 40), (top * 1.001, 5940)):
         ctl = _controls_for(1, top_p=p)
-        assert _kept(_kernel.sample_rows, x, ctl) == [kept]
-        assert _kept(_torch.sample_rows, x, ctl) == [kept]
+        assert _kept(_fused, x, ctl) == [kept]
+        assert _kept(_reference, x, ctl) == [kept]
 
 
 @needs_fused
@@ -115,12 +124,12 @@ def test_per_row_top_p_and_min_p_equal_the_reference():
                         top_p=torch.rand(rows, generator=gen, dtype=torch.float64),
                         min_p=torch.rand(rows, generator=gen) * 0.2)
     for n in (1, 2):
-        fused = _kernel.sample_rows(x, ctl, n, True)
-        ref = _torch.sample_rows(x, ctl, n, True)
+        fused = _fused(x, ctl, n, True)
+        ref = _reference(x, ctl, n, True)
         assert torch.equal(fused[2], ref[2])
         assert torch.equal(fused[0], ref[0])
         torch.testing.assert_close(fused[1], ref[1], rtol=1e-5, atol=1e-5)
-        one = _kernel.sample_rows(x, ctl, n, True, threads=1)
+        one = _fused(x, ctl, n, True, threads=1)
         assert all(torch.equal(a, b) for a, b in zip(one, fused))
 
 
@@ -143,4 +152,4 @@ def test_top_p_boundary_within_a_relative_1e_12_of_a_group_mass():
     for g in (1, 700, 3000, 5500):   # z has no ties here: group g is token g in order
         for scale, kept in ((1 + 1e-12, g + 1), (1 - 1e-12, g)):
             ctl = _controls_for(1, top_p=float(before[g]) / total * scale)
-            assert _kept(_kernel.sample_rows, x, ctl) == [kept], (g, scale)
+            assert _kept(_fused, x, ctl) == [kept], (g, scale)
