@@ -203,9 +203,7 @@ def _preflight(args: argparse.Namespace) -> list[TrainConfig]:
     if args.batch_size > len(train_x):
         raise ValueError(f"--batch-size {args.batch_size} exceeds the {len(train_x)} training "
                          f"images of {args.data}; choose 1 to {len(train_x)}")
-    out: Path = args.out
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
+    out: Path = args.out  # whether it can be a folder at all: preflight.output_folder
     held = [name for name in REPORT_FILES if (out / name).exists()]
     if held and not args.force:
         raise ValueError(f"{out} already holds a report ({held[0]}); choose another --out, "
