@@ -536,7 +536,11 @@ static void edge_weights(gk_edge *e, int64_t n, double m) {
  * over one bin, whatever the nucleus size. If rounding lets no bucket reach p * S, the
  * lowest non-empty one is the boundary. Returns 0 when the bin's buffer cannot be
  * allocated. */
-static int top_p_cut(const float *x, int64_t V, float T, double m, double p, float *zcut) {
+/* Pass 1 of top_p_cut: the histogram of the weights over m - z in quarter units, its
+ * total S, and the first bin from the top whose running sum reaches p * S; *above is the
+ * mass of the bins above it and *target = p * S. */
+static int boundary_bin(const float *x, int64_t V, float T, double m, double p, double *above,
+                        double *target) {
     /* four histograms, so that a run of one bin is four chains of additions, not one */
     double hist[4][GK_BINS] = {{0.0}}, d[GK_CHUNK], w[GK_CHUNK], S = 0.0, mass[GK_BINS];
     for (int64_t c0 = 0; c0 < V; c0 += GK_CHUNK) {
@@ -551,54 +555,50 @@ static int top_p_cut(const float *x, int64_t V, float T, double m, double p, flo
         mass[b] = (hist[0][b] + hist[1][b]) + (hist[2][b] + hist[3][b]);
         S += mass[b];
     }
-    double target = p * S, above = 0.0;
+    *target = p * S;
+    *above = 0.0;
     int bin = 0;
-    while (bin < GK_BINS - 1 && above + mass[bin] < target) above += mass[bin++];
+    while (bin < GK_BINS - 1 && *above + mass[bin] < *target) *above += mass[bin++];
+    return bin;
+}
 
-    /* pass 2: the bin's tokens; when they share one z (all logits equal, say), that is the
-     * boundary and nothing is stored */
-    double lo = bin, hi = bin < GK_BINS - 1 ? bin + 1.0 : NAN;
-    float z[16], zmin = INFINITY, zmax = -INFINITY;
+/* Pass 2 of top_p_cut: how many tokens fall in the bin [lo, hi), and their least and
+ * greatest z. */
+static int64_t bin_extent(const float *x, int64_t V, float T, double m, double lo, double hi,
+                          float *zmin, float *zmax) {
+    float z[16];
     int64_t n = 0;
+    *zmin = INFINITY;
+    *zmax = -INFINITY;
     for (int64_t i = 0; i < V; i += 16) {
         int mask = bin16_at(x, i, V, T, m, lo, hi, z);
         if (mask == 0xFFFF) {   /* a whole block in the bin: no per-token loop */
             for (int j = 0; j < 16; ++j) {
-                zmin = z[j] < zmin ? z[j] : zmin;
-                zmax = z[j] > zmax ? z[j] : zmax;
+                *zmin = z[j] < *zmin ? z[j] : *zmin;
+                *zmax = z[j] > *zmax ? z[j] : *zmax;
             }
             n += 16;
             continue;
         }
         for (; mask; mask &= mask - 1) {
             float v = z[__builtin_ctz((unsigned)mask)];
-            zmin = v < zmin ? v : zmin;
-            zmax = v > zmax ? v : zmax;
+            *zmin = v < *zmin ? v : *zmin;
+            *zmax = v > *zmax ? v : *zmax;
             n++;
         }
     }
-    if (n == 0 || zmin == zmax) {   /* n == 0: the last bin, empty; every token is kept */
-        *zcut = n == 0 ? -INFINITY : zmin;
-        return 1;
-    }
-    gk_edge *e = malloc((size_t)n * sizeof(gk_edge));
-    if (!e) return 0;
-    n = 0;
-    for (int64_t i = 0; i < V; i += 16)
-        for (int mask = bin16_at(x, i, V, T, m, lo, hi, z); mask; mask &= mask - 1) {
-            float v = z[__builtin_ctz((unsigned)mask)];
-            e[n].z = v;
-            e[n++].key = z_key(v);
-        }
+    return n;
+}
 
-    /* radix walk over the bits where the keys still differ, the top GK_RADIX_BITS of them
-     * per step, until one key (one value of z) is left */
+/* The radix walk of top_p_cut over the n tokens of the boundary bin (weights set), the
+ * top GK_RADIX_BITS of the bits where their keys still differ per step, until one key (one
+ * value of z) is left; returns that z. */
+static float radix_walk(gk_edge *e, int64_t n, double above, double target) {
     uint32_t kmin = UINT32_MAX, kmax = 0;
     for (int64_t j = 0; j < n; ++j) {
         kmin = e[j].key < kmin ? e[j].key : kmin;
         kmax = e[j].key > kmax ? e[j].key : kmax;
     }
-    edge_weights(e, n, m);
     while (n > 0 && kmin != kmax) {
         int shift = 31 - __builtin_clz(kmin ^ kmax) - (GK_RADIX_BITS - 1);
         shift = shift > 0 ? shift : 0;
@@ -631,7 +631,32 @@ static int top_p_cut(const float *x, int64_t V, float T, double m, double p, flo
             }
         n = kept;
     }
-    *zcut = e[0].z;
+    return e[0].z;
+}
+
+static int top_p_cut(const float *x, int64_t V, float T, double m, double p, float *zcut) {
+    double above, target;
+    int bin = boundary_bin(x, V, T, m, p, &above, &target);
+    /* when the bin's tokens share one z (all logits equal, say), that is the boundary and
+     * nothing is stored */
+    double lo = bin, hi = bin < GK_BINS - 1 ? bin + 1.0 : NAN;
+    float zmin, zmax, z[16];
+    int64_t n = bin_extent(x, V, T, m, lo, hi, &zmin, &zmax);
+    if (n == 0 || zmin == zmax) {   /* n == 0: the last bin, empty; every token is kept */
+        *zcut = n == 0 ? -INFINITY : zmin;
+        return 1;
+    }
+    gk_edge *e = malloc((size_t)n * sizeof(gk_edge));
+    if (!e) return 0;
+    n = 0;
+    for (int64_t i = 0; i < V; i += 16)
+        for (int mask = bin16_at(x, i, V, T, m, lo, hi, z); mask; mask &= mask - 1) {
+            float v = z[__builtin_ctz((unsigned)mask)];
+            e[n].z = v;
+            e[n++].key = z_key(v);
+        }
+    edge_weights(e, n, m);
+    *zcut = radix_walk(e, n, above, target);
     free(e);
     return 1;
 }
@@ -820,6 +845,77 @@ static int race_row(const float *x, int64_t V, float T, double m, int64_t imax, 
 
 /* ---------------------------------------------------------------- one row */
 
+/* Temperature 0: the n largest logits, ties to the lowest index; log-probabilities
+ * -log(number of maxima) for the maxima, -inf for the others. */
+static int sample_greedy(const float *x, int64_t V, float xmax, int64_t nfinite, int64_t n,
+                         int64_t *tok, float *lp) {
+    if (nfinite < n) return GK_SAMPLE_TOO_FEW;
+    int64_t nmax = 0;
+    for (int64_t i = 0; i < V; ++i) nmax += x[i] == xmax;
+    gk_cands c = {0};
+    float L = xmax;
+    float unused_max;
+    int unused_bad;
+    int64_t unused_count;
+    if (n > 1 && !select_scan(x, V, n, &L, &unused_max, &unused_bad, &unused_count))
+        return GK_SAMPLE_NO_MEMORY;
+    if (!gather(x, V, 1.0f, L, &c)) { free(c.c); return GK_SAMPLE_NO_MEMORY; }
+    qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
+    for (int64_t j = 0; j < n; ++j) {
+        tok[j] = c.c[j].idx;
+        if (lp) lp[j] = c.c[j].z == xmax ? (float)(0.0 - log((double)nmax)) : -INFINITY;
+    }
+    free(c.c);
+    return GK_SAMPLE_OK;
+}
+
+/* Top-k rows: the candidates z >= z_k, sorted, cut by top-p and min-p (`cut`) and raced;
+ * on success *best holds the n winners first (the caller frees it) and *S_kept the kept
+ * weight. */
+static int sample_top_k(const float *x, int64_t V, float T, float kth, double m, double p,
+                        double log_min_p, uint64_t seed, uint64_t key, int64_t n,
+                        gk_cand **best, double *S_kept) {
+    gk_cands c = {0};
+    double S = 0.0;
+    if (!gather(x, V, T, kth, &c)) { free(c.c); return GK_SAMPLE_NO_MEMORY; }
+    qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
+    for (int64_t j = 0; j < c.n; ++j) S += c.c[j].w = gk_exp_nonpos((double)c.c[j].z - m);
+    int64_t kept = cut(c.c, c.n, p, S, m, log_min_p);
+    if (kept < n) { free(c.c); return GK_SAMPLE_TOO_FEW; }
+    for (int64_t j = 0; j < kept; ++j) *S_kept += c.c[j].w;
+    race_candidates(c.c, kept, n, seed, key);
+    *best = c.c;
+    return GK_SAMPLE_OK;
+}
+
+/* Rows without top-k: top-p is a threshold on z too (top_p_cut), so the row races with
+ * the min-p and top-p thresholds; *best gets the n winners (the caller frees it) and, if
+ * want_mass, *S_kept the kept weight. */
+static int sample_thresholds(const float *x, int64_t V, float T, float xmax, double m,
+                             double p, double log_min_p, uint64_t seed, uint64_t key, int64_t n,
+                             int want_mass, gk_cand **best, double *S_kept) {
+    float zcut = -INFINITY;
+    if (p < 1.0 && !top_p_cut(x, V, T, m, p, &zcut)) return GK_SAMPLE_NO_MEMORY;
+    int64_t imax = first_equal(x, V, xmax);
+    gk_cand *won = malloc((size_t)n * sizeof(gk_cand));
+    if (!won) return GK_SAMPLE_NO_MEMORY;
+    int got = race_row(x, V, T, m, imax, log_min_p, zcut, seed, key, n, won);
+    if (got <= 0) { free(won); return got == 0 ? GK_SAMPLE_NO_MEMORY : GK_SAMPLE_TOO_FEW; }
+    /* d = z - m rounds monotonically: d > dcut implies z > zcut and d < dcut implies
+     * z < zcut, so only d == dcut needs z itself */
+    double d[GK_CHUNK], w[GK_CHUNK], dcut = (double)zcut - m;
+    for (int64_t c0 = 0; want_mass && c0 < V; c0 += GK_CHUNK) {
+        int64_t len = V - c0 < GK_CHUNK ? V - c0 : GK_CHUNK;
+        weights(x + c0, len, T, m, d, w);
+        for (int64_t i = 0; i < len; ++i) {
+            int top_p = d[i] > dcut || (d[i] == dcut && x[c0 + i] / T >= zcut);
+            *S_kept += d[i] >= log_min_p && top_p ? w[i] : 0.0;
+        }
+    }
+    *best = won;
+    return GK_SAMPLE_OK;
+}
+
 static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, double log_min_p,
                       uint64_t seed, uint64_t key, int64_t n, int64_t *tok, float *lp) {
     float xmax, kth = -INFINITY;
@@ -830,79 +926,24 @@ static int sample_row(const float *x, int64_t V, float T, int64_t k, double p, d
         return GK_SAMPLE_NO_MEMORY;
     if (bad || xmax == INFINITY) return GK_SAMPLE_BAD_LOGIT;
     if (nfinite == 0) return GK_SAMPLE_NO_TOKEN;
-
-    if (T == 0.0f) {   /* greedy: the n largest logits, ties to the lowest index */
-        if (nfinite < n) return GK_SAMPLE_TOO_FEW;
-        int64_t nmax = 0;
-        for (int64_t i = 0; i < V; ++i) nmax += x[i] == xmax;
-        gk_cands c = {0};
-        float L = xmax;
-        float unused_max;
-        int unused_bad;
-        int64_t unused_count;
-        if (n > 1 && !select_scan(x, V, n, &L, &unused_max, &unused_bad, &unused_count))
-            return GK_SAMPLE_NO_MEMORY;
-        if (!gather(x, V, 1.0f, L, &c)) { free(c.c); return GK_SAMPLE_NO_MEMORY; }
-        qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
-        for (int64_t j = 0; j < n; ++j) {
-            tok[j] = c.c[j].idx;
-            if (lp) lp[j] = c.c[j].z == xmax ? (float)(0.0 - log((double)nmax)) : -INFINITY;
-        }
-        free(c.c);
-        return GK_SAMPLE_OK;
-    }
+    if (T == 0.0f) return sample_greedy(x, V, xmax, nfinite, n, tok, lp);
 
     float zm32 = xmax / T;
     if (isinf(zm32)) return GK_SAMPLE_OVERFLOW;
-    double m = zm32;
-    int top_k = k > 0 && k < nfinite;
-    gk_cand *best;
-    int64_t kept;
-    gk_cands c = {0};
-    double S_kept = 0.0;
-
-    if (top_k) {
-        double S = 0.0;
-        if (!gather(x, V, T, kth, &c)) goto oom;
-        qsort(c.c, (size_t)c.n, sizeof(gk_cand), by_z);
-        for (int64_t j = 0; j < c.n; ++j) S += c.c[j].w = gk_exp_nonpos((double)c.c[j].z - m);
-        kept = cut(c.c, c.n, p, S, m, log_min_p);
-        if (kept < n) { free(c.c); return GK_SAMPLE_TOO_FEW; }
-        for (int64_t j = 0; j < kept; ++j) S_kept += c.c[j].w;
-        race_candidates(c.c, kept, n, seed, key);
-        best = c.c;
-    } else {
-        /* top-p alone is a threshold on z too: find it, then race like min-p */
-        float zcut = -INFINITY;
-        if (p < 1.0 && !top_p_cut(x, V, T, m, p, &zcut)) return GK_SAMPLE_NO_MEMORY;
-        int64_t imax = first_equal(x, V, xmax);
-        best = malloc((size_t)n * sizeof(gk_cand));
-        if (!best) return GK_SAMPLE_NO_MEMORY;
-        int got = race_row(x, V, T, m, imax, log_min_p, zcut, seed, key, n, best);
-        if (got <= 0) { free(best); return got == 0 ? GK_SAMPLE_NO_MEMORY : GK_SAMPLE_TOO_FEW; }
-        /* d = z - m rounds monotonically: d > dcut implies z > zcut and d < dcut implies
-         * z < zcut, so only d == dcut needs z itself */
-        double d[GK_CHUNK], w[GK_CHUNK], dcut = (double)zcut - m;
-        for (int64_t c0 = 0; lp && c0 < V; c0 += GK_CHUNK) {
-            int64_t len = V - c0 < GK_CHUNK ? V - c0 : GK_CHUNK;
-            weights(x + c0, len, T, m, d, w);
-            for (int64_t i = 0; i < len; ++i) {
-                int top_p = d[i] > dcut || (d[i] == dcut && x[c0 + i] / T >= zcut);
-                S_kept += d[i] >= log_min_p && top_p ? w[i] : 0.0;
-            }
-        }
-        c.c = best;
-    }
+    double m = zm32, S_kept = 0.0;
+    gk_cand *best = NULL;
+    int status = k > 0 && k < nfinite
+        ? sample_top_k(x, V, T, kth, m, p, log_min_p, seed, key, n, &best, &S_kept)
+        : sample_thresholds(x, V, T, xmax, m, p, log_min_p, seed, key, n, lp != NULL, &best,
+                            &S_kept);
+    if (status != GK_SAMPLE_OK) return status;
     double lse = log(S_kept);
     for (int64_t j = 0; j < n; ++j) {
         tok[j] = best[j].idx;
         if (lp) lp[j] = (float)(((double)best[j].z - m) - lse);
     }
-    free(c.c);
+    free(best);
     return GK_SAMPLE_OK;
-oom:
-    free(c.c);
-    return GK_SAMPLE_NO_MEMORY;
 }
 
 /* logits: [rows, V] float32 with row stride `stride`; per-row controls (temperature 0 =
