@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import FUSED_BUILT
-from gumbelkit.kernels import ops, sampler_reference
+from gumbelkit.kernels import _lib, ops, sampler_reference
 from gumbelkit.sampling import _controls, sample, sample_without_replacement
 
 needs_fused = pytest.mark.skipif(not FUSED_BUILT, reason="fused kernels not built")
@@ -174,3 +174,26 @@ def test_kernel_equals_pytorch_path_at_extreme_scales(scale, temperature):
         assert torch.equal(fused[2], ref[2])
         assert torch.equal(fused[0], ref[0])
         torch.testing.assert_close(fused[1], ref[1], rtol=1e-5, atol=1e-5)
+
+
+@needs_fused
+@pytest.mark.parametrize("isa", _lib.available_isas())
+@pytest.mark.parametrize("kw", [dict(top_k=40, top_p=0.9), dict(top_p=0.8), dict(min_p=0.05),
+                                dict()])
+def test_every_instruction_set_draws_the_reference_tokens(isa, kw):
+    """The sampler follows the kernels' instruction set (GUMBELKIT_SIMD, set_isa) and
+    every set gives the reference's tokens and log-probabilities."""
+    before = _lib.isa()
+    logits = torch.randn(12, 3000, generator=torch.Generator().manual_seed(5)) * 2
+    logits[3, ::3] = -math.inf
+    ctl, _ = _controls.controls(12, temperature=0.8, seed=torch.arange(12), positions=None,
+                                generator=None, **{"top_k": None, "top_p": None,
+                                                   "min_p": None, **kw})
+    try:
+        _lib.set_isa(isa)
+        fused = ops.sample_fused(logits, *ctl, 3, True)
+    finally:
+        _lib.set_isa(before)
+    ref = sampler_reference.sample_rows(logits, *ctl, 3, True)
+    assert torch.equal(fused[0], ref[0]) and torch.equal(fused[2], ref[2])
+    torch.testing.assert_close(fused[1], ref[1], rtol=1e-5, atol=1e-6)

@@ -55,7 +55,10 @@ typedef struct {
                   int exact);
 } gk_ops_f32;
 
-/* The active table (never NULL after the library has loaded). */
+/* The active table (never NULL after the library has loaded) and its instruction set
+ * (GK_ISA_*): the CPU's best, capped by GUMBELKIT_SIMD, or what gk_set_isa chose. Every
+ * kernel, the token sampler's included, dispatches on these. */
 const gk_ops_f32 *gk_ops(void);
+int gk_isa(void);
 
 #endif

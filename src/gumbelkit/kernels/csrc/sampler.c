@@ -27,27 +27,21 @@
 #include <emmintrin.h>
 #endif
 
+#include "gk.h"
 #include "noise.h"
 
-/* AVX2 versions of the hot loops, chosen at run time (the build targets baseline x86-64). */
+/* AVX2 versions of the hot loops, taken when the active instruction set of the kernels
+ * (gk_isa, so GUMBELKIT_SIMD and gk_set_isa apply) is AVX2 or wider; the build targets
+ * baseline x86-64. */
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define GK_HAVE_AVX2_PATH 1
 #endif
 
-static int gk_avx2 = 0;   /* set once when the library loads */
-
-#ifdef GK_HAVE_AVX2_PATH
-__attribute__((constructor)) static void gk_sampler_detect_cpu(void) {
-    __builtin_cpu_init();   /* constructors may run before libgcc's own CPU detection */
-    gk_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-}
-#endif
-
 enum { GK_SAMPLE_OK = 0, GK_SAMPLE_BAD_LOGIT = 1, GK_SAMPLE_NO_TOKEN = 2,
        GK_SAMPLE_OVERFLOW = 3, GK_SAMPLE_TOO_FEW = 4, GK_SAMPLE_NO_MEMORY = 5 };
 
-#define GK_CHUNK 256           /* columns per noise chunk (a multiple of 16) */
+#define GK_SAMPLE_CHUNK 256    /* columns per noise chunk (a multiple of 16) */
 #define GK_GUMBEL_BOUND 23.5   /* every Gumbel value of _rng lies below 22.87 */
 #define GK_BINS 256            /* top-p histogram over m - z ... */
 #define GK_BINS_PER_UNIT 4     /* ... in quarters of a unit of z */
@@ -164,7 +158,7 @@ __attribute__((target("avx2"))) static int64_t weights_avx2(const float *x, int6
 static void weights(const float *x, int64_t n, float T, double m, double *d, double *w) {
     int64_t i = 0;
 #ifdef GK_HAVE_AVX2_PATH
-    if (gk_avx2) i = weights_avx2(x, n, T, m, d, w);
+    if (gk_isa() >= GK_ISA_AVX2) i = weights_avx2(x, n, T, m, d, w);
 #endif
 #if defined(__SSE2__)
     __m128 tv = _mm_set1_ps(T);
@@ -511,10 +505,10 @@ static inline int bin16_at(const float *x, int64_t i, int64_t V, float T, double
 
 /* e[j].w = exp(e[j].z - m) for the n edge tokens, by the vector loop of `weights`. */
 static void edge_weights(gk_edge *e, int64_t n, double m) {
-    float z[GK_CHUNK];
-    double d[GK_CHUNK], w[GK_CHUNK];
-    for (int64_t c0 = 0; c0 < n; c0 += GK_CHUNK) {
-        int64_t len = n - c0 < GK_CHUNK ? n - c0 : GK_CHUNK;
+    float z[GK_SAMPLE_CHUNK];
+    double d[GK_SAMPLE_CHUNK], w[GK_SAMPLE_CHUNK];
+    for (int64_t c0 = 0; c0 < n; c0 += GK_SAMPLE_CHUNK) {
+        int64_t len = n - c0 < GK_SAMPLE_CHUNK ? n - c0 : GK_SAMPLE_CHUNK;
         for (int64_t j = 0; j < len; ++j) z[j] = e[c0 + j].z;
         weights(z, len, 1.0f, m, d, w);   /* z / 1 = z: the same d and w as pass 1 */
         for (int64_t j = 0; j < len; ++j) e[c0 + j].w = w[j];
@@ -542,9 +536,10 @@ static void edge_weights(gk_edge *e, int64_t n, double m) {
 static int boundary_bin(const float *x, int64_t V, float T, double m, double p, double *above,
                         double *target) {
     /* four histograms, so that a run of one bin is four chains of additions, not one */
-    double hist[4][GK_BINS] = {{0.0}}, d[GK_CHUNK], w[GK_CHUNK], S = 0.0, mass[GK_BINS];
-    for (int64_t c0 = 0; c0 < V; c0 += GK_CHUNK) {
-        int64_t len = V - c0 < GK_CHUNK ? V - c0 : GK_CHUNK;
+    double hist[4][GK_BINS] = {{0.0}}, S = 0.0, mass[GK_BINS];
+    double d[GK_SAMPLE_CHUNK], w[GK_SAMPLE_CHUNK];
+    for (int64_t c0 = 0; c0 < V; c0 += GK_SAMPLE_CHUNK) {
+        int64_t len = V - c0 < GK_SAMPLE_CHUNK ? V - c0 : GK_SAMPLE_CHUNK;
         weights(x + c0, len, T, m, d, w);
         for (int64_t i = 0; i < len; ++i) {
             double q = -d[i] * GK_BINS_PER_UNIT;
@@ -794,7 +789,7 @@ __attribute__((target("avx2"))) static void race_words_avx2(uint64_t seed, uint6
 
 static void race_words(uint64_t seed, uint64_t key, int64_t col0, int64_t n, uint32_t *w) {
 #ifdef GK_HAVE_AVX2_PATH
-    if (gk_avx2 > 0) {
+    if (gk_isa() >= GK_ISA_AVX2) {
         race_words_avx2(seed, key, col0, n, w);
         return;
     }
@@ -812,12 +807,12 @@ static int race_row(const float *x, int64_t V, float T, double m, int64_t imax, 
                     float zcut, uint64_t seed, uint64_t key, int64_t n, gk_cand *out) {
     gk_race r = {malloc((size_t)n * sizeof(gk_cand)), n, 0, -INFINITY, -INFINITY};
     if (!r.h) return 0;
-    uint32_t w[GK_CHUNK];
+    uint32_t w[GK_SAMPLE_CHUNK];
     float g;
     gk_fill_gumbel_f32(seed, key, 0, imax, 1, &g);
     race_offer(&r, (float)m, g, imax, m, T);
-    for (int64_t c0 = 0; c0 < V; c0 += GK_CHUNK) {
-        int64_t len = V - c0 < GK_CHUNK ? V - c0 : GK_CHUNK;
+    for (int64_t c0 = 0; c0 < V; c0 += GK_SAMPLE_CHUNK) {
+        int64_t len = V - c0 < GK_SAMPLE_CHUNK ? V - c0 : GK_SAMPLE_CHUNK;
         const float *xc = x + c0;
         float cmax = block_max(xc, len);
         if ((double)cmax < r.xcut || cmax == -INFINITY) continue;
@@ -903,9 +898,9 @@ static int sample_thresholds(const float *x, int64_t V, float T, float xmax, dou
     if (got <= 0) { free(won); return got == 0 ? GK_SAMPLE_NO_MEMORY : GK_SAMPLE_TOO_FEW; }
     /* d = z - m rounds monotonically: d > dcut implies z > zcut and d < dcut implies
      * z < zcut, so only d == dcut needs z itself */
-    double d[GK_CHUNK], w[GK_CHUNK], dcut = (double)zcut - m;
-    for (int64_t c0 = 0; want_mass && c0 < V; c0 += GK_CHUNK) {
-        int64_t len = V - c0 < GK_CHUNK ? V - c0 : GK_CHUNK;
+    double d[GK_SAMPLE_CHUNK], w[GK_SAMPLE_CHUNK], dcut = (double)zcut - m;
+    for (int64_t c0 = 0; want_mass && c0 < V; c0 += GK_SAMPLE_CHUNK) {
+        int64_t len = V - c0 < GK_SAMPLE_CHUNK ? V - c0 : GK_SAMPLE_CHUNK;
         weights(x + c0, len, T, m, d, w);
         for (int64_t i = 0; i < len; ++i) {
             int top_p = d[i] > dcut || (d[i] == dcut && x[c0 + i] / T >= zcut);

@@ -64,6 +64,7 @@
 #include "simd_impl.h"
 
 static const gk_ops_f32 *gk_active = &gk_ops_portable;
+static int gk_active_isa = GK_ISA_PORTABLE;
 
 /* Highest instruction set this CPU (and its OS) runs. */
 static int gk_isa_supported(void) {
@@ -85,10 +86,13 @@ int gk_set_isa(int isa) {
 #else
     gk_active = &gk_ops_portable;
 #endif
+    gk_active_isa = isa;
     return 0;
 }
 
 int gk_isa_max(void) { return gk_isa_supported(); }
+
+int gk_isa(void) { return gk_active_isa; }
 
 const char *gk_isa_name(void) { return gk_active->name; }
 
