@@ -32,6 +32,9 @@ typedef void (*gk_fill_f32_fn)(uint64_t seed, uint64_t key, uint32_t stream, int
 typedef struct {
     const char *name;
     gk_fill_f32_fn fill[3]; /* indexed by enum gk_noise_kind (noise.h) */
+    /* the raw Philox words of columns [col0, col0 + n), col0 a multiple of 4 */
+    void (*words)(uint64_t seed, uint64_t key, uint32_t stream, int64_t col0, int64_t n,
+                  uint32_t *out);
     void (*gumbel_argmax)(const float *x, int64_t n, uint64_t seed, uint64_t key,
                           uint32_t stream, int64_t col0, float *best, int64_t *arg, int *bad);
     void (*soft_zpass)(const float *x, float *io, int64_t n, uint64_t seed, uint64_t key,

@@ -715,86 +715,10 @@ static void race_offer(gk_race *r, float z, float g, int64_t idx, double m, floa
     }
 }
 
-/* Words of columns [col0, col0 + n) (col0 a multiple of 4), four per Philox call: the
- * portable version, and an AVX2 one (eight Philox blocks per step, lanes = blocks) chosen
- * at run time; both compute gk_philox4x32_10 of noise.h exactly (integer arithmetic). */
-static void race_words_scalar(uint64_t seed, uint64_t key, int64_t col0, int64_t n,
-                              uint32_t *w) {
-    for (int64_t b = 0; b < (n + 3) / 4; ++b)
-        gk_philox4x32_10((uint32_t)((uint64_t)(col0 / 4 + b)), 0, (uint32_t)key,
-                         (uint32_t)(key >> 32), (uint32_t)seed, (uint32_t)(seed >> 32), w + 4 * b);
-}
-
-#ifdef GK_HAVE_AVX2_PATH
-
-/* (hi, lo) 32-bit halves of the eight products a_i * m. */
-__attribute__((target("avx2"))) static inline void mulhilo8(__m256i a, __m256i m, __m256i *hi,
-                                                            __m256i *lo) {
-    __m256i even = _mm256_mul_epu32(a, m);
-    __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
-    *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-    *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-}
-
-__attribute__((target("avx2"))) static void race_words_avx2(uint64_t seed, uint64_t key,
-                                                            int64_t col0, int64_t n,
-                                                            uint32_t *w) {
-    int64_t blocks = (n + 3) / 4, b = 0;
-    const __m256i m0 = _mm256_set1_epi32((int)GK_PHILOX_M0);
-    const __m256i m1 = _mm256_set1_epi32((int)GK_PHILOX_M1);
-    const __m256i step = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (; b + 16 <= blocks; b += 16) {   /* two independent groups of eight blocks */
-        __m256i c0[2], c1[2], c2[2], c3[2];
-        for (int g = 0; g < 2; ++g) {
-            c0[g] = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)(col0 / 4 + b + 8 * g)),
-                                     step);
-            c1[g] = _mm256_setzero_si256();
-            c2[g] = _mm256_set1_epi32((int)(uint32_t)key);
-            c3[g] = _mm256_set1_epi32((int)(uint32_t)(key >> 32));
-        }
-        uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-        for (int r = 0; r < 10; ++r) {
-            if (r > 0) {
-                k0 += GK_PHILOX_W0;
-                k1 += GK_PHILOX_W1;
-            }
-            __m256i kv0 = _mm256_set1_epi32((int)k0), kv1 = _mm256_set1_epi32((int)k1);
-            for (int g = 0; g < 2; ++g) {
-                __m256i hi0, lo0, hi1, lo1;
-                mulhilo8(c0[g], m0, &hi0, &lo0);
-                mulhilo8(c2[g], m1, &hi1, &lo1);
-                c0[g] = _mm256_xor_si256(_mm256_xor_si256(hi1, c1[g]), kv0);
-                c2[g] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[g]), kv1);
-                c1[g] = lo1;
-                c3[g] = lo0;
-            }
-        }
-        /* lanes are blocks; transpose to column order: block j's four words at w[4j..]. */
-        for (int g = 0; g < 2; ++g) {
-            __m256i t0 = _mm256_unpacklo_epi32(c0[g], c1[g]), t1 = _mm256_unpackhi_epi32(c0[g], c1[g]);
-            __m256i t2 = _mm256_unpacklo_epi32(c2[g], c3[g]), t3 = _mm256_unpackhi_epi32(c2[g], c3[g]);
-            __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
-            __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
-            __m256i *out = (__m256i *)(w + 4 * (b + 8 * g));
-            _mm256_storeu_si256(out, _mm256_permute2x128_si256(u0, u1, 0x20));
-            _mm256_storeu_si256(out + 1, _mm256_permute2x128_si256(u2, u3, 0x20));
-            _mm256_storeu_si256(out + 2, _mm256_permute2x128_si256(u0, u1, 0x31));
-            _mm256_storeu_si256(out + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
-        }
-    }
-    if (b < blocks) race_words_scalar(seed, key, col0 + 4 * b, n - 4 * b, w + 4 * b);
-}
-#endif
-
-
+/* The random words of columns [col0, col0 + n) (col0 a multiple of 4): the Philox of the
+ * kernels' active instruction set, bit-identical to gk_philox4x32_10 of noise.h. */
 static void race_words(uint64_t seed, uint64_t key, int64_t col0, int64_t n, uint32_t *w) {
-#ifdef GK_HAVE_AVX2_PATH
-    if (gk_isa() >= GK_ISA_AVX2) {
-        race_words_avx2(seed, key, col0, n, w);
-        return;
-    }
-#endif
-    race_words_scalar(seed, key, col0, n, w);
+    gk_ops()->words(seed, key, 0, col0, n, w);
 }
 
 /* The n best keys over every kept token (finite, z >= zcut for top-p, passing min-p), by

@@ -841,9 +841,30 @@ static void FN(lanes)(const float *xt, int64_t n, const uint64_t *seed, const ui
     for (int64_t c = 0; c < n; ++c) FN(store)(yt + c * W, z[c] * scale);
 }
 
+/* The Philox words of columns [col0, col0 + n) of one row (col0 a multiple of 4), in
+ * column order: 8W columns per step of FN(words), the last ones a block at a time. */
+static void FN(fill_words)(uint64_t seed, uint64_t key, uint32_t stream, int64_t col0,
+                           int64_t n, uint32_t *out) {
+    FN(philox_key) pk;
+    FN(philox_key_init)(&pk, seed, key, stream);
+    int64_t c = 0;
+    for (; c + 8 * W <= n; c += 8 * W) {
+        vu w[8];
+        FN(words)(&pk, (uint32_t)((col0 + c) / 4), w, 4);
+        memcpy(out + c, w, sizeof w);
+    }
+    for (; c < n; c += 4) {
+        uint32_t block[4];
+        gk_philox4x32_10((uint32_t)((col0 + c) / 4), stream, (uint32_t)key, (uint32_t)(key >> 32),
+                         (uint32_t)seed, (uint32_t)(seed >> 32), block);
+        memcpy(out + c, block, (size_t)(n - c < 4 ? n - c : 4) * sizeof(uint32_t));
+    }
+}
+
 static const gk_ops_f32 FN(gk_ops) = {
     .name = GK_STR(SFX),
     .fill = {FN(fill_gumbel), FN(fill_exponential), FN(fill_logistic)},
+    .words = FN(fill_words),
     .soft_zpass = FN(soft_zpass),
     .race_ready = FN(race_ready),
     .race = FN(race),
