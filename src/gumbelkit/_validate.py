@@ -2,18 +2,50 @@
 
 Every check raises ``ValueError`` (or ``TypeError`` for a wrong kind of
 object) with the value that was given and the range that was expected. Nothing
-is clamped silently.
+is clamped silently. Checks of tensor contents go through :func:`fail_if`, the
+one place where they meet the host (and ``torch.compile``).
 """
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from numbers import Real
 
 import torch
 
 Temperature = float | torch.Tensor
+
+
+def fail_if(bad: torch.Tensor, message: Callable[[], str], summary: str) -> None:
+    """Raise ``ValueError(message())`` if any entry of the bool tensor ``bad`` is True.
+
+    In eager mode this reads ``bad.any()`` back to the host and forms the
+    message (which may name the first bad row) only on failure. Under
+    ``torch.compile`` it is ``torch._assert_async(~bad.any(), summary)``
+    instead: traced into the graph rather than breaking it, it raises
+    ``RuntimeError`` with ``summary`` where the compiled code runs (eager mode
+    names the row; the compiled graph cannot). Inside ``torch.func.vmap`` the
+    whole batch is read, and the error says ``summary``.
+    """
+    if torch.compiler.is_compiling():
+        torch._assert_async(~bad.any(), summary)
+        return
+    functorch = torch._C._functorch
+    if not functorch.is_batchedtensor(bad):
+        if bool(bad.any()):
+            raise ValueError(message())
+        return
+    while functorch.is_functorch_wrapped_tensor(bad):  # inside vmap: read the whole batch
+        bad = functorch.get_unwrapped(bad)
+    if bool(bad.any()):
+        raise ValueError(f"{summary} (in a vmapped call; call it without vmap to see the row)")
+
+
+def first_index(mask: torch.Tensor) -> tuple[int, ...]:
+    """The index of the first True entry of ``mask`` (row-major order)."""
+    return tuple(int(i) for i in mask.nonzero()[0])
 
 
 def check_dim_type(dim: object) -> int:
@@ -49,17 +81,20 @@ def _row_name(index: int, batch_shape: tuple[int, ...]) -> str:
     return f"row {tuple(int(i) for i in torch.unravel_index(torch.tensor(index), batch_shape))}"
 
 
-def raise_bad_logits_row(kind: str, row: int, batch_shape: tuple[int, ...], dim: int) -> None:
-    """Raise the error of :func:`check_logits` for flat row ``row``.
-
-    ``kind`` is "nan" (NaN or +inf in the row) or "empty" (every entry -inf).
-    The fused kernels validate while they sample and report through this.
-    """
+def bad_logits_message(kind: str, row: int, batch_shape: tuple[int, ...], dim: int) -> str:
+    """The error of :func:`check_logits` for flat row ``row``: ``kind`` is "nan"
+    (NaN or +inf in the row) or "empty" (every entry -inf)."""
     if kind == "nan":
-        raise ValueError(f"logits contain NaN or +inf in {_row_name(row, batch_shape)} "
-                         f"(along dim={dim}); logits must be finite or -inf (masked)")
-    raise ValueError(f"every logit is -inf in {_row_name(row, batch_shape)} "
-                     f"(along dim={dim}): no category can be sampled")
+        return (f"logits contain NaN or +inf in {_row_name(row, batch_shape)} "
+                f"(along dim={dim}); logits must be finite or -inf (masked)")
+    return (f"every logit is -inf in {_row_name(row, batch_shape)} "
+            f"(along dim={dim}): no category can be sampled")
+
+
+def raise_bad_logits_row(kind: str, row: int, batch_shape: tuple[int, ...], dim: int) -> None:
+    """Raise the error of :func:`check_logits` for flat row ``row``; the fused
+    kernels validate while they sample and report through this."""
+    raise ValueError(bad_logits_message(kind, row, batch_shape, dim))
 
 
 def check_logits(logits: torch.Tensor, dim: int = -1, *, masked_ok: bool = True,
@@ -82,26 +117,26 @@ def check_logits(logits: torch.Tensor, dim: int = -1, *, masked_ok: bool = True,
     batch_shape = tuple(moved.shape[:-1])
     flat = moved.reshape(-1, moved.shape[-1])
     bad = torch.isnan(flat).any(-1) | (flat == math.inf).any(-1)
-    if bool(bad.any()):
-        raise_bad_logits_row("nan", int(bad.nonzero()[0, 0]), batch_shape, dim)
+    fail_if(bad, lambda: bad_logits_message("nan", first_index(bad)[0], batch_shape, dim),
+            "logits contain NaN or +inf")
     masked = flat == -math.inf
     if masked_ok:
         empty = masked.all(-1)
-        if bool(empty.any()):
-            raise_bad_logits_row("empty", int(empty.nonzero()[0, 0]), batch_shape, dim)
-    elif bool(masked.any()):
-        row = int(masked.any(-1).nonzero()[0, 0])
-        raise ValueError(f"logits contain -inf in {_row_name(row, batch_shape)}; "
-                         f"this function needs finite logits")
+        fail_if(empty, lambda: bad_logits_message("empty", first_index(empty)[0], batch_shape,
+                                                  dim), "a row of logits is all -inf")
+    else:
+        rows = masked.any(-1)
+        fail_if(rows, lambda: f"logits contain -inf in "
+                f"{_row_name(first_index(rows)[0], batch_shape)}; this function needs finite "
+                f"logits", "logits contain -inf")
     return dim
 
 
 def check_binary_logits(logits: torch.Tensor) -> None:
     """Bernoulli logits: any value but NaN (+-inf are the certain outcomes)."""
     check_floating(logits)
-    if bool(torch.isnan(logits.detach()).any()):
-        index = tuple(int(i) for i in torch.isnan(logits.detach()).nonzero()[0])
-        raise ValueError(f"logits contain NaN at index {index}")
+    nan = torch.isnan(logits.detach())
+    fail_if(nan, lambda: f"logits contain NaN at index {first_index(nan)}", "logits contain NaN")
 
 
 def check_positive_real(value: float, name: str) -> float:
@@ -129,11 +164,11 @@ def check_temperature(tau: Temperature, logits: torch.Tensor | None = None,
     if not tau.dtype.is_floating_point:
         raise ValueError(f"{name} must be a floating tensor, got dtype {tau.dtype}")
     detached = tau.detach()
-    bad = ~(torch.isfinite(detached) & (detached > 0)) if scan else None
-    if bad is not None and bool(bad.any()):
-        index = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"{name} must be > 0 and finite everywhere, got "
-                         f"{float(detached[index])} at index {index}")
+    if scan:
+        bad = ~(torch.isfinite(detached) & (detached > 0))
+        fail_if(bad, lambda: f"{name} must be > 0 and finite everywhere, got "
+                f"{float(detached[first_index(bad)])} at index {first_index(bad)}",
+                f"{name} must be > 0 and finite")
     if logits is not None:
         try:
             shape = torch.broadcast_shapes(tau.shape, logits.shape)
@@ -176,10 +211,9 @@ def check_finite(x: torch.Tensor, name: str) -> None:
     """A floating tensor with every entry finite (no NaN, no +-inf)."""
     check_floating(x, name)
     bad = ~torch.isfinite(x.detach())
-    if bool(bad.any()):
-        index = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"{name} must be finite everywhere, got {float(x.detach()[index])} "
-                         f"at index {index}")
+    fail_if(bad, lambda: f"{name} must be finite everywhere, got "
+            f"{float(x.detach()[first_index(bad)])} at index {first_index(bad)}",
+            f"{name} must be finite")
 
 
 def check_probs(probs: torch.Tensor, dim: int = -1) -> int:
@@ -192,16 +226,14 @@ def check_probs(probs: torch.Tensor, dim: int = -1) -> int:
     dim = check_dim(probs, dim)
     detached = probs.detach()
     bad = ~(torch.isfinite(detached) & (detached >= 0))
-    if bool(bad.any()):
-        index = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"probs must be finite and >= 0, got {float(detached[index])} "
-                         f"at index {index}")
+    fail_if(bad, lambda: f"probs must be finite and >= 0, got "
+            f"{float(detached[first_index(bad)])} at index {first_index(bad)}",
+            "probs must be finite and >= 0")
     moved = detached.movedim(dim, -1)
-    empty = (moved == 0).all(-1)
-    if bool(empty.any()):
-        row = int(empty.reshape(-1).nonzero()[0, 0])
-        raise ValueError(f"every probability is 0 in {_row_name(row, tuple(moved.shape[:-1]))} "
-                         f"(along dim={dim}): no category can be sampled")
+    empty = (moved == 0).all(-1).reshape(-1)
+    fail_if(empty, lambda: f"every probability is 0 in "
+            f"{_row_name(first_index(empty)[0], tuple(moved.shape[:-1]))} (along dim={dim}): "
+            f"no category can be sampled", "a row of probs is all 0")
     return dim
 
 
@@ -211,11 +243,10 @@ def check_unit_interval(x: torch.Tensor, name: str, closed: bool = False) -> Non
     detached = x.detach()
     inside = (detached >= 0) & (detached <= 1) if closed else (detached > 0) & (detached < 1)
     bad = ~inside
-    if bool(bad.any()):
-        index = tuple(int(i) for i in bad.nonzero()[0])
-        interval = "[0, 1]" if closed else "(0, 1)"
-        raise ValueError(f"{name} must lie in {interval}, got {float(detached[index])} "
-                         f"at index {index}")
+    interval = "[0, 1]" if closed else "(0, 1)"
+    fail_if(bad, lambda: f"{name} must lie in {interval}, got "
+            f"{float(detached[first_index(bad)])} at index {first_index(bad)}",
+            f"{name} must lie in {interval}")
 
 
 def check_broadcasts_to(shape: torch.Size | tuple[int, ...], target: tuple[int, ...],
@@ -228,22 +259,21 @@ def check_broadcasts_to(shape: torch.Size | tuple[int, ...], target: tuple[int, 
     if not ok:
         raise ValueError(f"{name} of shape {tuple(shape)} does not broadcast to the batch shape "
                          f"{tuple(target)}{hint}")
+
+
 def check_k_unmasked(logits: torch.Tensor, k: int, dim: int) -> None:
     """Every row of ``logits`` (categories along ``dim``) has at least ``k``
     unmasked (finite) categories; else a ``ValueError`` naming the first short row."""
     unmasked = torch.isfinite(logits.detach()).sum(dim)
     short = unmasked < k
-    if bool(short.any()):
-        row = tuple(int(i) for i in short.nonzero()[0])
-        raise ValueError(f"k={k} exceeds the {int(unmasked[row])} unmasked categories of "
-                         f"row {row}")
+    fail_if(short, lambda: f"k={k} exceeds the {int(unmasked[first_index(short)])} unmasked "
+            f"categories of row {first_index(short)}", f"k={k} exceeds a row's unmasked categories")
 
 
 def check_rows(values: torch.Tensor, ok: torch.Tensor, name: str, allowed: str) -> None:
     """Per-row values: raise naming the first row where ``ok`` is False."""
-    if not bool(ok.all()):
-        row = int((~ok).nonzero()[0, 0])
-        raise ValueError(f"{name} must be {allowed}, got {values[row].item()} in row {row}")
+    fail_if(~ok, lambda: f"{name} must be {allowed}, got {values[first_index(~ok)].item()} "
+            f"in row {first_index(~ok)[0]}", f"{name} must be {allowed}")
 
 
 # The smallest positive value of each compute dtype (a subnormal): a temperature
@@ -256,38 +286,45 @@ def check_temperature_range(tau: Temperature, dtype: torch.dtype, name: str = "t
     when rounded to ``dtype``, the dtype the op computes in (float32 for
     float32/bfloat16/float16 inputs): ``tau = 1e39`` would become ``inf`` in
     float32 and ``1e-46`` would become 0."""
-    low, high = _SMALLEST_POSITIVE[dtype], torch.finfo(dtype).max
     if isinstance(tau, torch.Tensor):
         rounded = tau.detach().to(dtype)
         bad = ~(torch.isfinite(rounded) & (rounded > 0))
-        if not bool(bad.any()):
-            return
-        index = tuple(int(i) for i in bad.nonzero()[0])
-        value, where = float(tau.detach()[index]), f" at index {index}"
-    else:
-        if dtype == torch.float64:
-            return
-        try:
-            rounded_value = struct.unpack("f", struct.pack("f", tau))[0]
-        except OverflowError:
-            rounded_value = math.inf
-        if 0 < rounded_value < math.inf:
-            return
-        value, where = tau, ""
-    raise ValueError(f"{name} must be > 0 and finite in {_dtype_name(dtype)}, the dtype the op "
-                     f"computes in: it must lie in [{low:.6g}, {high:.6g}], got {value:g}{where}")
+        fail_if(bad, lambda: _range_message(name, dtype, float(tau.detach()[first_index(bad)]),
+                                            f" at index {first_index(bad)}"),
+                f"{name} must be > 0 and finite in {_dtype_name(dtype)}")
+        return
+    if dtype == torch.float64:
+        return
+    try:
+        rounded_value = struct.unpack("f", struct.pack("f", tau))[0]
+    except OverflowError:
+        rounded_value = math.inf
+    if not 0 < rounded_value < math.inf:
+        raise ValueError(_range_message(name, dtype, tau, ""))
+
+
+def _range_message(name: str, dtype: torch.dtype, value: float, where: str) -> str:
+    low, high = _SMALLEST_POSITIVE[dtype], torch.finfo(dtype).max
+    return (f"{name} must be > 0 and finite in {_dtype_name(dtype)}, the dtype the op "
+            f"computes in: it must lie in [{low:.6g}, {high:.6g}], got {value:g}{where}")
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def overflow_message(row: int, batch_shape: tuple[int, ...], dim: int, largest: float,
+                     tau: float, dtype: torch.dtype) -> str:
+    """The error for a row whose largest ``(logits + G) / tau`` is not finite in
+    ``dtype`` (the softmax would be NaN); ``largest`` is the row's largest logit."""
+    high = torch.finfo(dtype).max
+    return (f"logits / temperature overflow in {_row_name(row, batch_shape)} "
+            f"(along dim={dim}): its largest logit {largest:g} divided by tau={tau:g} "
+            f"is beyond the range of {_dtype_name(dtype)}; |logits / tau| must stay "
+            f"below {high:.6g} (rescale the logits or raise tau)")
+
+
 def raise_overflow_row(row: int, batch_shape: tuple[int, ...], dim: int, largest: float,
                        tau: float, dtype: torch.dtype) -> None:
-    """Raise the error for a row whose largest ``(logits + G) / tau`` is not finite
-    in ``dtype`` (the softmax would be NaN); ``largest`` is the row's largest logit."""
-    high = torch.finfo(dtype).max
-    raise ValueError(f"logits / temperature overflow in {_row_name(row, batch_shape)} "
-                     f"(along dim={dim}): its largest logit {largest:g} divided by tau={tau:g} "
-                     f"is beyond the range of {_dtype_name(dtype)}; |logits / tau| must stay "
-                     f"below {high:.6g} (rescale the logits or raise tau)")
+    """Raise :func:`overflow_message`'s error (the fused kernels report through this)."""
+    raise ValueError(overflow_message(row, batch_shape, dim, largest, tau, dtype))

@@ -26,7 +26,9 @@ from ._validate import (
     check_stretch,
     check_temperature,
     check_temperature_range,
-    raise_overflow_row,
+    fail_if,
+    first_index,
+    overflow_message,
 )
 from .kernels import _lib, ops
 
@@ -325,19 +327,22 @@ def _check_overflow(scaled: torch.Tensor, logits: torch.Tensor, tau: Temperature
     ``dim``) for callers that moved it."""
     moved = scaled.detach().movedim(dim, -1)
     overflow = torch.isinf(moved.amax(-1)).reshape(-1)
-    if not bool(overflow.any()):
-        return
-    row = int(overflow.nonzero()[0, 0])
     cols = moved.shape[-1]
 
-    def row_of(t: torch.Tensor) -> torch.Tensor:
-        return t.detach().broadcast_to(scaled.shape).movedim(dim, -1).reshape(-1, cols)[row]
+    def message() -> str:
+        row = first_index(overflow)[0]
 
-    # tau as the op computes with it (the fused kernels receive it in scaled's dtype)
-    t = float(row_of(tau.to(scaled.dtype))[0] if isinstance(tau, torch.Tensor)
-              else torch.tensor(tau, dtype=scaled.dtype))
-    raise_overflow_row(row, tuple(moved.shape[:-1]), dim if report_dim is None else report_dim,
-                       float(row_of(logits).max()), t, scaled.dtype)
+        def row_of(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().broadcast_to(scaled.shape).movedim(dim, -1).reshape(-1, cols)[row]
+
+        # tau as the op computes with it (the fused kernels receive it in scaled's dtype)
+        t = float(row_of(tau.to(scaled.dtype))[0] if isinstance(tau, torch.Tensor)
+                  else torch.tensor(tau, dtype=scaled.dtype))
+        return overflow_message(row, tuple(moved.shape[:-1]),
+                                dim if report_dim is None else report_dim,
+                                float(row_of(logits).max()), t, scaled.dtype)
+
+    fail_if(overflow, message, "logits / temperature overflow")
 
 
 def _bernoulli_relaxation(logits: torch.Tensor, tau: Temperature, seed: SeedLike,
