@@ -291,12 +291,45 @@ def _gumbel_softmax_reference(logits: torch.Tensor, tau: Temperature, hard: bool
     dim = check_logits(logits, dim)
     tau = check_temperature(tau, logits, dim)
     perturbed = _perturbed(logits, dim, seed, generator)
-    soft = torch.softmax(_masked_divide(perturbed, _scaled_temperature(tau, perturbed.dtype)),
-                         dim)
+    scaled = (_TemperatureDivide.apply(perturbed, tau.to(perturbed.dtype), dim)
+              if isinstance(tau, torch.Tensor) else perturbed / tau)
+    soft = torch.softmax(scaled, dim)
     if not hard:
         return soft.to(logits.dtype)
     one_hot = _one_hot_like(perturbed, perturbed.detach().argmax(dim), dim, perturbed.dtype)
     return _StraightThrough.apply(soft, one_hot).to(logits.dtype)
+
+
+class _TemperatureDivide(torch.autograd.Function):
+    """``z / tau`` for the softmax along ``dim``, with ``d/dtau`` from shifted values.
+
+    The temperature gradient is ``-sum_i g_i (z_i - max z) / tau**2`` over each
+    row: the incoming gradient ``g`` is the softmax backward, whose entries sum
+    to 0 along the row, so the shift by the row's max changes nothing in exact
+    arithmetic but keeps ``|z|`` of 1e20 from multiplying the rounding left in
+    that sum (the fused kernel's ``-sum_i gx_i log y_i`` does the same).
+    Masked entries (``z = -inf``) get gradient 0, not ``0 * inf = NaN``.
+    Only valid in front of a softmax along ``dim``.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, tau: torch.Tensor, dim: int) -> torch.Tensor:
+        ctx.save_for_backward(z, tau)
+        ctx.dim = dim
+        return z / tau
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None,
+                                                   None]:
+        z, tau = ctx.saved_tensors
+        grad_z = grad / tau if ctx.needs_input_grad[0] else None
+        grad_tau = None
+        if ctx.needs_input_grad[1]:
+            shifted = z - z.detach().amax(ctx.dim, keepdim=True)
+            shifted = torch.where(torch.isinf(z), 0.0, shifted)
+            grad_tau = -(grad * shifted).sum(ctx.dim, keepdim=True) / (tau * tau)
+            grad_tau = grad_tau.sum_to_size(tau.shape)
+        return grad_z, grad_tau, None
 
 
 def _masked_divide(z: torch.Tensor, tau: Temperature) -> torch.Tensor:
