@@ -4,11 +4,15 @@ the noise the fused kernels draw."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 import gumbelkit
 import gumbelkit.functional as F
+from gumbelkit import _rng
+from gumbelkit.kernels import _lib
+from numpy_philox import words
 
 
 def _reference(x, tau, seed):
@@ -87,3 +91,30 @@ def test_masked_temperature_gradient_is_finite(hard):
     y = F._gumbel_softmax_reference(logits, tau, hard, -1, 4, None)
     (grad,) = torch.autograd.grad((y * torch.arange(3.0)).sum(), tau)
     assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("tile_counters", [1, 3, 64])
+@pytest.mark.parametrize("rows,cols", [(5, 37), (1, 13), (9, 4), (6, 1)])
+def test_tiles_give_the_words_of_the_numpy_reference(monkeypatch, tile_counters, rows, cols):
+    """The noise is formed in tiles of rows and 4-column blocks; no tile edge
+    may change which word a column gets."""
+    monkeypatch.setattr(_rng, "_TILE_COUNTERS", tile_counters)
+    seed = 0x0123456789ABCDEF
+    seeds, keys = _rng.row_keys_and_seeds(_rng.resolve_seed(seed), (rows,), torch.device("cpu"))
+    ours = _rng.random_words(seeds, keys, cols, stream=3).numpy().astype(np.uint64)
+    np.testing.assert_array_equal(ours, words(seed, np.arange(rows), cols, stream=3))
+
+
+@pytest.mark.skipif(_lib.library() is None, reason="the C kernels are not built")
+@pytest.mark.parametrize("kind", ["exponential", "gumbel", "logistic"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tile_counters", [3, 1 << 15])
+def test_tiled_noise_is_the_kernels_noise(monkeypatch, kind, dtype, tile_counters):
+    monkeypatch.setattr(_rng, "_TILE_COUNTERS", tile_counters)
+    seeds = torch.tensor([5, -7, 2**62, 11, 0, -1, 3])
+    keys = torch.tensor([0, 1, 2**40, 3, 2**33 + 5, 7, 9])
+    for cols in (1, 6, 33, 1030):
+        ours = _rng.noise(kind, (7,), cols, _rng.Seed(per_row=seeds), dtype,
+                          row_keys=keys, stream=2)
+        fused = torch.ops.gumbelkit.noise(seeds, keys, cols, 2, kind, dtype)
+        assert torch.equal(ours, fused)
