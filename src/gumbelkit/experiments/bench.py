@@ -12,11 +12,17 @@ random output gradient) and thread count, plus Gumbel-max against
 memory alive during one forward call (outputs included, input excluded; for
 the fwd+bwd rows, with autograd on, so the tensors saved for backward count).
 Timings on a shared machine are noisy: compare ratios, not milliseconds.
+
+``--reference`` times the pure-PyTorch path instead (what runs without the
+kernels, and on MPS or XPU): the soft forward and the hard forward+backward
+of ``gumbel_softmax`` on [4096, 1024] and ``gumbel_max`` on [64, 128000] by
+default, in the same table.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import weakref
@@ -30,6 +36,8 @@ from ..cli import usage_error
 
 SHAPES = ((4096, 1024), (256, 32000), (64, 128000))
 MODES = ("soft", "hard", "hard fwd+bwd")
+REFERENCE_SHAPES = ((4096, 1024), (64, 128000))
+REFERENCE_MODES = ("soft", "hard fwd+bwd")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shapes", nargs="+", default=None, metavar="ROWSxCOLS",
                         help="shapes to time, e.g. 65536x8 (default 4096x1024 256x32000 "
                              "64x128000; gumbel_max runs on the last)")
+    parser.add_argument("--reference", action="store_true",
+                        help="time the pure-PyTorch path (no kernels, as on MPS/XPU): soft and "
+                             "hard fwd+bwd rows, then gumbel_max on the last shape (default "
+                             "shapes 4096x1024 64x128000)")
     parser.add_argument("--quick", action="store_true",
                         help="smaller shapes (/8 rows) for a fast smoke run")
     parser.add_argument("--sampler", action="store_true",
@@ -129,7 +141,7 @@ def _calls(x: torch.Tensor, weight: torch.Tensor, mode: str
     return ours, reference
 
 
-def measure(shapes, threads, repeats: int) -> list[dict]:
+def measure(shapes, threads, repeats: int, modes=MODES) -> list[dict]:
     rows = []
     before = torch.get_num_threads()
     try:
@@ -138,7 +150,7 @@ def measure(shapes, threads, repeats: int) -> list[dict]:
             weight = torch.randn(shape)
             for n_threads in threads:
                 torch.set_num_threads(n_threads)
-                for mode in MODES:
+                for mode in modes:
                     ours, reference = _calls(x, weight, mode)
                     ours_ms, ref_ms, copy_ms = median_ms(ours, reference, x.clone,
                                                          repeats=repeats)
@@ -210,10 +222,17 @@ def run(args: argparse.Namespace) -> int:
             bench_sampler.run(argparse.Namespace(batch=args.batch, vocab=args.vocab,
                                                  threads=threads, repeats=args.repeats, seed=0))
         return 0
-    shapes = SHAPES if args.shapes is None else tuple(_parse_shape(s) for s in args.shapes)
+    shapes = REFERENCE_SHAPES if args.reference else SHAPES
+    if args.shapes is not None:
+        shapes = tuple(_parse_shape(s) for s in args.shapes)
     if args.quick:
         shapes = tuple((max(r // 8, 1), c) for r, c in shapes)
-    print(f"backend: {gumbelkit.backend()} ({_lib.isa() or 'no kernels'}), torch "
-          f"{torch.__version__}, float32, median of {args.repeats}")
-    print(format_table(measure(shapes, args.threads, args.repeats)))
+    path = (_lib.disabled() if args.reference else contextlib.nullcontext())
+    with path:
+        name = "pytorch reference path" if args.reference else gumbelkit.backend()
+        print(f"backend: {name} ({_lib.isa() or 'no kernels'}), torch "
+              f"{torch.__version__}, float32, median of {args.repeats}")
+        table = measure(shapes, args.threads, args.repeats,
+                        REFERENCE_MODES if args.reference else MODES)
+    print(format_table(table))
     return 0
