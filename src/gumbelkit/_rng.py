@@ -123,11 +123,16 @@ def row_keys_and_seeds(seed: Seed, batch_shape: tuple[int, ...], device: torch.d
 # --------------------------------------------------------------------------- Philox
 # The PyTorch path runs one op at a time, so its speed is the number of passes
 # over memory and the allocations between them: the noise is formed in tiles
-# of about _TILE_COUNTERS Philox counters (4 columns each), every op writes
+# of at most _TILE_COUNTERS Philox counters (4 columns each), every op writes
 # into one of a few buffers allocated once per call (a tile's buffers stay in
 # cache), and a 32x32-bit product is one int64 multiply (its 64 bits are the
-# exact product, wrapped to int64: the words are masked out of it).
-_TILE_COUNTERS = 1 << 15
+# exact product, wrapped to int64: the words are masked out of it). On the CPU
+# a tile's ops stay under the 32768 elements below which PyTorch runs an
+# elementwise op on the calling thread: the ~200 ops of a tile then cost no
+# thread fork and join each, which on a loaded machine cost more than the
+# arithmetic (10x at 2 threads). Other devices take large tiles: fewer launches.
+_TILE_COUNTERS = 8191
+_DEVICE_TILE_COUNTERS = 1 << 20
 
 
 def _mulhilo(x: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,11 +202,12 @@ def _philox_tile(key: tuple[torch.Tensor, torch.Tensor], row: tuple[torch.Tensor
     return c0, c1, c2, c3
 
 
-def _tiles(rows: int, n_cols: int) -> tuple[int, int]:
+def _tiles(rows: int, n_cols: int, device: torch.device) -> tuple[int, int]:
     """(rows, blocks of 4 columns) of a tile: whole rows when they are short."""
+    counters = _TILE_COUNTERS if device.type == "cpu" else _DEVICE_TILE_COUNTERS
     blocks = (n_cols + 3) // 4
-    tile_blocks = max(1, min(blocks, _TILE_COUNTERS))
-    return max(1, min(rows, _TILE_COUNTERS // tile_blocks)), tile_blocks
+    tile_blocks = max(1, min(blocks, counters))
+    return max(1, min(rows, counters // tile_blocks)), tile_blocks
 
 
 def _int_buffers(count: int, numel: int, device: torch.device) -> list[torch.Tensor]:
@@ -216,7 +222,7 @@ def random_words(seeds: torch.Tensor, keys: torch.Tensor, n_cols: int,
     if out.numel() == 0:
         return out
     key, row = split64(seeds[:, None]), split64(keys[:, None])
-    tile_rows, tile_blocks = _tiles(rows, n_cols)
+    tile_rows, tile_blocks = _tiles(rows, n_cols, seeds.device)
     buffers = _int_buffers(6, tile_rows * tile_blocks, seeds.device)
     for r0 in range(0, rows, tile_rows):
         r1 = min(rows, r0 + tile_rows)
@@ -432,7 +438,7 @@ def _fill(out: torch.Tensor, kind: str, seeds: torch.Tensor, keys: torch.Tensor,
     """Noise of ``kind`` into ``out`` ([rows, cols]), tile by tile."""
     rows, n_cols = out.shape
     n_blocks_all = (n_cols + 3) // 4
-    tile_rows, tile_blocks = _tiles(rows, n_cols)
+    tile_rows, tile_blocks = _tiles(rows, n_cols, out.device)
     numel = tile_rows * tile_blocks
     ints = _int_buffers(6, numel, out.device)
     floats = [torch.empty(4 * numel, dtype=out.dtype, device=out.device)

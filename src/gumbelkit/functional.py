@@ -126,9 +126,10 @@ def _category_noise(logits: torch.Tensor, dim: int, kind: str, seed: SeedLike,
 
 def _perturbed(logits: torch.Tensor, dim: int, seed: SeedLike,
                generator: torch.Generator | None) -> torch.Tensor:
-    """logits + Gumbel noise, in the noise dtype (masked entries stay -inf)."""
+    """logits + Gumbel noise, in the noise dtype (masked entries stay -inf),
+    formed in the noise's buffer (no second tensor of the logits' size)."""
     g = _category_noise(logits, dim, "gumbel", seed, generator)
-    return logits.to(g.dtype) + g
+    return g.add_(logits)
 
 
 def _scaled_temperature(tau: Temperature, dtype: torch.dtype) -> Temperature:
@@ -291,12 +292,14 @@ def _gumbel_softmax_reference(logits: torch.Tensor, tau: Temperature, hard: bool
     dim = check_logits(logits, dim)
     tau = check_temperature(tau, logits, dim)
     perturbed = _perturbed(logits, dim, seed, generator)
+    # the index before dividing: z / tau can round two different z to one value
+    index = perturbed.detach().argmax(dim) if hard else None
     scaled = (_TemperatureDivide.apply(perturbed, tau.to(perturbed.dtype), dim)
-              if isinstance(tau, torch.Tensor) else perturbed / tau)
+              if isinstance(tau, torch.Tensor) else perturbed.div_(tau))
     soft = torch.softmax(scaled, dim)
     if not hard:
         return soft.to(logits.dtype)
-    one_hot = _one_hot_like(perturbed, perturbed.detach().argmax(dim), dim, perturbed.dtype)
+    one_hot = _one_hot_like(soft, index, dim, soft.dtype)
     return _StraightThrough.apply(soft, one_hot).to(logits.dtype)
 
 
