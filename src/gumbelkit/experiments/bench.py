@@ -190,16 +190,23 @@ def _gumbel_max_rows(x: torch.Tensor, threads, repeats: int) -> list[dict]:
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict], slowdown: bool = False) -> str:
+    """The table; ``slowdown`` prints ``gk/torch`` (time ratio, for the reference
+    path, which is slower than PyTorch) instead of the speed-up ``torch/gk``."""
+    ratio, digits = ("gk/torch", 2) if slowdown else ("torch/gk", 1)
     header = (f"{'shape':>14} {'mode':>13} {'thr':>3} {'gumbelkit ms':>12} {'torch ms':>9} "
-              f"{'copy ms':>8} {'torch/gk':>8} {'gk/copy':>7} {'peak MB gk':>10} "
+              f"{'copy ms':>8} {ratio:>8} {'gk/copy':>7} {'peak MB gk':>10} "
               f"{'peak MB torch':>13}")
     lines = [header, "-" * len(header)]
+
+    def ratio_of(r: dict) -> float:
+        return r["ours"] / r["ref"] if slowdown else r["ref"] / r["ours"]
+
     for r in rows:
         shape = "x".join(str(s) for s in r["shape"])
         gk_peak, ref_peak = (f"{p:.1f}" for p in r["peak"])
         lines.append(f"{shape:>14} {r['mode']:>13} {r['threads']:>3} {r['ours']:>12.2f} "
-                     f"{r['ref']:>9.2f} {r['copy']:>8.2f} {r['ref'] / r['ours']:>7.1f}x "
+                     f"{r['ref']:>9.2f} {r['copy']:>8.2f} {ratio_of(r):>7.{digits}f}x "
                      f"{r['ours'] / r['copy']:>6.1f}x {gk_peak:>10} {ref_peak:>13}")
     return "\n".join(lines)
 
@@ -234,5 +241,5 @@ def run(args: argparse.Namespace) -> int:
               f"{torch.__version__}, float32, median of {args.repeats}")
         table = measure(shapes, args.threads, args.repeats,
                         REFERENCE_MODES if args.reference else MODES)
-    print(format_table(table))
+    print(format_table(table, slowdown=args.reference))
     return 0
