@@ -129,8 +129,8 @@ def row_keys_and_seeds(seed: Seed, batch_shape: tuple[int, ...], device: torch.d
 # exact product, wrapped to int64: the words are masked out of it). On the CPU
 # a tile's ops stay under the 32768 elements below which PyTorch runs an
 # elementwise op on the calling thread: the ~200 ops of a tile then cost no
-# thread fork and join each, which on a loaded machine cost more than the
-# arithmetic (10x at 2 threads). Other devices take large tiles: fewer launches.
+# thread fork and join each, which on a loaded machine cost many times the
+# arithmetic. Other devices take large tiles: fewer launches.
 _TILE_COUNTERS = 8191
 _DEVICE_TILE_COUNTERS = 1 << 20
 
