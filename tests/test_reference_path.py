@@ -108,12 +108,16 @@ def test_tiles_give_the_words_of_the_numpy_reference(monkeypatch, tile_counters,
 @pytest.mark.skipif(_lib.library() is None, reason="the C kernels are not built")
 @pytest.mark.parametrize("kind", ["exponential", "gumbel", "logistic"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("tile_counters", [3, 1 << 15])
-def test_tiled_noise_is_the_kernels_noise(monkeypatch, kind, dtype, tile_counters):
+@pytest.mark.parametrize("tile_counters,map_counters", [(3, 3), (64, 5), (700, 129),
+                                                       (32767, 8191)])
+def test_tiled_noise_is_the_kernels_noise(monkeypatch, kind, dtype, tile_counters,
+                                          map_counters):
+    """Philox tiles and the maps' sub-tiles of any size give the kernels' noise."""
     monkeypatch.setattr(_rng, "_TILE_COUNTERS", tile_counters)
+    monkeypatch.setattr(_rng, "_MAP_COUNTERS", map_counters)
     seeds = torch.tensor([5, -7, 2**62, 11, 0, -1, 3])
     keys = torch.tensor([0, 1, 2**40, 3, 2**33 + 5, 7, 9])
-    for cols in (1, 6, 33, 1030):
+    for cols in (1, 6, 33, 1030, 2811):
         ours = _rng.noise(kind, (7,), cols, _rng.Seed(per_row=seeds), dtype,
                           row_keys=keys, stream=2)
         fused = torch.ops.gumbelkit.noise(seeds, keys, cols, 2, kind, dtype)

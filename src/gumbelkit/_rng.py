@@ -127,11 +127,14 @@ def row_keys_and_seeds(seed: Seed, batch_shape: tuple[int, ...], device: torch.d
 # into one of a few buffers allocated once per call (a tile's buffers stay in
 # cache), and a 32x32-bit product is one int64 multiply (its 64 bits are the
 # exact product, wrapped to int64: the words are masked out of it). On the CPU
-# a tile's ops stay under the 32768 elements below which PyTorch runs an
-# elementwise op on the calling thread: the ~200 ops of a tile then cost no
+# every op stays under the 32768 elements below which PyTorch runs an
+# elementwise op on the calling thread, so the ~200 ops per tile cost no
 # thread fork and join each, which on a loaded machine cost many times the
-# arithmetic. Other devices take large tiles: fewer launches.
-_TILE_COUNTERS = 8191
+# arithmetic: Philox's ops run on a tile's counters, the float maps on
+# sub-tiles of at most _MAP_COUNTERS counters (4 elements each). Other devices
+# take large tiles: fewer launches.
+_TILE_COUNTERS = 32767
+_MAP_COUNTERS = 8191
 _DEVICE_TILE_COUNTERS = 1 << 20
 
 
@@ -202,12 +205,18 @@ def _philox_tile(key: tuple[torch.Tensor, torch.Tensor], row: tuple[torch.Tensor
     return c0, c1, c2, c3
 
 
-def _tiles(rows: int, n_cols: int, device: torch.device) -> tuple[int, int]:
-    """(rows, blocks of 4 columns) of a tile: whole rows when they are short."""
-    counters = _TILE_COUNTERS if device.type == "cpu" else _DEVICE_TILE_COUNTERS
+def _tiles(rows: int, n_cols: int, counters: int) -> tuple[int, int]:
+    """(rows, blocks of 4 columns) of a tile of at most ``counters`` counters:
+    whole rows when they are short."""
     blocks = (n_cols + 3) // 4
     tile_blocks = max(1, min(blocks, counters))
     return max(1, min(rows, counters // tile_blocks)), tile_blocks
+
+
+def _tile_counters(device: torch.device, sub_tile: bool = False) -> int:
+    if device.type != "cpu":
+        return _DEVICE_TILE_COUNTERS
+    return min(_MAP_COUNTERS, _TILE_COUNTERS) if sub_tile else _TILE_COUNTERS
 
 
 def _int_buffers(count: int, numel: int, device: torch.device) -> list[torch.Tensor]:
@@ -222,7 +231,7 @@ def random_words(seeds: torch.Tensor, keys: torch.Tensor, n_cols: int,
     if out.numel() == 0:
         return out
     key, row = split64(seeds[:, None]), split64(keys[:, None])
-    tile_rows, tile_blocks = _tiles(rows, n_cols, seeds.device)
+    tile_rows, tile_blocks = _tiles(rows, n_cols, _tile_counters(seeds.device))
     buffers = _int_buffers(6, tile_rows * tile_blocks, seeds.device)
     for r0 in range(0, rows, tile_rows):
         r1 = min(rows, r0 + tile_rows)
@@ -316,14 +325,19 @@ def noise_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _small_side_into(words: tuple[torch.Tensor, ...], a: torch.Tensor, upper: torch.Tensor,
                      spare: torch.Tensor) -> None:
-    """``upper[..., j] = (u >= 1/2)`` and ``a[..., j]`` = the small side of
-    ``words[j]`` (``u`` on the lower half, ``1 - u`` on the upper); the words
-    are overwritten."""
+    """``upper[..., j] = (u >= 1/2)`` and ``a[..., j] = float(r)`` for the small
+    side ``r`` of ``words[j]`` (``w`` on the lower half, ``2**32 - 1 - w`` on
+    the upper; :func:`_scale_small_side_` makes it ``a``); the words are
+    overwritten."""
     for j, w in enumerate(words):
         torch.ge(w, 2**31, out=upper[..., j])
         torch.minimum(w, torch.bitwise_xor(w, MASK32, out=spare), out=w)  # MASK32 - w above
         a[..., j].copy_(w)
-    a.add_(0.5).mul_(2.0**-32)
+
+
+def _scale_small_side_(r: torch.Tensor) -> torch.Tensor:
+    """``a = (float(r) + 1/2) * 2**-32`` in place."""
+    return r.add_(0.5).mul_(2.0**-32)
 
 
 def _one_minus_into(a: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -388,6 +402,7 @@ def _from_words(kind: str, words: torch.Tensor, dtype: torch.dtype) -> torch.Ten
     a = torch.empty(flat.shape + (1,), dtype=dtype, device=words.device)
     upper = torch.empty(a.shape, dtype=torch.bool, device=words.device)
     _small_side_into((flat,), a, upper, torch.empty_like(flat))
+    _scale_small_side_(a)
     out = torch.empty(flat.shape, dtype=dtype, device=words.device)
     scratch = [torch.empty_like(out) for _ in range(_MAP_SCRATCH)]
     _TILE_MAPS[kind](a.view(flat.shape), upper.view(flat.shape), scratch, out)
@@ -435,15 +450,18 @@ def noise(kind: str, batch_shape: tuple[int, ...], n_cols: int, seed: Seed,
 
 def _fill(out: torch.Tensor, kind: str, seeds: torch.Tensor, keys: torch.Tensor,
           stream: int) -> None:
-    """Noise of ``kind`` into ``out`` ([rows, cols]), tile by tile."""
+    """Noise of ``kind`` into ``out`` ([rows, cols]): Philox tile by tile, the
+    float maps sub-tile by sub-tile."""
     rows, n_cols = out.shape
     n_blocks_all = (n_cols + 3) // 4
-    tile_rows, tile_blocks = _tiles(rows, n_cols, out.device)
-    numel = tile_rows * tile_blocks
-    ints = _int_buffers(6, numel, out.device)
-    floats = [torch.empty(4 * numel, dtype=out.dtype, device=out.device)
-              for _ in range(_MAP_SCRATCH + 1)]
-    flags = torch.empty(4 * numel, dtype=torch.bool, device=out.device)
+    tile_rows, tile_blocks = _tiles(rows, n_cols, _tile_counters(out.device))
+    sub_rows, sub_blocks = _tiles(tile_rows, 4 * tile_blocks,
+                                  _tile_counters(out.device, sub_tile=True))
+    ints = _int_buffers(6, tile_rows * tile_blocks, out.device)
+    small = torch.empty(4 * tile_rows * tile_blocks, dtype=out.dtype, device=out.device)
+    flags = torch.empty(small.shape, dtype=torch.bool, device=out.device)
+    floats = [torch.empty(4 * sub_rows * sub_blocks, dtype=out.dtype, device=out.device)
+              for _ in range(_MAP_SCRATCH)]
     key, row = split64(seeds[:, None]), split64(keys[:, None])
     for r0 in range(0, rows, tile_rows):
         r1 = min(rows, r0 + tile_rows)
@@ -453,15 +471,21 @@ def _fill(out: torch.Tensor, kind: str, seeds: torch.Tensor, keys: torch.Tensor,
                                  b0, n_blocks, stream & MASK32, ints)
             taken = {w.data_ptr() for w in words}
             spare = next(b for b in ints if b.data_ptr() not in taken)
-            shape = (r1 - r0, 4 * n_blocks)
-            size = shape[0] * shape[1]
-            a = floats[0][:size].view(shape)
-            upper = flags[:size].view(shape)
-            _small_side_into(words, a.view(shape[0], n_blocks, 4),
-                             upper.view(shape[0], n_blocks, 4),
-                             spare[:size // 4].view(words[0].shape))
-            scratch = [f[:size].view(shape) for f in floats[1:]]
-            _TILE_MAPS[kind](a, upper, scratch, out[r0:r1, 4 * b0:min(n_cols, 4 * (b0 + n_blocks))])
+            shape = (r1 - r0, n_blocks, 4)
+            a = small[:math.prod(shape)].view(shape)
+            upper = flags[:math.prod(shape)].view(shape)
+            _small_side_into(words, a, upper, spare[:math.prod(shape[:2])].view(shape[:2]))
+            a, upper = a.view(shape[0], -1), upper.view(shape[0], -1)
+            for s0 in range(0, shape[0], sub_rows):
+                s1 = min(shape[0], s0 + sub_rows)
+                for t0 in range(0, n_blocks, sub_blocks):
+                    t1 = min(n_blocks, t0 + sub_blocks)
+                    sub_shape = (s1 - s0, 4 * (t1 - t0))
+                    scratch = [f[:math.prod(sub_shape)].view(sub_shape) for f in floats]
+                    columns = slice(4 * (b0 + t0), min(n_cols, 4 * (b0 + t1)))
+                    _TILE_MAPS[kind](_scale_small_side_(a[s0:s1, 4 * t0:4 * t1]),
+                                     upper[s0:s1, 4 * t0:4 * t1], scratch,
+                                     out[r0 + s0:r0 + s1, columns])
 
 
 def gumbel_noise(shape: tuple[int, ...] | torch.Size | list[int], *,
