@@ -33,7 +33,8 @@ SUMMARIES: dict[str, str] = {
     "speed": "time Gumbel-Softmax against exact marginalization (K = 10, 100)",
     "doctor": "check this installation: sampling, gradients, numerics, fused kernel",
     "estimators": "measure every gradient estimator against the exact gradient (markdown table)",
-    "bench": "time the fused kernels (or, with --sampler, the token sampler) against PyTorch",
+    "bench": "time the fused kernels (or, with --reference, the PyTorch path; with --sampler, "
+             "the token sampler) against PyTorch",
 }
 
 

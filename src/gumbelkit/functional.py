@@ -14,7 +14,7 @@ import math
 import torch
 
 from . import _rng
-from ._autograd import forward_as
+from ._autograd import divide_by_temperature, forward_as
 from ._rng import SeedLike
 from ._validate import (
     Temperature,
@@ -146,9 +146,10 @@ def _category_noise(logits: torch.Tensor, dim: int, kind: str, seed: SeedLike,
 
 def _perturbed(logits: torch.Tensor, dim: int, seed: SeedLike,
                generator: torch.Generator | None) -> torch.Tensor:
-    """logits + Gumbel noise, in the noise dtype (masked entries stay -inf)."""
+    """logits + Gumbel noise, in the noise dtype (masked entries stay -inf),
+    formed in the noise's buffer (no second tensor of the logits' size)."""
     g = _category_noise(logits, dim, "gumbel", seed, generator)
-    return logits.to(g.dtype) + g
+    return g.add_(logits)
 
 
 def _scaled_temperature(tau: Temperature, dtype: torch.dtype) -> Temperature:
@@ -300,22 +301,18 @@ def _gumbel_softmax_reference(logits: torch.Tensor, tau: Temperature, hard: bool
     tau = check_temperature(tau, logits, dim)
     check_temperature_range(tau, _rng.noise_dtype(logits.dtype))
     perturbed = _perturbed(logits, dim, seed, generator)
-    scaled = _masked_divide(perturbed, _scaled_temperature(tau, perturbed.dtype))
+    # the index before dividing: z / tau can round two different z to one value
+    index = perturbed.detach().argmax(dim) if hard else None
+    if isinstance(tau, torch.Tensor):
+        scaled = divide_by_temperature(perturbed, tau.to(perturbed.dtype), dim)
+    else:  # perturbed is this call's own buffer: divide in place
+        scaled = perturbed.div_(tau)
     _check_overflow(scaled, logits, tau, dim)
     soft = torch.softmax(scaled, dim)
     if not hard:
         return soft.to(logits.dtype)
-    one_hot = _one_hot_like(perturbed, perturbed.detach().argmax(dim), dim, perturbed.dtype)
+    one_hot = _one_hot_like(soft, index, dim, soft.dtype)
     return forward_as(one_hot, soft).to(logits.dtype)
-
-
-def _masked_divide(z: torch.Tensor, tau: Temperature) -> torch.Tensor:
-    """``z / tau`` whose gradient is exactly 0 (not 0 * inf = NaN) where the quotient
-    is infinite: z masked (-inf), or ``z / tau`` beyond the dtype's range, where the
-    softmax or sigmoid downstream is saturated (value 0 or 1, derivative 0)."""
-    quotient = z.detach() / (tau.detach() if isinstance(tau, torch.Tensor) else tau)
-    infinite = torch.isinf(quotient)
-    return torch.where(infinite, quotient, torch.where(infinite, 0.0, z) / tau)
 
 
 def _check_overflow(scaled: torch.Tensor, logits: torch.Tensor, tau: Temperature,
@@ -353,7 +350,7 @@ def _bernoulli_relaxation(logits: torch.Tensor, tau: Temperature, seed: SeedLike
     noise = _rng.noise("logistic", tuple(shape[:-1]), shape[-1], resolved,
                        _rng.noise_dtype(logits.dtype), logits.device).reshape(logits.shape)
     perturbed = logits.to(noise.dtype) + noise
-    return torch.sigmoid(_masked_divide(perturbed, _scaled_temperature(tau, noise.dtype)))
+    return torch.sigmoid(divide_by_temperature(perturbed, _scaled_temperature(tau, noise.dtype)))
 
 
 def binary_concrete(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = False, *,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from . import _rng
-from ._autograd import forward_as
+from ._autograd import divide_by_temperature, forward_as
 from ._rng import SeedLike
 from ._validate import (
     Temperature,
@@ -23,7 +23,7 @@ from ._validate import (
     check_temperature,
     check_temperature_range,
 )
-from .functional import _check_overflow, _masked_divide, gumbel_softmax
+from .functional import _check_overflow, gumbel_softmax
 
 __all__ = ["sparse_gumbel_softmax", "sparse_to_dense"]
 
@@ -150,7 +150,7 @@ def _truncated(logits: torch.Tensor, k: int, tau: Temperature, hard: bool, dim: 
         tau = tau.movedim(dim, -1).to(perturbed.dtype)
     # Masked categories (kept only in rows with fewer than k unmasked ones) stay -inf
     # without -inf / tau, whose derivative in tau is NaN.
-    scores = _masked_divide(perturbed, tau)
+    scores = divide_by_temperature(perturbed, tau, -1)
     _check_overflow(scores, selected, tau, -1, report_dim=dim)
     weights = torch.softmax(scores, dim=-1)
     if hard:

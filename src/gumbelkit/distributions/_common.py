@@ -158,47 +158,6 @@ def noise(kind: str, shape: torch.Size, seed: SeedLike, generator: torch.Generat
     return out.reshape(shape)
 
 
-class _DivideByTemperature(torch.autograd.Function):
-    """``z / tau`` whose backward never forms ``0 * inf``.
-
-    torch's division backward computes ``d/d tau`` as ``-grad * z / (tau * tau)``:
-    at a small ``tau`` the product ``tau * tau`` underflows to 0, so a saturated
-    entry (``grad = 0``, e.g. a Concrete entry that is exactly 0 or 1) gives
-    ``0 * inf = NaN``. Here ``d/d tau = -sum(grad * (z / tau)) / tau``, summed over
-    the entries ``tau`` broadcasts to, which is 0 wherever ``grad`` is, and only
-    overflows where the true derivative does.
-    """
-
-    @staticmethod
-    def forward(ctx, z: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(z, temperature)
-        return z / temperature
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        z, temperature = ctx.saved_tensors
-        grad_z = grad_tau = None
-        if ctx.needs_input_grad[0]:
-            grad_z = (grad / temperature).sum_to_size(z.shape)
-        if ctx.needs_input_grad[1]:
-            moment = (grad * (z / temperature)).sum_to_size(temperature.shape)
-            grad_tau = -moment / temperature
-        return grad_z, grad_tau
-
-
-def divide_unmasked(perturbed: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-    """``perturbed / temperature`` with masked (``-inf``) entries kept at ``-inf`` and
-    out of the temperature's gradient (``d(-inf / tau)/d tau`` would be NaN).
-
-    The temperature's gradient is formed without ``0 * inf`` (see
-    :class:`_DivideByTemperature`), so saturated samples at a small ``tau`` give 0,
-    not NaN.
-    """
-    masked = perturbed == -torch.inf
-    safe = torch.where(masked, 0.0, perturbed)
-    return torch.where(masked, -torch.inf, _DivideByTemperature.apply(safe, temperature))
-
-
 def describe(name: str, **params: float | torch.Tensor) -> str:
     """``Name(param=value, ...)``: a scalar value in full, a larger tensor by its shape."""
     parts = []

@@ -6,6 +6,7 @@ import torch
 from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
+from .._autograd import divide_by_temperature
 from .._validate import Temperature
 from ._base import DirectRelaxation
 from ._common import (
@@ -14,7 +15,6 @@ from ._common import (
     batch_temperature,
     categorical_logits,
     check_scaled_range,
-    divide_unmasked,
     log_simplex,
     noise,
 )
@@ -119,7 +119,7 @@ class ExpConcrete(DirectRelaxation):
         shape = self._extended_shape(sample_shape)
         g = noise("gumbel", shape, seed, generator, self.logits, len(sample_shape))
         perturbed = self.logits.to(g.dtype) + g
-        return divide_unmasked(perturbed, self.temperature.unsqueeze(-1)).log_softmax(-1)
+        return divide_by_temperature(perturbed, self.temperature.unsqueeze(-1)).log_softmax(-1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:

@@ -7,7 +7,7 @@ from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
 from .. import _rng
-from .._autograd import forward_as
+from .._autograd import divide_by_temperature, forward_as
 from .._validate import Temperature, check_int_range, check_k_unmasked
 from ._base import SeededDistribution
 from ._common import (
@@ -16,7 +16,6 @@ from ._common import (
     batch_temperature,
     categorical_logits,
     check_scaled_range,
-    divide_unmasked,
     noise,
     ordered_subset,
 )
@@ -142,7 +141,7 @@ class GumbelTopK(SeededDistribution):
         alpha = perturbed
         khot = torch.zeros_like(perturbed)
         for j in range(self.k):
-            a = divide_unmasked(alpha, tau)
+            a = divide_by_temperature(alpha, tau)
             log_p = a.log_softmax(-1)
             khot = khot + log_p.exp()
             if j + 1 < self.k:

@@ -6,6 +6,7 @@ import torch
 from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
+from .._autograd import divide_by_temperature
 from .._validate import Temperature, check_unit_interval
 from ._base import DirectRelaxation
 from ._common import (
@@ -15,7 +16,6 @@ from ._common import (
     batch_temperature,
     binary_logits,
     check_scaled_range,
-    divide_unmasked,
     noise,
 )
 
@@ -95,7 +95,7 @@ class LogitBinaryConcrete(DirectRelaxation):
         sample_shape = torch.Size(sample_shape)
         shape = self._extended_shape(sample_shape)
         noise_l = noise("logistic", shape, seed, generator, self.logits, len(sample_shape))
-        return divide_unmasked(self.logits.to(noise_l.dtype) + noise_l, self.temperature)
+        return divide_by_temperature(self.logits.to(noise_l.dtype) + noise_l, self.temperature)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:

@@ -15,10 +15,11 @@ from collections.abc import Callable
 import torch
 
 from .. import _rng
+from .._autograd import divide_by_temperature
 from .._autograd import forward_as as forward_as  # the estimators import it from here
 from .._rng import SeedLike as SeedLike  # the estimators import it from here
 from .._validate import Temperature, check_temperature_range
-from ..functional import _check_overflow, _masked_divide, gumbel_max
+from ..functional import _check_overflow, gumbel_max
 
 # Philox streams (the counter word 1): one per kind of noise.
 STREAM_SAMPLE = 0        # the Gumbel noise of the sample itself (same as gumbel_max)
@@ -154,7 +155,7 @@ def tempered_softmax(z: torch.Tensor, logits: torch.Tensor, tau: Temperature, di
     ``z / tau`` overflows it is a ``ValueError`` naming the row (not a NaN row)."""
     check_temperature_range(tau, z.dtype)
     t = tau.to(z.dtype) if isinstance(tau, torch.Tensor) else tau
-    scaled = _masked_divide(z, t)
+    scaled = divide_by_temperature(z, t, dim)
     _check_overflow(scaled, logits, t, dim, report_dim)
     return torch.softmax(scaled, dim)
 

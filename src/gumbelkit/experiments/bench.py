@@ -13,15 +13,22 @@ memory alive during one forward call (outputs included, input excluded; for
 the fwd+bwd rows, with autograd on, so the tensors saved for backward count).
 Timings on a shared machine are noisy: compare ratios, not milliseconds.
 
+``--reference`` times the pure-PyTorch path instead (what runs without the
+kernels, and on MPS or XPU): the soft forward and the hard forward+backward
+of ``gumbel_softmax`` on [4096, 1024] and ``gumbel_max`` on [64, 128000] by
+default, in the same table.
+
 Examples:
   gumbelkit bench --quick                        # smaller shapes: a fast smoke run
   gumbelkit bench --threads 1 2 --shapes 4096x1024 256x32000 --repeats 9
   gumbelkit bench --sampler --batch 64 --vocab 128000
+  gumbelkit bench --reference --threads 1 2     # the pure-PyTorch path against torch
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import weakref
@@ -36,6 +43,8 @@ from .preflight import fits_in_memory
 
 SHAPES = ((4096, 1024), (256, 32000), (64, 128000))
 MODES = ("soft", "hard", "hard fwd+bwd")
+REFERENCE_SHAPES = ((4096, 1024), (64, 128000))
+REFERENCE_MODES = ("soft", "hard fwd+bwd")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shapes", nargs="+", default=None, metavar="ROWSxCOLS",
                         help="shapes to time, e.g. 65536x8 (default 4096x1024 256x32000 "
                              "64x128000; gumbel_max runs on the last)")
+    parser.add_argument("--reference", action="store_true",
+                        help="time the pure-PyTorch path (no kernels, as on MPS/XPU): soft and "
+                             "hard fwd+bwd rows, then gumbel_max on the last shape (default "
+                             "shapes 4096x1024 64x128000)")
     parser.add_argument("--quick", action="store_true",
                         help="smaller shapes (/8 rows) for a fast smoke run")
     parser.add_argument("--sampler", action="store_true",
@@ -135,7 +148,7 @@ def _calls(x: torch.Tensor, weight: torch.Tensor, mode: str
     return ours, reference
 
 
-def measure(shapes, threads, repeats: int) -> list[dict]:
+def measure(shapes, threads, repeats: int, modes=MODES) -> list[dict]:
     rows = []
     before = torch.get_num_threads()
     try:
@@ -144,7 +157,7 @@ def measure(shapes, threads, repeats: int) -> list[dict]:
             weight = torch.randn(shape)
             for n_threads in threads:
                 torch.set_num_threads(n_threads)
-                for mode in MODES:
+                for mode in modes:
                     ours, reference = _calls(x, weight, mode)
                     ours_ms, ref_ms, copy_ms = median_ms(ours, reference, x.clone,
                                                          repeats=repeats)
@@ -184,16 +197,23 @@ def _gumbel_max_rows(x: torch.Tensor, threads, repeats: int) -> list[dict]:
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict], slowdown: bool = False) -> str:
+    """The table; ``slowdown`` prints ``gk/torch`` (time ratio, for the reference
+    path, which is slower than PyTorch) instead of the speed-up ``torch/gk``."""
+    ratio, digits = ("gk/torch", 2) if slowdown else ("torch/gk", 1)
     header = (f"{'shape':>14} {'mode':>13} {'thr':>3} {'gumbelkit ms':>12} {'torch ms':>9} "
-              f"{'copy ms':>8} {'torch/gk':>8} {'gk/copy':>7} {'peak MB gk':>10} "
+              f"{'copy ms':>8} {ratio:>8} {'gk/copy':>7} {'peak MB gk':>10} "
               f"{'peak MB torch':>13}")
     lines = [header, "-" * len(header)]
+
+    def ratio_of(r: dict) -> float:
+        return r["ours"] / r["ref"] if slowdown else r["ref"] / r["ours"]
+
     for r in rows:
         shape = "x".join(str(s) for s in r["shape"])
         gk_peak, ref_peak = (f"{p:.1f}" for p in r["peak"])
         lines.append(f"{shape:>14} {r['mode']:>13} {r['threads']:>3} {r['ours']:>12.2f} "
-                     f"{r['ref']:>9.2f} {r['copy']:>8.2f} {r['ref'] / r['ours']:>7.1f}x "
+                     f"{r['ref']:>9.2f} {r['copy']:>8.2f} {ratio_of(r):>7.{digits}f}x "
                      f"{r['ours'] / r['copy']:>6.1f}x {gk_peak:>10} {ref_peak:>13}")
     return "\n".join(lines)
 
@@ -211,11 +231,13 @@ BYTES_PER_ELEMENT = {"fused-cpu": 4 * 10}
 BYTES_PER_ELEMENT_REFERENCE = 4 * 50
 
 
-def check_memory(shapes: tuple[tuple[int, int], ...], flag: str) -> None:
-    """Refuse the largest shape if timing it would not fit in the memory available."""
+def check_memory(shapes: tuple[tuple[int, int], ...], flag: str, reference: bool = False) -> None:
+    """Refuse the largest shape if timing it would not fit in the memory available
+    (``reference``: timing the pure-PyTorch path)."""
     import gumbelkit
 
-    per_element = BYTES_PER_ELEMENT.get(gumbelkit.backend(), BYTES_PER_ELEMENT_REFERENCE)
+    per_element = (BYTES_PER_ELEMENT_REFERENCE if reference else
+                   BYTES_PER_ELEMENT.get(gumbelkit.backend(), BYTES_PER_ELEMENT_REFERENCE))
     rows, cols = max(shapes, key=lambda s: s[0] * s[1])
     fits_in_memory(flag, f"{rows}x{cols}", rows * cols * per_element, per_element,
                    "elements (rows x cols)")
@@ -233,11 +255,18 @@ def run(args: argparse.Namespace) -> int:
             bench_sampler.run(argparse.Namespace(batch=args.batch, vocab=args.vocab,
                                                  threads=threads, repeats=args.repeats, seed=0))
         return 0
-    shapes = SHAPES if args.shapes is None else tuple(_parse_shape(s) for s in args.shapes)
+    shapes = REFERENCE_SHAPES if args.reference else SHAPES
+    if args.shapes is not None:
+        shapes = tuple(_parse_shape(s) for s in args.shapes)
     if args.quick:
         shapes = tuple((max(r // 8, 1), c) for r, c in shapes)
-    check_memory(shapes, "--shapes")
-    print(f"backend: {gumbelkit.backend()} ({_lib.isa() or 'no kernels'}), torch "
-          f"{torch.__version__}, float32, median of {args.repeats}")
-    print(format_table(measure(shapes, args.threads, args.repeats)))
+    check_memory(shapes, "--shapes", reference=args.reference)
+    path = (_lib.disabled() if args.reference else contextlib.nullcontext())
+    with path:
+        name = "pytorch reference path" if args.reference else gumbelkit.backend()
+        print(f"backend: {name} ({_lib.isa() or 'no kernels'}), torch "
+              f"{torch.__version__}, float32, median of {args.repeats}")
+        table = measure(shapes, args.threads, args.repeats,
+                        REFERENCE_MODES if args.reference else MODES)
+    print(format_table(table, slowdown=args.reference))
     return 0

@@ -9,10 +9,12 @@ Setting ``GUMBELKIT_DISABLE_KERNELS=1`` at run time forces the PyTorch path.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import os
 import warnings
+from collections.abc import Iterator
 
 # Noise kinds, numbered as enum gk_noise_kind in csrc/noise.h (a test checks both agree).
 KINDS = {"gumbel": 0, "exponential": 1, "logistic": 2}
@@ -90,6 +92,19 @@ def warn_if_missing() -> None:
     warnings.warn("gumbelkit: the fused CPU kernels are not built (no C compiler at install "
                   "time, or GUMBELKIT_NO_EXT=1); using the slower pure-PyTorch path",
                   RuntimeWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Run the pure-PyTorch path inside the block, as ``GUMBELKIT_DISABLE_KERNELS=1``
+    would for the whole process (for benchmarks of that path). Not thread-safe."""
+    global _LIB, _warned
+    saved = _LIB, _warned
+    _LIB, _warned = None, True
+    try:
+        yield
+    finally:
+        _LIB, _warned = saved
 
 
 def backend() -> str:
