@@ -11,7 +11,7 @@ import torch
 import gumbelkit
 
 MODULES = [
-    "gumbelkit._rng",
+    "gumbelkit._autograd",
     "gumbelkit.functional",
     "gumbelkit.schedules",
     "gumbelkit.nn.temperature",

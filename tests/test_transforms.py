@@ -74,3 +74,41 @@ def test_vmap_over_rows_equals_the_batched_call(op):
     batched = op(x, seeds)
     mapped = vmap(op, in_dims=(0, 0))(x, seeds)
     torch.testing.assert_close(mapped.reshape(batched.shape), batched)
+
+
+COMPILED = {
+    **OPS,
+    "gumbel_max": lambda x: gumbelkit.gumbel_max(x, seed=3),
+    "gumbel_topk": lambda x: gumbelkit.gumbel_topk(x, 3, seed=3),
+    "gumbel_noise": lambda x: gumbelkit.gumbel_noise(x.shape, seed=3) + x,
+    "estimate_rloo": lambda x: gumbelkit.estimate(lambda z: (z * WEIGHTS.to(z.dtype)).sum(-1),
+                                                  x, "rloo", n_samples=4, seed=3),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", COMPILED)
+def test_fullgraph_compile_equals_eager(path, name):
+    """No graph break on either path (content checks become asserts in the graph)."""
+    torch._dynamo.reset()
+    x = torch.randn(4, 7, generator=torch.Generator().manual_seed(2))
+    compiled = torch.compile(COMPILED[name], fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), COMPILED[name](x), rtol=0, atol=0)
+
+
+def test_compiled_content_check_raises_in_the_graph(path):
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: gumbelkit.gumbel_softmax(x, 0.5, seed=0),
+                             fullgraph=True, backend="aot_eager")
+    x = torch.randn(3, 5)
+    compiled(x)
+    x[1, 2] = float("nan")
+    with pytest.raises((RuntimeError, ValueError), match="NaN"):
+        compiled(x)
+
+
+def test_vmap_names_the_problem_without_the_row():
+    x = torch.randn(3, 5)
+    x[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        vmap(lambda r, s: gumbelkit.gumbel_softmax(r, 0.5, seed=s))(x, torch.arange(3))

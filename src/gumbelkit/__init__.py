@@ -1,11 +1,11 @@
 """gumbelkit: learning through discrete choices in PyTorch."""
 
 from . import distributions, estimators, nn, sampling, schedules
-from ._rng import gumbel_noise
 from .estimators import estimate
 from .functional import (
     binary_concrete,
     gumbel_max,
+    gumbel_noise,
     gumbel_softmax,
     gumbel_topk,
     hard_concrete,

@@ -18,6 +18,10 @@ Logarithms use one fixed sequence of correctly rounded operations (the
 reduction and polynomial of fdlibm's ``log``), never the platform ``log``, so
 the fused C kernels (``kernels/csrc/noise.h``) reproduce this file bit for bit.
 The noise is float32 for every input dtype except float64, which gets float64.
+The public entry is :func:`gumbelkit.gumbel_noise` (in ``functional``), which
+draws through the ``noise`` op; this module is its reference body. Seeds and
+row keys are decided here for every package (:func:`resolve_seed`,
+:func:`row_keys_and_seeds`); docs/architecture.md has the map.
 """
 
 from __future__ import annotations
@@ -26,8 +30,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-
-__all__ = ["gumbel_noise"]
 
 MASK32 = 0xFFFFFFFF
 PHILOX_M0 = 0xD2511F53
@@ -508,42 +510,3 @@ def _fill(out: torch.Tensor, kind: str, seeds: torch.Tensor, keys: torch.Tensor,
                     _TILE_MAPS[kind](_scale_small_side_(a[s0:s1, 4 * t0:4 * t1]),
                                      upper[s0:s1, 4 * t0:4 * t1], scratch,
                                      out[r0 + s0:r0 + s1, columns])
-
-
-def gumbel_noise(shape: tuple[int, ...] | torch.Size | list[int], *,
-                 seed: int | torch.Tensor | None = None,
-                 generator: torch.Generator | None = None,
-                 dtype: torch.dtype = torch.float32,
-                 device: torch.device | str | None = None) -> torch.Tensor:
-    """Standard Gumbel noise ``G = -log(-log U)``, counter-based and reproducible.
-
-    The last axis is the column axis; the leading axes are rows. Element
-    ``(row, col)`` is a pure function of ``(seed, row key, col)`` (see
-    ``DESIGN.md``, the noise contract): with an ``int`` seed the row key is
-    the flat row index; a per-row seed tensor must broadcast to ``shape[:-1]``
-    and then a row's noise depends on its own seed only. Values are finite,
-    in about [-3.1, 22.87].
-
-    Args:
-        shape: output shape, at least one axis.
-        seed: ``int`` in [-2**63, 2**64), or integer tensor of per-row seeds.
-        generator: a seed is drawn from it; with neither ``seed`` nor
-            ``generator``, from the global torch RNG. Giving both is a
-            ``ValueError``.
-        dtype: float32 or float64 (float16/bfloat16 are computed in float32
-            and rounded).
-        device: output device.
-
-    Example:
-        >>> g = gumbelkit.gumbel_noise((2, 5), seed=0)
-        >>> torch.equal(g, gumbelkit.gumbel_noise((2, 5), seed=0))
-        True
-    """
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 0 or any(s < 0 for s in shape):
-        raise ValueError(f"shape must have at least one axis and no negative sizes, got {shape}")
-    if not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
-    resolved = resolve_seed(seed, generator)
-    out = noise("gumbel", shape[:-1], shape[-1], resolved, noise_dtype(dtype), device)
-    return out.to(dtype)

@@ -33,6 +33,7 @@ from ._validate import (
 from .kernels import _lib, ops
 
 __all__ = [
+    "gumbel_noise",
     "gumbel_max",
     "gumbel_topk",
     "gumbel_softmax",
@@ -138,10 +139,10 @@ def _category_noise(logits: torch.Tensor, dim: int, kind: str, seed: SeedLike,
                     generator: torch.Generator | None, stream: int = 0) -> torch.Tensor:
     """Noise shaped like ``logits`` whose columns run along ``dim`` (noise dtype)."""
     moved_shape = logits.movedim(dim, -1).shape
-    seeds, keys = _seed_rows(tuple(moved_shape[:-1]), seed, generator, logits.device)
-    g = torch.ops.gumbelkit.noise(seeds, keys, moved_shape[-1], stream, kind,
-                                  _rng.noise_dtype(logits.dtype))
-    return g.reshape(moved_shape).movedim(-1, dim)
+    g = ops.draw_noise(kind, tuple(moved_shape[:-1]), moved_shape[-1],
+                       _rng.resolve_seed(seed, generator), _rng.noise_dtype(logits.dtype),
+                       logits.device, stream=stream)
+    return g.movedim(-1, dim)
 
 
 def _perturbed(logits: torch.Tensor, dim: int, seed: SeedLike,
@@ -154,6 +155,46 @@ def _perturbed(logits: torch.Tensor, dim: int, seed: SeedLike,
 
 def _scaled_temperature(tau: Temperature, dtype: torch.dtype) -> Temperature:
     return tau.to(dtype) if isinstance(tau, torch.Tensor) else tau
+
+
+def gumbel_noise(shape: tuple[int, ...] | torch.Size | list[int], *,
+                 seed: int | torch.Tensor | None = None,
+                 generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+    """Standard Gumbel noise ``G = -log(-log U)``, counter-based and reproducible.
+
+    The last axis is the column axis; the leading axes are rows. Element
+    ``(row, col)`` is a pure function of ``(seed, row key, col)`` (see
+    docs/concepts.md, the noise contract): with an ``int`` seed the row key is
+    the flat row index; a per-row seed tensor must broadcast to ``shape[:-1]``
+    and then a row's noise depends on its own seed only. Values are finite,
+    in about [-3.1, 22.87].
+
+    Args:
+        shape: output shape, at least one axis.
+        seed: ``int`` in [-2**63, 2**64), or integer tensor of per-row seeds.
+        generator: a seed is drawn from it; with neither ``seed`` nor
+            ``generator``, from the global torch RNG. Giving both is a
+            ``ValueError``.
+        dtype: float32 or float64 (float16/bfloat16 are computed in float32
+            and rounded).
+        device: output device.
+
+    Example:
+        >>> g = gumbelkit.gumbel_noise((2, 5), seed=0)
+        >>> torch.equal(g, gumbelkit.gumbel_noise((2, 5), seed=0))
+        True
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 0 or any(s < 0 for s in shape):
+        raise ValueError(f"shape must have at least one axis and no negative sizes, got {shape}")
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    out = ops.draw_noise("gumbel", shape[:-1], shape[-1], _rng.resolve_seed(seed, generator),
+                         _rng.noise_dtype(dtype), device)
+    return out.to(dtype)
 
 
 def gumbel_max(logits: torch.Tensor, dim: int = -1, *, seed: SeedLike = None,
@@ -347,8 +388,8 @@ def _bernoulli_relaxation(logits: torch.Tensor, tau: Temperature, seed: SeedLike
     """sigmoid((logits + L) / tau) in the noise dtype, L ~ Logistic(0, 1)."""
     shape = logits.shape if logits.dim() > 0 else (1,)
     resolved = _rng.resolve_seed(seed, generator)
-    noise = _rng.noise("logistic", tuple(shape[:-1]), shape[-1], resolved,
-                       _rng.noise_dtype(logits.dtype), logits.device).reshape(logits.shape)
+    noise = ops.draw_noise("logistic", tuple(shape[:-1]), shape[-1], resolved,
+                           _rng.noise_dtype(logits.dtype), logits.device).reshape(logits.shape)
     perturbed = logits.to(noise.dtype) + noise
     return torch.sigmoid(divide_by_temperature(perturbed, _scaled_temperature(tau, noise.dtype)))
 

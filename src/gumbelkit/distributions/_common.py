@@ -20,7 +20,7 @@ from .._validate import (
     check_temperature,
     check_unit_interval,
 )
-from ..kernels import ops as _ops  # noqa: F401 - registers torch.ops.gumbelkit
+from ..kernels import ops as _ops
 
 ShapeLike = tuple[int, ...] | torch.Size
 Parameter = torch.Tensor | float
@@ -152,9 +152,8 @@ def noise(kind: str, shape: torch.Size, seed: SeedLike, generator: torch.Generat
         rows_ndim = len(grid) - 1
         row_keys = torch.arange(math.prod(sample_shape), device=like.device).reshape(
             sample_shape + (1,) * (rows_ndim - sample_ndim))
-    seeds, keys = _rng.row_keys_and_seeds(resolved, grid[:-1], like.device, row_keys)
-    out = torch.ops.gumbelkit.noise(seeds.contiguous(), keys.contiguous(), grid[-1], 0, kind,
-                                    _rng.noise_dtype(like.dtype))
+    out = _ops.draw_noise(kind, grid[:-1], grid[-1], resolved, _rng.noise_dtype(like.dtype),
+                          like.device, row_keys)
     return out.reshape(shape)
 
 

@@ -20,6 +20,7 @@ from .._autograd import forward_as as forward_as  # the estimators import it fro
 from .._rng import SeedLike as SeedLike  # the estimators import it from here
 from .._validate import Temperature, check_temperature_range
 from ..functional import _check_overflow, gumbel_max
+from ..kernels import ops
 
 # Philox streams (the counter word 1): one per kind of noise.
 STREAM_SAMPLE = 0        # the Gumbel noise of the sample itself (same as gumbel_max)
@@ -49,8 +50,8 @@ def category_noise(kind: str, logits: torch.Tensor, dim: int, seed: _rng.Seed,
             row_keys = torch.arange(copies, dtype=torch.int64, device=logits.device)
             row_keys = row_keys.reshape((copies,) + (1,) * len(rows))
         rows = (copies,) + rows
-    noise = _rng.noise(kind, rows, moved[-1], seed, _rng.noise_dtype(logits.dtype),
-                       logits.device, row_keys=row_keys, stream=stream)
+    noise = ops.draw_noise(kind, rows, moved[-1], seed, _rng.noise_dtype(logits.dtype),
+                           logits.device, row_keys=row_keys, stream=stream)
     lead = 1 if copies is not None else 0
     return noise.movedim(-1, dim + lead)
 
@@ -216,8 +217,8 @@ def antithetic_estimate(f: Callable[[torch.Tensor], torch.Tensor], logits: torch
     work = working(logits)
     alpha, alpha_shift = binary_logit(work)
     flat = alpha.reshape(-1).shape[0]
-    logistic = _rng.noise("logistic", (n_samples,), flat, seed, work.dtype, work.device,
-                          stream=STREAM_BINARY).reshape(n_samples, *alpha.shape)
+    logistic = ops.draw_noise("logistic", (n_samples,), flat, seed, work.dtype, work.device,
+                              stream=STREAM_BINARY).reshape(n_samples, *alpha.shape)
     b = (logistic < alpha).to(work.dtype)
     b_anti = (-logistic < alpha).to(work.dtype)
     both = torch.cat([b, b_anti])

@@ -132,6 +132,18 @@ def noise(seeds: Tensor, keys: Tensor, cols: int, stream: int, kind: str,
                       seeds.device, row_keys=keys, stream=stream)
 
 
+def draw_noise(kind: str, batch_shape: tuple[int, ...], n_cols: int, seed: _rng.Seed,
+               dtype: torch.dtype, device: torch.device,
+               row_keys: Tensor | None = None, stream: int = 0) -> Tensor:
+    """``_rng.noise`` (same arguments, same values) drawn through the ``noise`` op, so
+    that the C fill runs on CPU and the transforms (``torch.func``, ``torch.compile``)
+    see one op instead of the reference's scratch buffers."""
+    seeds, keys = _rng.row_keys_and_seeds(seed, batch_shape, device, row_keys)
+    out = torch.ops.gumbelkit.noise(seeds.contiguous(), keys.contiguous(), n_cols, stream, kind,
+                                    dtype)
+    return out.reshape(*batch_shape, n_cols)
+
+
 @noise.register_kernel("cpu")
 def _(seeds, keys, cols, stream, kind, dtype):
     if library() is None:
