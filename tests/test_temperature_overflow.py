@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 
 import gumbelkit
 from gumbelkit import functional as F
+from gumbelkit._validate import check_temperature_range
 from gumbelkit.estimators import estimate
 from gumbelkit.kernels import _lib
 
@@ -178,3 +180,18 @@ def test_sparse_and_estimators_raise_on_overflow(path):
         assert "tau=0.5" in str(error.value), name
     with pytest.raises(ValueError, match=r"overflow in row 1 \(along dim=0\)"):
         gumbelkit.sparse_gumbel_softmax(x.t(), 2, 0.5, dim=0, seed=0)
+
+
+@pytest.mark.parametrize("tau", [2.0**-150, math.nextafter(2.0**-150, 1.0), 2.0**-149, 1e-46,
+                                 3.4028234663852886e38,
+                                 math.nextafter(2.0**128 * (1 - 2.0**-25), 0.0),
+                                 2.0**128 * (1 - 2.0**-25), 1e39, 0.5])
+def test_float_tau_range_is_float32_rounding(tau):
+    """A Python float tau is accepted exactly when float32 rounds it to a positive finite value."""
+    with np.errstate(over="ignore"):
+        fits = 0 < np.float32(tau) < np.inf
+    if fits:
+        check_temperature_range(tau, torch.float32)
+    else:
+        with pytest.raises(ValueError, match="must be > 0 and finite in float32"):
+            check_temperature_range(tau, torch.float32)

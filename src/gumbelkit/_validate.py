@@ -9,7 +9,6 @@ one place where they meet the host (and ``torch.compile``).
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Callable
 from numbers import Real
 
@@ -279,6 +278,8 @@ def check_rows(values: torch.Tensor, ok: torch.Tensor, name: str, allowed: str) 
 # The smallest positive value of each compute dtype (a subnormal): a temperature
 # that rounds below it becomes 0 there.
 _SMALLEST_POSITIVE = {torch.float32: 2.0 ** -149, torch.float64: 2.0 ** -1074}
+_FLOAT32_ROUNDS_TO_ZERO = 2.0 ** -150
+_FLOAT32_ROUNDS_TO_INF = 2.0 ** 128 * (1 - 2.0 ** -25)
 
 
 def check_temperature_range(tau: Temperature, dtype: torch.dtype, name: str = "tau") -> None:
@@ -295,11 +296,10 @@ def check_temperature_range(tau: Temperature, dtype: torch.dtype, name: str = "t
         return
     if dtype == torch.float64:
         return
-    try:
-        rounded_value = struct.unpack("f", struct.pack("f", tau))[0]
-    except OverflowError:
-        rounded_value = math.inf
-    if not 0 < rounded_value < math.inf:
+    # a float rounds to a positive, finite float32 exactly when it lies strictly between
+    # 2**-150 (half the smallest subnormal, which rounds to 0) and 2**128 (1 - 2**-25)
+    # (the midpoint between the largest float32 and 2**128, which rounds to infinity)
+    if not _FLOAT32_ROUNDS_TO_ZERO < tau < _FLOAT32_ROUNDS_TO_INF:
         raise ValueError(_range_message(name, dtype, tau, ""))
 
 
