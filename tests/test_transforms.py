@@ -112,3 +112,32 @@ def test_vmap_names_the_problem_without_the_row():
     x[1, 2] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         vmap(lambda r, s: gumbelkit.gumbel_softmax(r, 0.5, seed=s))(x, torch.arange(3))
+
+
+class _Sampling(torch.nn.Module):
+    def forward(self, x):
+        return (gumbelkit.gumbel_softmax(x, 0.7, hard=True, seed=1),
+                gumbelkit.gumbel_max(x, seed=2),
+                gumbelkit.binary_concrete(x, 0.5, seed=3),
+                gumbelkit.sparse_gumbel_softmax(x, 3, 0.5, seed=4)[1],
+                gumbelkit.sampling.sample(x, temperature=0.8, top_k=3, seed=torch.arange(4),
+                                          on_invalid="flag", validate=False).tokens)
+
+
+@pytest.mark.slow
+def test_export_equals_eager(path):
+    x = torch.randn(4, 9)
+    exported = torch.export.export(_Sampling(), (x,)).module()
+    other = torch.randn(4, 9)
+    for got, expected in zip(exported(other), _Sampling()(other)):
+        assert torch.equal(got, expected)
+
+
+def test_jit_trace_of_sparse_gumbel_softmax_gives_eager_values(path):
+    def draw(x):
+        return gumbelkit.sparse_gumbel_softmax(x, 3, 0.5, seed=4)[1]
+
+    with pytest.warns(torch.jit.TracerWarning):
+        traced = torch.jit.trace(draw, (torch.randn(4, 9),), check_trace=False)
+    other = torch.randn(4, 9)
+    assert torch.equal(traced(other), draw(other))
