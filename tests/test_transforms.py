@@ -141,3 +141,22 @@ def test_jit_trace_of_sparse_gumbel_softmax_gives_eager_values(path):
         traced = torch.jit.trace(draw, (torch.randn(4, 9),), check_trace=False)
     other = torch.randn(4, 9)
     assert torch.equal(traced(other), draw(other))
+
+
+@pytest.mark.parametrize("seed_kind", ["per-row", "int"])
+@pytest.mark.parametrize("name, op", [
+    ("gumbel_noise", lambda x, s: gumbelkit.gumbel_noise(x.shape, seed=s) + x),
+    ("gumbel_max", lambda x, s: gumbelkit.gumbel_max(x, seed=s)),
+    ("gumbel_topk", lambda x, s: gumbelkit.gumbel_topk(x, 2, seed=s)),
+    ("gumbel_softmax", lambda x, s: gumbelkit.gumbel_softmax(x, 0.5, seed=s)),
+])
+def test_vmap_equals_a_loop(path, name, op, seed_kind):
+    """vmap (batched rules for noise and gumbel_max, the loop fallback otherwise) gives each
+    batch element what it gets alone, whichever axis is mapped."""
+    x = torch.randn(3, 4, 7)
+    seeds = torch.arange(20, 24) if seed_kind == "per-row" else None
+    in_dims = (1, 0) if seeds is not None else (1, None)
+    fn = op if seeds is not None else (lambda row, s: op(row, 5))
+    mapped = vmap(fn, in_dims=in_dims)(x, seeds)
+    loop = torch.stack([fn(x[:, i], None if seeds is None else seeds[i]) for i in range(4)])
+    torch.testing.assert_close(mapped, loop, rtol=0, atol=0)

@@ -71,11 +71,15 @@ def _fused(x: torch.Tensor, dim: int = -1) -> bool:
     return x.dtype in ops.DTYPE_CODES and (x.dim() == 0 or x.shape[dim] < 2**31)
 
 
+def _functorch_wrapped(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a ``torch.func`` transform's wrapper (never under torch.compile,
+    whose dynamo sees plain tensors and cannot call these checks)."""
+    return (not torch.compiler.is_compiling()
+            and torch._C._functorch.is_functorch_wrapped_tensor(x))
+
+
 def _under_differentiation_transform(x: torch.Tensor) -> bool:
-    if torch.compiler.is_compiling():  # dynamo sees plain tensors (and cannot call these)
-        return False
-    functorch = torch._C._functorch
-    return functorch.is_functorch_wrapped_tensor(x) and not functorch.is_batchedtensor(x)
+    return _functorch_wrapped(x) and not torch._C._functorch.is_batchedtensor(x)
 
 
 def _rows(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -150,6 +154,8 @@ def _perturbed(logits: torch.Tensor, dim: int, seed: SeedLike,
     """logits + Gumbel noise, in the noise dtype (masked entries stay -inf),
     formed in the noise's buffer (no second tensor of the logits' size)."""
     g = _category_noise(logits, dim, "gumbel", seed, generator)
+    if _functorch_wrapped(logits):  # vmap/grad: the noise may be unbatched, logits not
+        return logits.to(g.dtype) + g
     return g.add_(logits)
 
 

@@ -522,3 +522,20 @@ def test_concrete_nan_error_matches_reference():
     with pytest.raises(ValueError) as reference:
         F._binary_concrete_reference(x, 1.0, False, 0, None)
     assert str(fused.value) == str(reference.value) == "logits contain NaN at index (1, 2, 3)"
+
+
+@pytest.mark.skipif(_lib.library() is None, reason="fused kernels not built")
+def test_ops_take_seeds_and_keys_of_any_layout():
+    """Strided or expanded seeds and keys give what contiguous ones give (a temporary
+    contiguous copy must stay alive through the C call)."""
+    seeds, keys = torch.arange(10, 15), torch.zeros(5, dtype=torch.int64)
+    strided_seeds = torch.arange(10, 20)[::2] - torch.arange(5)
+    expanded_keys = torch.zeros(1, dtype=torch.int64).expand(5)
+    for kind in ("gumbel", "exponential", "logistic"):
+        expected = torch.ops.gumbelkit.noise(seeds, keys, 9, 0, kind, torch.float32)
+        got = torch.ops.gumbelkit.noise(strided_seeds, expanded_keys, 9, 0, kind, torch.float32)
+        assert torch.equal(got, expected)
+    x = torch.randn(5, 40)
+    expected = torch.ops.gumbelkit.gumbel_max(x, seeds, keys, [5], 1)
+    assert torch.equal(torch.ops.gumbelkit.gumbel_max(x, strided_seeds, expanded_keys, [5], 1),
+                       expected)

@@ -144,6 +144,21 @@ def draw_noise(kind: str, batch_shape: tuple[int, ...], n_cols: int, seed: _rng.
     return out.reshape(*batch_shape, n_cols)
 
 
+def _batched(t: Tensor, dim: int | None, batch: int) -> Tensor:
+    """``t`` with the vmapped axis first (expanded to ``batch`` when not vmapped)."""
+    return t.movedim(dim, 0) if dim is not None else t.expand(batch, *t.shape)
+
+
+@noise.register_vmap
+def _(info, in_dims, seeds, keys, cols, stream, kind, dtype):
+    """One call for the whole batch: rows of every batch element, their own seeds and keys."""
+    seeds = _batched(seeds, in_dims[0], info.batch_size)
+    keys = _batched(keys, in_dims[1], info.batch_size)
+    out = torch.ops.gumbelkit.noise(seeds.reshape(-1).contiguous(), keys.reshape(-1).contiguous(),
+                                    cols, stream, kind, dtype)
+    return out.reshape(seeds.shape[0], seeds.shape[1], cols), 0
+
+
 @noise.register_kernel("cpu")
 def _(seeds, keys, cols, stream, kind, dtype):
     if library() is None:
@@ -153,7 +168,9 @@ def _(seeds, keys, cols, stream, kind, dtype):
     out = _empty((rows, cols), dtype)
     if out.numel() > 0:
         fill = getattr(library(), "gk_noise_fill" + _suffix(dtype))
-        fill(_ptr(out), _ptr(seeds.contiguous()), _ptr(keys.contiguous()), rows, cols,
+        # named: a temporary's memory would be freed before the call reads it
+        seeds, keys = seeds.contiguous(), keys.contiguous()
+        fill(_ptr(out), _ptr(seeds), _ptr(keys), rows, cols,
              stream & 0xFFFFFFFF, KINDS[kind])
     return out
 
@@ -171,6 +188,7 @@ def gumbel_softmax(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, hard: bo
                    save_soft: bool, batch_shape: list[int], dim: int) -> tuple[Tensor, Tensor]:
     """``(y, soft)``: y the sample (one-hot if ``hard``); soft the relaxed sample
     when ``hard and save_soft`` (for the backward), else empty."""
+    seeds, keys = seeds.contiguous(), keys.contiguous()
     rows, cols = _rows_cols(x)
     dtype = compute_dtype(x.dtype)
     y = _empty((rows, cols), dtype)
@@ -299,6 +317,7 @@ gumbel_softmax_backward.register_autograd(_gumbel_softmax_backward_grad,
 def gumbel_max(x: Tensor, seeds: Tensor, keys: Tensor, batch_shape: list[int],
                dim: int) -> Tensor:
     """``argmax(x + G)`` per row, int64 ``[rows]`` (no relaxed sample is formed)."""
+    seeds, keys = seeds.contiguous(), keys.contiguous()
     rows, cols = _rows_cols(x)
     dtype = compute_dtype(x.dtype)
     index = _empty((rows,), torch.int64)
@@ -317,6 +336,25 @@ def _(x, seeds, keys, batch_shape, dim):
     return x.new_empty((x.shape[0],), dtype=torch.int64)
 
 
+@gumbel_max.register_vmap
+def _(info, in_dims, x, seeds, keys, batch_shape, dim):
+    """One call for the whole batch. Compact seeds ([1]: one for every row) and keys
+    ([0]: row r keyed by r) are spelled out per row first, so every batch element keeps
+    the noise it has alone."""
+    batch = info.batch_size
+    x = _batched(x, in_dims[0], batch)
+    rows = x.shape[1]
+    seeds = _batched(seeds, in_dims[1], batch).expand(batch, rows)
+    keys = _batched(keys, in_dims[2], batch)
+    if keys.shape[1] == 0:
+        keys = torch.arange(rows, dtype=torch.int64, device=keys.device).expand(batch, rows)
+    keys = keys.expand(batch, rows)
+    index = torch.ops.gumbelkit.gumbel_max(x.reshape(batch * rows, x.shape[2]),
+                                           seeds.reshape(-1).contiguous(),
+                                           keys.reshape(-1).contiguous(), [batch * rows], dim)
+    return index.reshape(batch, rows), 0
+
+
 # ----------------------------------------------------- Binary/Hard Concrete
 
 
@@ -325,6 +363,7 @@ def concrete(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, mode: int, sav
              gamma: float, span: float, shape: list[int]) -> tuple[Tensor, Tensor]:
     """``(y, soft)`` of Binary Concrete (soft/hard) or Hard Concrete; soft is the
     relaxed sample when ``mode == BINARY_HARD and save_soft``, else empty."""
+    seeds, keys = seeds.contiguous(), keys.contiguous()
     rows, cols = _rows_cols(x)
     dtype = compute_dtype(x.dtype)
     y = _empty((rows, cols), dtype)
