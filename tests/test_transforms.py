@@ -160,3 +160,23 @@ def test_vmap_equals_a_loop(path, name, op, seed_kind):
     mapped = vmap(fn, in_dims=in_dims)(x, seeds)
     loop = torch.stack([fn(x[:, i], None if seeds is None else seeds[i]) for i in range(4)])
     torch.testing.assert_close(mapped, loop, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("op", [
+    lambda x, t: gumbelkit.gumbel_softmax(x, t, seed=0),
+    lambda x, t: gumbelkit.binary_concrete(x, t, seed=0),
+])
+def test_grad_in_tau_alone_jacfwd_and_vmap_of_grad(path, op):
+    """Differentiating only in tau, forward mode, and vmap over grad all work."""
+    x = torch.randn(3, 5, dtype=torch.float64)
+    tau = torch.full((3, 1), 0.7, dtype=torch.float64)
+    leaf = tau.clone().requires_grad_()
+    op(x, leaf)[:, 0].sum().backward()
+    torch.testing.assert_close(grad(lambda t: op(x, t)[:, 0].sum())(tau), leaf.grad)
+    forward = torch.func.jacfwd(lambda r: op(r, tau))(x)
+    reverse = jacrev(lambda r: op(r, tau))(x)
+    torch.testing.assert_close(forward, reverse)
+    per_row = vmap(grad(lambda r, t: op(r[None], t[None])[0, 0]))(x, tau)
+    one = grad(lambda r, t: op(r[None], t[None])[0, 0])
+    rows = torch.stack([one(x[i], tau[i]) for i in range(3)])
+    torch.testing.assert_close(per_row, rows)

@@ -74,6 +74,7 @@ class _DivideByTemperature(torch.autograd.Function):
     def setup_context(ctx, inputs, output) -> None:
         z, tau, dim = inputs
         ctx.save_for_backward(z, tau, output)
+        ctx.save_for_forward(tau, output)
         ctx.dim = dim
 
     @staticmethod
@@ -94,6 +95,18 @@ class _DivideByTemperature(torch.autograd.Function):
             moment = (grad * torch.where(live & torch.isfinite(shifted), shifted, 0.0))
             grad_tau = -moment.sum_to_size(tau.shape) / tau
         return grad_z, grad_tau, None
+
+    @staticmethod
+    def jvp(ctx, z_tangent: torch.Tensor | None, tau_tangent: torch.Tensor | None,
+            dim_tangent: None) -> torch.Tensor:
+        """``dq = dz / tau - q dtau / tau``, 0 where ``q`` is infinite (as the backward)."""
+        tau, q = ctx.saved_tensors
+        dq = torch.zeros_like(q)
+        if z_tangent is not None:
+            dq = dq + z_tangent / tau
+        if tau_tangent is not None:
+            dq = dq - torch.where(torch.isfinite(q), q, 0.0) * tau_tangent / tau
+        return torch.where(torch.isfinite(q), dq, 0.0)
 
 
 def divide_by_temperature(z: torch.Tensor, tau: float | torch.Tensor,

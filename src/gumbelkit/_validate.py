@@ -32,14 +32,15 @@ def fail_if(bad: torch.Tensor, message: Callable[[], str], summary: str) -> None
         torch._assert_async(~bad.any(), summary)
         return
     functorch = torch._C._functorch
-    if not functorch.is_batchedtensor(bad):
-        if bool(bad.any()):
-            raise ValueError(message())
-        return
-    while functorch.is_functorch_wrapped_tensor(bad):  # inside vmap: read the whole batch
+    batched = False
+    while functorch.is_functorch_wrapped_tensor(bad):  # unwrap every transform's layer
+        batched |= functorch.is_batchedtensor(bad)
         bad = functorch.get_unwrapped(bad)
-    if bool(bad.any()):
+    if not bool(bad.any()):
+        return
+    if batched:  # inside vmap the whole batch was read; its rows are not this call's
         raise ValueError(f"{summary} (in a vmapped call; call it without vmap to see the row)")
+    raise ValueError(message())
 
 
 def first_index(mask: torch.Tensor) -> tuple[int, ...]:

@@ -57,13 +57,14 @@ def _fused(x: torch.Tensor, dim: int = -1) -> bool:
     """Whether ``x`` (categories along ``dim``) runs on the fused kernels.
 
     Inside a ``torch.func`` differentiation transform (``grad``, ``jacrev``,
-    ``vjp``; not a bare ``vmap``) the PyTorch path runs instead: the autograd
-    that ``torch.library`` registers on the fused ops does not support those
+    ``jacfwd``, ``vjp``, ``jvp``; not a bare ``vmap``), whichever argument it
+    differentiates, the PyTorch path runs instead: the autograd that
+    ``torch.library`` registers on the fused ops does not support those
     transforms, and the PyTorch path draws the same noise.
     """
     if x.device.type != "cpu" or x.numel() == 0:
         return False
-    if _under_differentiation_transform(x):
+    if _under_differentiation_transform():
         return False
     if _lib.library() is None:
         _lib.warn_if_missing()
@@ -78,8 +79,16 @@ def _functorch_wrapped(x: torch.Tensor) -> bool:
             and torch._C._functorch.is_functorch_wrapped_tensor(x))
 
 
-def _under_differentiation_transform(x: torch.Tensor) -> bool:
-    return _functorch_wrapped(x) and not torch._C._functorch.is_batchedtensor(x)
+def _under_differentiation_transform() -> bool:
+    """Whether a ``torch.func`` differentiation transform (``grad``, ``vjp``, ``jvp``
+    and what is built from them) is active, whatever it differentiates."""
+    if torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is None:
+        return False
+    from torch._C._functorch import TransformType
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    return any(i.key() in (TransformType.Grad, TransformType.Jvp)
+               for i in retrieve_all_functorch_interpreters())
 
 
 def _rows(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, tuple[int, ...]]:

@@ -212,3 +212,21 @@ def test_per_row_seed_tensor_batch_invariant():
     (g_one,) = torch.autograd.grad((one * w).sum(), logits)
     assert torch.equal(full[2:3], one)
     assert torch.allclose(g_full[2], g_one[2])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_estimate_per_row_seeds_are_batch_invariant(method):
+    """With one seed per categorical variable, a batch element's estimate and gradient
+    are what it gets alone: the same seeds, the same draws, whatever its batchmates."""
+    K = 2 if ESTIMATORS[method].binary_only else 4
+    logits = torch.randn(3, 2, K, generator=torch.Generator().manual_seed(8), requires_grad=True)
+    seeds = torch.tensor([[5, 6], [7, 8], [9, 10]])
+    kw = dict(n_samples=n_for(method), tau=1.5, **options_for(method, weighted))
+    full = gumbelkit.estimate(weighted, logits, method, seed=seeds, **kw)
+    (g_full,) = torch.autograd.grad(full.sum(), logits)
+    alone = gumbelkit.estimate(weighted, logits[1:2], method, seed=seeds[1:2], **kw)
+    (g_alone,) = torch.autograd.grad(alone.sum(), logits)
+    torch.testing.assert_close(full[1:2], alone)
+    torch.testing.assert_close(g_full[1], g_alone[1])
+    again = gumbelkit.estimate(weighted, logits, method, seed=seeds, **kw)
+    assert torch.equal(full, again)

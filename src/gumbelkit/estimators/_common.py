@@ -216,9 +216,16 @@ def antithetic_estimate(f: Callable[[torch.Tensor], torch.Tensor], logits: torch
     """
     work = working(logits)
     alpha, alpha_shift = binary_logit(work)
-    flat = alpha.reshape(-1).shape[0]
-    logistic = ops.draw_noise("logistic", (n_samples,), flat, seed, work.dtype, work.device,
-                              stream=STREAM_BINARY).reshape(n_samples, *alpha.shape)
+    if seed.per_row is None:  # a sample is a row, the variables its columns
+        flat = alpha.reshape(-1).shape[0]
+        logistic = ops.draw_noise("logistic", (n_samples,), flat, seed, work.dtype,
+                                  work.device, stream=STREAM_BINARY)
+    else:  # every variable its own seed, keyed by the sample index
+        samples = torch.arange(n_samples, device=work.device).reshape(
+            (n_samples,) + (1,) * alpha.dim())
+        logistic = ops.draw_noise("logistic", (n_samples, *alpha.shape), 1, seed, work.dtype,
+                                  work.device, row_keys=samples, stream=STREAM_BINARY)
+    logistic = logistic.reshape(n_samples, *alpha.shape)
     b = (logistic < alpha).to(work.dtype)
     b_anti = (-logistic < alpha).to(work.dtype)
     both = torch.cat([b, b_anti])

@@ -93,7 +93,10 @@ def estimate(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, me
         n_samples: Monte Carlo samples (pairs for arm/disarm), >= 1 (>= 2 for rloo).
         tau: temperature of the relaxation, > 0 (>= 1 for reinmax); ignored by
             exact, reinforce, rloo, arm, disarm.
-        seed, generator: see :func:`gumbelkit.gumbel_noise` (an int seed).
+        seed, generator: see :func:`gumbelkit.gumbel_noise`: an int, or an integer
+            tensor of one seed per categorical variable (broadcasting to
+            ``logits.shape[:-1]``), with which a variable's draws depend only on
+            its own seed (the same estimate alone or in any batch).
         options: method options (listed above); unknown ones are an error.
 
     Example:
@@ -106,9 +109,6 @@ def estimate(f: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, me
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
-    if isinstance(seed, torch.Tensor):
-        raise TypeError("estimate takes an int seed (or None); per-row seed tensors are for "
-                        "the sample-level functions")
     entry = ESTIMATORS[method]
     check_logits(logits, -1)
     tau = check_temperature(tau, logits, -1)
