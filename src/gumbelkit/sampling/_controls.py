@@ -1,7 +1,8 @@
 """The sampler's per-row controls, validated and broadcast to one value per row.
 
 Every control is a Python scalar or a tensor of shape [B]. The result lives on
-the CPU (it is small) in the dtypes both sampler paths read: temperature
+the logits' device (so that the non-blocking mode copies nothing to the host)
+in the dtypes both sampler paths read: temperature
 float32 (0 = greedy), top_k int64 (0 = off), top_p float64 (1 = off),
 log(min_p) float64 (-inf = off), and every row's 64-bit seed and row key.
 """
@@ -35,9 +36,9 @@ class Controls(NamedTuple):
     keys: torch.Tensor
 
 
-def _per_row(value: PerRow, name: str, rows: int, dtype: torch.dtype,
+def _per_row(value: PerRow, name: str, rows: int, dtype: torch.dtype, device: torch.device,
              integer: bool = False) -> torch.Tensor:
-    """A scalar or a [rows] tensor as a [rows] CPU tensor of ``dtype``."""
+    """A scalar or a [rows] tensor as a [rows] tensor of ``dtype`` on ``device``."""
     if isinstance(value, torch.Tensor):
         if integer and (value.dtype.is_floating_point or value.dtype.is_complex
                         or value.dtype == torch.bool):
@@ -49,7 +50,7 @@ def _per_row(value: PerRow, name: str, rows: int, dtype: torch.dtype,
         if tuple(value.shape) != (rows,):
             raise ValueError(f"{name} must be a scalar or a tensor of shape [{rows}] (one value "
                              f"per row), got shape {tuple(value.shape)}")
-        return value.detach().to("cpu", dtype)
+        return value.detach().to(device, dtype)
     if integer:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int, an integer tensor or None, "
@@ -57,7 +58,7 @@ def _per_row(value: PerRow, name: str, rows: int, dtype: torch.dtype,
     elif isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, a tensor or None, "
                         f"got {type(value).__name__}")
-    return torch.full((rows,), value, dtype=dtype)
+    return torch.full((rows,), value, dtype=dtype, device=device)
 
 
 def _signed(word: int) -> int:
@@ -79,46 +80,49 @@ def _seeds_and_keys(seed: SeedArg, generator: torch.Generator | None, rows: int,
     """
     if not isinstance(seed, (list, tuple)):
         _rng.check_seed_source(seed, generator)
-    batch_keys = (positions << 32) | torch.arange(rows, dtype=torch.int64)
+    device = positions.device
+    batch_keys = (positions << 32) | torch.arange(rows, dtype=torch.int64, device=device)
     if isinstance(seed, torch.Tensor):
         if tuple(seed.shape) != (rows,):
             raise ValueError(f"a seed tensor must have shape [{rows}] (one seed per row), got "
                              f"shape {tuple(seed.shape)}")
-        return _rng.resolve_seed(seed).per_row.cpu(), positions
+        return _rng.resolve_seed(seed).per_row.to(device), positions
     if isinstance(seed, (list, tuple)):
         if len(seed) != rows:
             raise ValueError(f"a seed list must have one entry (int or None) per row: {rows}, "
                              f"got {len(seed)}")
-        own = torch.tensor([s is not None for s in seed], dtype=torch.bool)
+        own = torch.tensor([s is not None for s in seed], dtype=torch.bool, device=device)
         shared = 0 if bool(own.all()) else _rng.resolve_seed(None, generator).scalar
         words = [_rng.resolve_seed(s).scalar if s is not None else shared for s in seed]
-        seeds = torch.tensor([_signed(w) for w in words], dtype=torch.int64)
+        seeds = torch.tensor([_signed(w) for w in words], dtype=torch.int64, device=device)
         return seeds, torch.where(own, positions, batch_keys)
     shared = _rng.resolve_seed(seed, generator).scalar
-    return torch.full((rows,), _signed(shared), dtype=torch.int64), batch_keys
+    return torch.full((rows,), _signed(shared), dtype=torch.int64, device=device), batch_keys
 
 
 def controls(rows: int, *, temperature: PerRow, top_k: PerRow, top_p: PerRow, min_p: PerRow,
              seed: SeedArg, positions: PerRow, generator: torch.Generator | None,
-             validate: bool = True) -> tuple[Controls, torch.Tensor]:
-    """Every control broadcast to [rows], and the bool [rows] mask of rows whose
-    controls are out of range.
+             validate: bool = True, device: torch.device | str = "cpu"
+             ) -> tuple[Controls, torch.Tensor]:
+    """Every control broadcast to [rows] on ``device``, and the bool [rows] mask of
+    rows whose controls are out of range.
 
     With ``validate=True`` an out-of-range value is a ``ValueError`` naming the
     row (the mask is then all False). With ``validate=False`` nothing is read
     back to the host: such rows are only marked in the mask, and their controls
     replaced by harmless defaults, so the caller can flag them.
     """
-    t64 = _per_row(temperature, "temperature", rows, torch.float64)
+    device = torch.device(device)
+    t64 = _per_row(temperature, "temperature", rows, torch.float64, device)
     t32 = t64.to(torch.float32)
-    k = torch.zeros(rows, dtype=torch.int64) if top_k is None else \
-        _per_row(top_k, "top_k", rows, torch.int64, integer=True).clamp(min=0)
-    p = torch.ones(rows, dtype=torch.float64) if top_p is None else \
-        _per_row(top_p, "top_p", rows, torch.float64)
-    mp = torch.zeros(rows, dtype=torch.float64) if min_p is None else \
-        _per_row(min_p, "min_p", rows, torch.float64)
-    pos = torch.zeros(rows, dtype=torch.int64) if positions is None else \
-        _per_row(positions, "positions", rows, torch.int64, integer=True)
+    k = torch.zeros(rows, dtype=torch.int64, device=device) if top_k is None else \
+        _per_row(top_k, "top_k", rows, torch.int64, device, integer=True).clamp(min=0)
+    p = torch.ones(rows, dtype=torch.float64, device=device) if top_p is None else \
+        _per_row(top_p, "top_p", rows, torch.float64, device)
+    mp = torch.zeros(rows, dtype=torch.float64, device=device) if min_p is None else \
+        _per_row(min_p, "min_p", rows, torch.float64, device)
+    pos = torch.zeros(rows, dtype=torch.int64, device=device) if positions is None else \
+        _per_row(positions, "positions", rows, torch.int64, device, integer=True)
     checks = [
         (t64, torch.isfinite(t64) & (t64 >= 0), "temperature",
          ">= 0 and finite (0 means greedy)"),
@@ -128,7 +132,7 @@ def controls(rows: int, *, temperature: PerRow, top_k: PerRow, top_p: PerRow, mi
         (mp, (mp >= 0) & (mp <= 1), "min_p", "in [0, 1] (0 switches the filter off)"),
         (pos, (pos >= 0) & (pos < MAX_POSITION), "positions", f"in [0, {MAX_POSITION})"),
     ]
-    bad = torch.zeros(rows, dtype=torch.bool)
+    bad = torch.zeros(rows, dtype=torch.bool, device=device)
     for values, ok, name, allowed in checks:
         if validate:
             check_rows(values, ok, name, allowed)

@@ -57,12 +57,11 @@ def _draw(logits: torch.Tensor, n: int, *, temperature: PerRow, top_k: PerRow, t
     check_int_range(n, "n", 1, vocab)
     ctl, bad_controls = controls(rows, temperature=temperature, top_k=top_k, top_p=top_p,
                                  min_p=min_p, seed=seed, positions=positions,
-                                 generator=generator, validate=validate)
-    tokens, lp, status = torch.ops.gumbelkit.sample(
-        logits.detach(), *(c.to(logits.device) for c in ctl), n, return_logprobs)
+                                 generator=generator, validate=validate, device=logits.device)
+    tokens, lp, status = torch.ops.gumbelkit.sample(logits.detach(), *ctl, n, return_logprobs)
     if validate:
         _raise_for_status(status.cpu(), on_invalid, name)
-    valid = (status == 0) & ~bad_controls.to(logits.device)
+    valid = (status == 0) & ~bad_controls
     tokens = torch.where(valid[:, None], tokens, -1)
     lp = torch.where(valid[:, None], lp, -math.inf) if return_logprobs else None
     return SamplerOutput(tokens, lp, valid)
