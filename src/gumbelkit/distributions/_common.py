@@ -19,6 +19,8 @@ from .._validate import (
     check_probs,
     check_temperature,
     check_unit_interval,
+    fail_if,
+    first_index,
 )
 from ..kernels import ops as _ops
 
@@ -122,14 +124,16 @@ def check_scaled_range(logits: torch.Tensor, temperature: torch.Tensor, categori
         tau = tau.unsqueeze(-1)
     magnitude, tau = torch.broadcast_tensors(magnitude, tau)
     bad = ~((magnitude + NOISE_BOUND) / tau <= largest)
-    if bool(bad.any()):
-        index = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(
-            f"logits / temperature overflow: |logits| = {float(magnitude[index]):.6g} with "
-            f"temperature {float(tau[index]):.6g} (at index {index}) overflows "
-            f"{_dtype_name(dtype)} in the {what}; allowed: (|logits| + {NOISE_BOUND:g}) / "
-            f"temperature <= {largest:.6g}"
-            + (" (logits normalised to logsumexp 0 per row)" if categorical else ""))
+
+    def message() -> str:
+        index = first_index(bad)
+        return (f"logits / temperature overflow: |logits| = {float(magnitude[index]):.6g} with "
+                f"temperature {float(tau[index]):.6g} (at index {index}) overflows "
+                f"{_dtype_name(dtype)} in the {what}; allowed: (|logits| + {NOISE_BOUND:g}) / "
+                f"temperature <= {largest:.6g}"
+                + (" (logits normalised to logsumexp 0 per row)" if categorical else ""))
+
+    fail_if(bad, message, "logits / temperature overflow")
 
 
 def noise(kind: str, shape: torch.Size, seed: SeedLike, generator: torch.Generator | None,

@@ -6,6 +6,7 @@ import torch
 from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
+from .._validate import fail_if, first_index
 from ._base import RoundedRelaxation
 from ._common import simplex
 from .exp_concrete import ExpConcrete, exp_concrete_log_density
@@ -83,13 +84,11 @@ class Concrete(RoundedRelaxation):
 
     def _check_boundary(self, value: torch.Tensor, boundary: torch.Tensor) -> None:
         unmasked_zero = boundary & (self.logits > -torch.inf)
-        if bool(unmasked_zero.any()):
-            index = tuple(int(i) for i in unmasked_zero.nonzero()[0])
-            raise ValueError(
-                f"value is exactly 0 at index {index} for a category with positive "
-                f"probability: the Concrete density is undefined on the boundary of the "
-                f"simplex. Pass the tensor rsample()/sample() returned (its log-sample is "
-                f"kept) or score log-samples with ExpConcrete")
+        fail_if(unmasked_zero, lambda: f"value is exactly 0 at index {first_index(unmasked_zero)} "
+                "for a category with positive probability: the Concrete density is undefined "
+                "on the boundary of the simplex. Pass the tensor rsample()/sample() returned "
+                "(its log-sample is kept) or score log-samples with ExpConcrete",
+                "value is exactly 0 for a category with positive probability")
 
     def log_prob_unrounded(self, x: torch.Tensor, value_dtype: torch.dtype) -> torch.Tensor:
         """``log p(y)`` from the log-sample ``x = log y``: ``log p_ExpConcrete(x) - sum_i x_i``

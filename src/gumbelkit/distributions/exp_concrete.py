@@ -7,7 +7,7 @@ from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
 from .._autograd import divide_by_temperature
-from .._validate import Temperature
+from .._validate import Temperature, fail_if, first_index
 from ._base import DirectRelaxation
 from ._common import (
     SeedLike,
@@ -42,14 +42,16 @@ def exp_concrete_log_density(logits: torch.Tensor, temperature: torch.Tensor,
     drop = masked | off_support
     scaled = tau * torch.where(drop, 0.0, x)
     overflow = torch.isinf(scaled.detach())
-    if bool(overflow.any()):
-        index = tuple(int(i) for i in overflow.nonzero()[0])
-        raise ValueError(
-            f"temperature * log-sample overflow in log_prob: temperature "
-            f"{float(tau.detach().expand_as(x)[index]):.6g} times x = "
-            f"{float(x.detach()[index]):.6g} (at index {index}) overflows "
-            f"{str(dtype).removeprefix('torch.')}; allowed: |temperature * x| <= "
-            f"{torch.finfo(dtype).max:.6g}")
+
+    def message() -> str:
+        index = first_index(overflow)
+        return (f"temperature * log-sample overflow in log_prob: temperature "
+                f"{float(tau.detach().expand_as(x)[index]):.6g} times x = "
+                f"{float(x.detach()[index]):.6g} (at index {index}) overflows "
+                f"{str(dtype).removeprefix('torch.')}; allowed: |temperature * x| <= "
+                f"{torch.finfo(dtype).max:.6g}")
+
+    fail_if(overflow, message, "temperature * log-sample overflow in log_prob")
     a = torch.where(drop, 0.0, logits) - scaled
     n = (~masked).sum(-1).to(dtype)
     lse = a.masked_fill(masked, -torch.inf).logsumexp(-1)

@@ -7,7 +7,7 @@ from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
 from .._autograd import divide_by_temperature
-from .._validate import Temperature, check_unit_interval
+from .._validate import Temperature, check_unit_interval, fail_if, first_index
 from ._base import DirectRelaxation
 from ._common import (
     Parameter,
@@ -119,13 +119,15 @@ class LogitBinaryConcrete(DirectRelaxation):
         check_unit_interval(value, "q", closed=True)
         x = (self.logits + logit(value)) / self.temperature
         overflow = torch.isinf(x.detach()) & (value > 0) & (value < 1)
-        if bool(overflow.any()):
-            index = tuple(int(i) for i in overflow.nonzero()[0])
+
+        def message() -> str:
+            index = first_index(overflow)
             numerator = (self.logits + logit(value)).detach().expand(x.shape)[index]
             tau = self.temperature.detach().expand(x.shape)[index]
-            raise ValueError(
-                f"logits / temperature overflow: (logits + logit(q)) = {float(numerator):.6g} "
-                f"over temperature {float(tau):.6g} (at index {index}) overflows "
-                f"{str(x.dtype).removeprefix('torch.')}; allowed: |logits + logit(q)| / "
-                f"temperature <= {torch.finfo(x.dtype).max:.6g}")
+            return (f"logits / temperature overflow: (logits + logit(q)) = "
+                    f"{float(numerator):.6g} over temperature {float(tau):.6g} (at index "
+                    f"{index}) overflows {str(x.dtype).removeprefix('torch.')}; allowed: "
+                    f"|logits + logit(q)| / temperature <= {torch.finfo(x.dtype).max:.6g}")
+
+        fail_if(overflow, message, "logits / temperature overflow")
         return x
