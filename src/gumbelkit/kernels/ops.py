@@ -30,18 +30,17 @@ from .._validate import (
     raise_bad_logits_row,
     raise_overflow_row,
 )
-from . import sampler_reference
+from . import row_reference, sampler_reference
 from ._lib import KINDS, library
+from .row_reference import (  # the modes of the Concrete kernels, and their dtype rule
+    BINARY_HARD,
+    BINARY_SOFT,
+    HARD_CONCRETE,
+    compute_dtype,
+    row_log,
+)
 
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
-
-# mode of the Concrete kernels
-BINARY_SOFT, BINARY_HARD, HARD_CONCRETE = 0, 1, 2
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
 
 def _suffix(dtype: torch.dtype) -> str:
     return "_f64" if dtype == torch.float64 else "_f32"
@@ -187,7 +186,19 @@ def _(seeds, keys, cols, stream, kind, dtype):
 def gumbel_softmax(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, hard: bool,
                    save_soft: bool, batch_shape: list[int], dim: int) -> tuple[Tensor, Tensor]:
     """``(y, soft)``: y the sample (one-hot if ``hard``); soft the relaxed sample
-    when ``hard and save_soft`` (for the backward), else empty."""
+    when ``hard and save_soft`` (for the backward), else empty.
+
+    This body is the PyTorch reference (``row_reference``), for devices without a
+    kernel of their own; the C kernel is registered for CPU.
+    """
+    return row_reference.gumbel_softmax_rows(x, tau, seeds, keys, hard, save_soft, batch_shape, dim)
+
+
+@gumbel_softmax.register_kernel("cpu")
+def _(x, tau, seeds, keys, hard, save_soft, batch_shape, dim):
+    if library() is None:
+        return row_reference.gumbel_softmax_rows(x, tau, seeds, keys, hard, save_soft,
+                                                 batch_shape, dim)
     seeds, keys = seeds.contiguous(), keys.contiguous()
     rows, cols = _rows_cols(x)
     dtype = compute_dtype(x.dtype)
@@ -212,7 +223,18 @@ def _(x, tau, seeds, keys, hard, save_soft, batch_shape, dim):
 @torch.library.custom_op("gumbelkit::gumbel_softmax_backward", mutates_args=())
 def gumbel_softmax_backward(grad: Tensor, soft: Tensor, tau: Tensor,
                             need_tau: bool) -> tuple[Tensor, Tensor]:
-    """``(grad_logits, grad_tau)`` from the saved relaxed sample ``soft``."""
+    """``(grad_logits, grad_tau)`` from the saved relaxed sample ``soft``.
+
+    This body is the PyTorch reference (``row_reference``), for devices without a
+    kernel of their own; the C kernel is registered for CPU.
+    """
+    return row_reference.gumbel_softmax_backward_rows(grad, soft, tau, need_tau)
+
+
+@gumbel_softmax_backward.register_kernel("cpu")
+def _(grad, soft, tau, need_tau):
+    if library() is None:
+        return row_reference.gumbel_softmax_backward_rows(grad, soft, tau, need_tau)
     rows, cols = _rows_cols(soft)
     grad = grad.to(soft.dtype)
     gx = _empty((rows, cols), soft.dtype)
@@ -259,11 +281,6 @@ def _sum_present(a: Tensor | None, b: Tensor | None) -> Tensor | None:
 gumbel_softmax.register_autograd(_gumbel_softmax_grad, setup_context=_gumbel_softmax_setup)
 
 
-def _row_log(y: Tensor) -> Tensor:
-    """log y where y > 0, else 0 (as the backward kernels skip y == 0)."""
-    return torch.where(y > 0, torch.log(torch.where(y > 0, y, 1.0)), 0.0)
-
-
 def _gumbel_softmax_backward_setup(ctx, inputs, output) -> None:
     grad, soft, tau, need_tau = inputs
     ctx.save_for_backward(grad, soft, tau)
@@ -284,7 +301,7 @@ def _gumbel_softmax_backward_grad(ctx, grad_gx, grad_gtau):
         return None, None, None, None
     g = grad.to(soft.dtype)
     t = tau.to(soft.dtype).unsqueeze(-1)
-    log_y = _row_log(soft)
+    log_y = row_log(soft)
     c = grad_gx.to(soft.dtype) if grad_gx is not None else torch.zeros_like(soft)
     b = None
     if ctx.need_tau and grad_gtau is not None:
@@ -316,7 +333,18 @@ gumbel_softmax_backward.register_autograd(_gumbel_softmax_backward_grad,
 @torch.library.custom_op("gumbelkit::gumbel_max", mutates_args=())
 def gumbel_max(x: Tensor, seeds: Tensor, keys: Tensor, batch_shape: list[int],
                dim: int) -> Tensor:
-    """``argmax(x + G)`` per row, int64 ``[rows]`` (no relaxed sample is formed)."""
+    """``argmax(x + G)`` per row, int64 ``[rows]`` (no relaxed sample is formed).
+
+    This body is the PyTorch reference (``row_reference``), for devices without a
+    kernel of their own; the C kernel is registered for CPU.
+    """
+    return row_reference.gumbel_max_rows(x, seeds, keys, batch_shape, dim)
+
+
+@gumbel_max.register_kernel("cpu")
+def _(x, seeds, keys, batch_shape, dim):
+    if library() is None:
+        return row_reference.gumbel_max_rows(x, seeds, keys, batch_shape, dim)
     seeds, keys = seeds.contiguous(), keys.contiguous()
     rows, cols = _rows_cols(x)
     dtype = compute_dtype(x.dtype)
@@ -362,7 +390,18 @@ def _(info, in_dims, x, seeds, keys, batch_shape, dim):
 def concrete(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, mode: int, save_soft: bool,
              gamma: float, span: float, shape: list[int]) -> tuple[Tensor, Tensor]:
     """``(y, soft)`` of Binary Concrete (soft/hard) or Hard Concrete; soft is the
-    relaxed sample when ``mode == BINARY_HARD and save_soft``, else empty."""
+    relaxed sample when ``mode == BINARY_HARD and save_soft``, else empty.
+
+    This body is the PyTorch reference (``row_reference``), for devices without a
+    kernel of their own; the C kernel is registered for CPU.
+    """
+    return row_reference.concrete_rows(x, tau, seeds, keys, mode, save_soft, gamma, span, shape)
+
+
+@concrete.register_kernel("cpu")
+def _(x, tau, seeds, keys, mode, save_soft, gamma, span, shape):
+    if library() is None:
+        return row_reference.concrete_rows(x, tau, seeds, keys, mode, save_soft, gamma, span, shape)
     seeds, keys = seeds.contiguous(), keys.contiguous()
     rows, cols = _rows_cols(x)
     dtype = compute_dtype(x.dtype)
@@ -392,7 +431,18 @@ def _(x, tau, seeds, keys, mode, save_soft, gamma, span, shape):
 @torch.library.custom_op("gumbelkit::concrete_backward", mutates_args=())
 def concrete_backward(grad: Tensor, saved: Tensor, tau: Tensor, mode: int, gamma: float,
                       span: float, need_tau: bool) -> tuple[Tensor, Tensor]:
-    """``(grad_logits, grad_tau)`` from the saved sample (sigmoid, or the gate)."""
+    """``(grad_logits, grad_tau)`` from the saved sample (sigmoid, or the gate).
+
+    This body is the PyTorch reference (``row_reference``), for devices without a
+    kernel of their own; the C kernel is registered for CPU.
+    """
+    return row_reference.concrete_backward_rows(grad, saved, tau, mode, gamma, span, need_tau)
+
+
+@concrete_backward.register_kernel("cpu")
+def _(grad, saved, tau, mode, gamma, span, need_tau):
+    if library() is None:
+        return row_reference.concrete_backward_rows(grad, saved, tau, mode, gamma, span, need_tau)
     rows, cols = _rows_cols(saved)
     grad = grad.to(saved.dtype)
     tau = tau.to(saved.dtype)

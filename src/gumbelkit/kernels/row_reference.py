@@ -1,0 +1,151 @@
+"""PyTorch bodies of the row ops: what ``torch.ops.gumbelkit.*`` runs on a device without
+a kernel of its own.
+
+Each function takes and returns exactly what its op in ``ops.py`` does (2-D
+``[rows, cols]`` inputs; ``seeds`` ``[rows]`` or ``[1]``; ``keys`` ``[rows]``,
+``[1]`` or ``[0]`` for "row r is keyed by r"), draws the same noise as the C
+kernels (``_rng``, bit for bit), and reports bad rows with the C kernels'
+errors. The relaxed values agree with the C kernels to float32 rounding, the
+indices and one-hots exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .. import _rng
+from .._validate import bad_logits_message, overflow_message
+
+# mode of the Concrete kernels
+BINARY_SOFT, BINARY_HARD, HARD_CONCRETE = 0, 1, 2
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype an op computes in: float64 for float64 inputs, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def expand_rows(seeds: Tensor, keys: Tensor, rows: int) -> tuple[Tensor, Tensor]:
+    """Per-row seeds and keys from the ops' compact forms."""
+    seeds = seeds.expand(rows) if seeds.shape[0] == 1 else seeds
+    if keys.shape[0] == 0:
+        keys = torch.arange(rows, dtype=torch.int64, device=seeds.device)
+    return seeds, keys.expand(rows) if keys.shape[0] == 1 else keys
+
+
+def _noise(kind: str, x: Tensor, seeds: Tensor, keys: Tensor, dtype: torch.dtype) -> Tensor:
+    rows, cols = x.shape
+    seeds, keys = expand_rows(seeds, keys, rows)
+    return _rng.noise(kind, (rows,), cols, _rng.Seed(per_row=seeds), dtype, x.device,
+                      row_keys=keys)
+
+
+def _check_rows(x: Tensor, batch_shape: list[int], dim: int) -> None:
+    """The C kernels' row checks, in their order: NaN or +inf, then all -inf."""
+    bad = torch.isnan(x).any(-1) | (x == math.inf).any(-1)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(bad_logits_message("nan", row, tuple(batch_shape), dim))
+    empty = (x == -math.inf).all(-1)
+    if bool(empty.any()):
+        row = int(empty.nonzero()[0, 0])
+        raise ValueError(bad_logits_message("empty", row, tuple(batch_shape), dim))
+
+
+def gumbel_softmax_rows(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, hard: bool,
+                        save_soft: bool, batch_shape: list[int],
+                        dim: int) -> tuple[Tensor, Tensor]:
+    """``(y, soft)`` of ``ops.gumbel_softmax``: ``softmax((x + G) / tau)`` per row, or
+    its one-hot at ``argmax(x + G)``; ``soft`` the relaxed sample when ``hard and
+    save_soft``, else empty."""
+    dtype = compute_dtype(x.dtype)
+    z = x.detach().to(dtype)
+    _check_rows(z, batch_shape, dim)
+    z = z + _noise("gumbel", x, seeds, keys, dtype)
+    t = tau.detach().to(dtype).expand(z.shape[0])[:, None]
+    top = z.amax(-1, keepdim=True)
+    overflow = torch.isinf(top / t)[:, 0]
+    if bool(overflow.any()):
+        row = int(overflow.nonzero()[0, 0])
+        raise ValueError(overflow_message(row, tuple(batch_shape), dim,
+                                          float(x[row].detach().max()), float(t[row, 0]),
+                                          dtype))
+    soft = torch.softmax(z / t, -1)
+    empty = z.new_empty((0,))
+    if not hard:
+        return soft, empty
+    one_hot = torch.zeros_like(soft).scatter_(-1, z.argmax(-1, keepdim=True), 1.0)
+    return one_hot, soft if save_soft else empty
+
+
+def row_log(y: Tensor) -> Tensor:
+    """log y where y > 0, else 0 (as the backward kernels skip y == 0)."""
+    return torch.where(y > 0, torch.log(torch.where(y > 0, y, 1.0)), 0.0)
+
+
+def gumbel_softmax_backward_rows(grad: Tensor, soft: Tensor, tau: Tensor,
+                                 need_tau: bool) -> tuple[Tensor, Tensor]:
+    """``gx = y (g - <g, y>) / tau`` and, if ``need_tau``, ``gtau = -sum_i gx_i log y_i``
+    per row, from the saved relaxed sample ``y = soft``."""
+    g = grad.to(soft.dtype)
+    t = tau.to(soft.dtype).expand(soft.shape[0])[:, None]
+    gx = soft * (g - (g * soft).sum(-1, keepdim=True)) / t
+    gtau = -(gx * row_log(soft)).sum(-1) if need_tau else soft.new_empty((0,))
+    return gx, gtau
+
+
+def gumbel_max_rows(x: Tensor, seeds: Tensor, keys: Tensor, batch_shape: list[int],
+                    dim: int) -> Tensor:
+    """``argmax(x + G)`` per row (the first on ties), int64 ``[rows]``."""
+    dtype = compute_dtype(x.dtype)
+    z = x.detach().to(dtype)
+    _check_rows(z, batch_shape, dim)
+    return (z + _noise("gumbel", x, seeds, keys, dtype)).argmax(-1)
+
+
+def concrete_rows(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, mode: int,
+                  save_soft: bool, gamma: float, span: float,
+                  shape: list[int]) -> tuple[Tensor, Tensor]:
+    """``(y, soft)`` of ``ops.concrete``: ``s = sigmoid((x + L) / tau)``; ``y = s``
+    (Binary Concrete), ``s > 1/2`` (hard; ``soft = s`` when ``save_soft``) or
+    ``clamp(s span + gamma, 0, 1)`` (Hard Concrete)."""
+    dtype = compute_dtype(x.dtype)
+    z = x.detach().to(dtype)
+    nan = torch.isnan(z)
+    if bool(nan.any()):
+        flat = int(nan.reshape(-1).nonzero()[0, 0])
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(shape)))
+        raise ValueError(f"logits contain NaN at index {index}")
+    s = torch.sigmoid((z + _noise("logistic", x, seeds, keys, dtype)) / tau.detach().to(dtype))
+    empty = z.new_empty((0,))
+    if mode == HARD_CONCRETE:
+        return torch.clamp(s * span + gamma, 0.0, 1.0), empty
+    if mode == BINARY_HARD:
+        return (s > 0.5).to(dtype), s if save_soft else empty
+    return s, empty
+
+
+def concrete_backward_rows(grad: Tensor, saved: Tensor, tau: Tensor, mode: int, gamma: float,
+                           span: float, need_tau: bool) -> tuple[Tensor, Tensor]:
+    """From the saved sample (the sigmoid ``y``, or the Hard Concrete gate ``z``, with no
+    gradient where it is 0 or 1): ``gv = g y (1 - y)``, ``gx = gv / tau`` and, if
+    ``need_tau``, ``gtau = -gv logit(y) / tau``."""
+    g = grad.to(saved.dtype)
+    t = tau.to(saved.dtype)
+    live = torch.ones_like(saved, dtype=torch.bool)
+    y = saved
+    if mode == HARD_CONCRETE:
+        live = (saved > 0) & (saved < 1)
+        y = (saved - gamma) / span
+        g = g * span
+    gv = torch.where(live, g * (1 - y) * y, 0.0)
+    gx = gv / t
+    if not need_tau:
+        return gx, saved.new_empty((0,))
+    inside = (y > 0) & (y < 1)
+    safe = torch.where(inside, y, 0.5)
+    v = torch.where(inside, torch.log(safe) - torch.log1p(-safe), 0.0)
+    return gx, -gv * v / t
