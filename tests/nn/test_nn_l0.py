@@ -35,7 +35,7 @@ def test_fraction_of_nonzero_gates_matches_l0_penalty():
     torch.testing.assert_close(p, expected)
 
 
-def test_eval_gate_sparsity_and_gradient():
+def test_deterministic_gate_sparsity_and_gradient():
     gate = HardConcreteGate(4)
     with torch.no_grad():
         gate.log_alpha.copy_(torch.tensor([-5.0, 0.0, 5.0, -3.0]))
