@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+import gumbelkit
 from gumbelkit import _rng
 from gumbelkit.kernels import ops, triton_kernels
 
@@ -67,6 +68,17 @@ def main() -> int:
             ref = _rng._TRANSFORMS[kind](words, dtype)
             if not same_bits(got, ref):
                 failures.append(f"edge words {kind} {dtype}: {got.tolist()} != {ref.tolist()}")
+    # the public function: scalar seed, rows keyed by their flat index, through vmap
+    got = gumbelkit.gumbel_noise((2, 3, 7), seed=2**64 - 5)
+    ref = _rng.noise("gumbel", (2, 3), 7, _rng.Seed(scalar=2**64 - 5))
+    if not same_bits(got, ref):
+        failures.append("gumbel_noise with a scalar seed")
+    seeds = torch.tensor([[3, -3], [2**40, 0]], dtype=torch.int64)
+    got = torch.func.vmap(lambda s: torch.ops.gumbelkit.noise(s, torch.zeros_like(s), 6, 0,
+                                                                "logistic", torch.float32))(seeds)
+    ref = _rng.noise("logistic", (4,), 6, _rng.Seed(per_row=seeds.reshape(-1)))
+    if not same_bits(got, ref.view(2, 2, 6)):
+        failures.append("vmap of the noise op")
     print("\n".join(failures) or "all bit-identical")
     return 1 if failures else 0
 

@@ -178,7 +178,7 @@ def _triton_noise():
 
 
 @noise.register_kernel("cuda")
-def _(seeds, keys, cols, stream, kind, dtype):
+def _noise_cuda(seeds, keys, cols, stream, kind, dtype):
     kernel = _triton_noise()
     if kernel is None:
         return _rng.noise(kind, (seeds.shape[0],), cols, _rng.Seed(per_row=seeds), dtype,
