@@ -132,16 +132,19 @@ def _noise_from_word(w, KIND: tl.constexpr, IS_F64: tl.constexpr):
 @triton.jit(do_not_specialize=["stream"])
 def _noise_kernel(out_ptr, seeds_ptr, keys_ptr, cols, stream,
                   KIND: tl.constexpr, IS_F64: tl.constexpr, BLOCK: tl.constexpr):
-    """One row (program axis 0) and ``BLOCK`` Philox counters (axis 1) of
-    ``[rows, cols]`` noise; ``stream`` is a 32-bit word (uint32)."""
-    row = tl.program_id(0).to(tl.int64)
+    """``BLOCK`` Philox counters (4 columns each) of one row of ``[rows, cols]``
+    noise; ``stream`` is a 32-bit word. The grid is one axis (row-major over
+    rows and counter blocks): CUDA's second and third grid axes stop at 65535."""
+    blocks = tl.cdiv(tl.cdiv(cols, 4), BLOCK)
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // blocks
     seed = tl.load(seeds_ptr + row)
     key = tl.load(keys_ptr + row)
     k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
     k1 = ((seed >> 32) & 0xFFFFFFFF).to(tl.uint32)
     key_lo = (key & 0xFFFFFFFF).to(tl.uint32)
     key_hi = ((key >> 32) & 0xFFFFFFFF).to(tl.uint32)
-    counter = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    counter = (pid % blocks) * BLOCK + tl.arange(0, BLOCK)
     c0 = counter.to(tl.uint32)
     zero = tl.zeros([BLOCK], dtype=tl.uint32)
     x0, x1, x2, x3 = _philox4x32_10(c0, zero + stream.to(tl.uint32), zero + key_lo,
@@ -170,7 +173,7 @@ def noise(seeds: torch.Tensor, keys: torch.Tensor, cols: int, stream: int, kind:
     # named: the kernel reads them after this line
     seeds = seeds.to(torch.int64).contiguous()
     keys = keys.to(torch.int64).contiguous()
-    grid = (rows, triton.cdiv(triton.cdiv(cols, 4), BLOCK))
+    grid = (rows * triton.cdiv(triton.cdiv(cols, 4), BLOCK),)
     _noise_kernel[grid](out, seeds, keys, cols, stream & 0xFFFFFFFF,
                         KIND=KINDS[kind], IS_F64=dtype == torch.float64, BLOCK=BLOCK,
                         **COMPILE_OPTIONS)
