@@ -19,6 +19,8 @@ are contiguous in the compute dtype: float64 for float64 inputs, else float32.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
+import os
 
 import torch
 from torch import Tensor
@@ -158,8 +160,35 @@ def _(info, in_dims, seeds, keys, cols, stream, kind, dtype):
     return out.reshape(seeds.shape[0], seeds.shape[1], cols), 0
 
 
+# Test route: GUMBELKIT_BACKEND=triton sends CPU tensors through the Triton
+# kernel too, so that TRITON_INTERPRET=1 runs it without a GPU.
+_TRITON_ON_CPU = os.environ.get("GUMBELKIT_BACKEND") == "triton"
+
+
+def _triton_noise():
+    """The Triton kernel of the ``noise`` op, or None when Triton is not installed."""
+    if importlib.util.find_spec("triton") is None:
+        if _TRITON_ON_CPU:
+            raise ImportError("GUMBELKIT_BACKEND=triton needs triton; install it with "
+                              "pip install 'gumbelkit[cuda]'")
+        return None
+    from . import triton_kernels  # imports triton: only on the first call
+    return triton_kernels.noise
+
+
+@noise.register_kernel("cuda")
+def _noise_cuda(seeds, keys, cols, stream, kind, dtype):
+    kernel = _triton_noise()
+    if kernel is None:
+        return _rng.noise(kind, (seeds.shape[0],), cols, _rng.Seed(per_row=seeds), dtype,
+                          seeds.device, row_keys=keys, stream=stream)
+    return kernel(seeds, keys, cols, stream, kind, dtype)
+
+
 @noise.register_kernel("cpu")
 def _(seeds, keys, cols, stream, kind, dtype):
+    if _TRITON_ON_CPU:
+        return _triton_noise()(seeds, keys, cols, stream, kind, dtype)
     if library() is None:
         return _rng.noise(kind, (seeds.shape[0],), cols, _rng.Seed(per_row=seeds), dtype,
                           seeds.device, row_keys=keys, stream=stream)
