@@ -106,15 +106,6 @@ def _unrows(y: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
     return y.reshape(like.movedim(dim, -1).shape).movedim(-1, dim)
 
 
-def _seed_rows(batch_shape: tuple[int, ...], seed: SeedLike,
-               generator: torch.Generator | None,
-               device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Contiguous per-row 64-bit seeds and row keys, as ``_rng.noise`` derives them."""
-    seeds, keys = _rng.row_keys_and_seeds(_rng.resolve_seed(seed, generator), batch_shape,
-                                          device or torch.device("cpu"))
-    return seeds.contiguous(), keys.contiguous()
-
-
 # The kernels' compact forms of the same seeds and keys (kernels/ops.py): one
 # seed for every row, and no keys, which keys row r by r.
 _ROW_INDEX_KEYS = torch.empty(0, dtype=torch.int64, device="cpu")
@@ -122,11 +113,12 @@ _ROW_INDEX_KEYS = torch.empty(0, dtype=torch.int64, device="cpu")
 
 def _kernel_seeds(batch_shape: tuple[int, ...], seed: SeedLike,
                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_seed_rows` for the sampling kernels, without per-row tensors for a
-    single seed (the per-call cost of small batches)."""
+    """Per-row 64-bit seeds and row keys as ``_rng.noise`` derives them, for the row
+    kernels; a single seed stays one value with no keys (row r keyed by r), so small
+    batches pay for no per-row tensors."""
     resolved = _rng.resolve_seed(seed, generator)
     if resolved.per_row is not None:
-        return _seed_rows(batch_shape, resolved.per_row, None)
+        return _rng.row_keys_and_seeds(resolved, batch_shape, torch.device("cpu"))
     seeds = torch.full((1,), _rng.as_int64(resolved.scalar), dtype=torch.int64, device="cpu")
     return seeds, _ROW_INDEX_KEYS
 

@@ -76,6 +76,8 @@ def verify_archive(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
+    # what zipfile raises on damaged bytes: a bad directory, a bad deflate stream, a
+    # truncated file, a compression method byte that names no method, a bad header field
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
         raise CheckpointError(f"{damaged} (not a valid zip archive as torch.save writes: "
                               f"{exc}); it cannot be resumed") from None

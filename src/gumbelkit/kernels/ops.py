@@ -129,6 +129,11 @@ def noise(seeds: Tensor, keys: Tensor, cols: int, stream: int, kind: str,
     """``[rows, cols]`` noise of ``kind`` ("gumbel", "exponential", "logistic") for
     rows with the 64-bit ``seeds`` and row ``keys`` (both ``[rows]``), on their
     device. This body is the PyTorch reference, ``_rng.noise``."""
+    return _noise_reference(seeds, keys, cols, stream, kind, dtype)
+
+
+def _noise_reference(seeds: Tensor, keys: Tensor, cols: int, stream: int, kind: str,
+                     dtype: torch.dtype) -> Tensor:
     return _rng.noise(kind, (seeds.shape[0],), cols, _rng.Seed(per_row=seeds), dtype,
                       seeds.device, row_keys=keys, stream=stream)
 
@@ -140,8 +145,7 @@ def draw_noise(kind: str, batch_shape: tuple[int, ...], n_cols: int, seed: _rng.
     that the C fill runs on CPU and the transforms (``torch.func``, ``torch.compile``)
     see one op instead of the reference's scratch buffers."""
     seeds, keys = _rng.row_keys_and_seeds(seed, batch_shape, device, row_keys)
-    out = torch.ops.gumbelkit.noise(seeds.contiguous(), keys.contiguous(), n_cols, stream, kind,
-                                    dtype)
+    out = torch.ops.gumbelkit.noise(seeds, keys, n_cols, stream, kind, dtype)
     return out.reshape(*batch_shape, n_cols)
 
 
@@ -155,8 +159,8 @@ def _(info, in_dims, seeds, keys, cols, stream, kind, dtype):
     """One call for the whole batch: rows of every batch element, their own seeds and keys."""
     seeds = _batched(seeds, in_dims[0], info.batch_size)
     keys = _batched(keys, in_dims[1], info.batch_size)
-    out = torch.ops.gumbelkit.noise(seeds.reshape(-1).contiguous(), keys.reshape(-1).contiguous(),
-                                    cols, stream, kind, dtype)
+    out = torch.ops.gumbelkit.noise(seeds.reshape(-1), keys.reshape(-1), cols, stream, kind,
+                                    dtype)
     return out.reshape(seeds.shape[0], seeds.shape[1], cols), 0
 
 
@@ -180,8 +184,7 @@ def _triton_noise():
 def _noise_cuda(seeds, keys, cols, stream, kind, dtype):
     kernel = _triton_noise()
     if kernel is None:
-        return _rng.noise(kind, (seeds.shape[0],), cols, _rng.Seed(per_row=seeds), dtype,
-                          seeds.device, row_keys=keys, stream=stream)
+        return _noise_reference(seeds, keys, cols, stream, kind, dtype)
     return kernel(seeds, keys, cols, stream, kind, dtype)
 
 
@@ -190,8 +193,7 @@ def _(seeds, keys, cols, stream, kind, dtype):
     if _TRITON_ON_CPU:
         return _triton_noise()(seeds, keys, cols, stream, kind, dtype)
     if library() is None:
-        return _rng.noise(kind, (seeds.shape[0],), cols, _rng.Seed(per_row=seeds), dtype,
-                          seeds.device, row_keys=keys, stream=stream)
+        return _noise_reference(seeds, keys, cols, stream, kind, dtype)
     rows = int(seeds.shape[0])
     out = _empty((rows, cols), dtype)
     if out.numel() > 0:
@@ -407,8 +409,8 @@ def _(info, in_dims, x, seeds, keys, batch_shape, dim):
         keys = torch.arange(rows, dtype=torch.int64, device=keys.device).expand(batch, rows)
     keys = keys.expand(batch, rows)
     index = torch.ops.gumbelkit.gumbel_max(x.reshape(batch * rows, x.shape[2]),
-                                           seeds.reshape(-1).contiguous(),
-                                           keys.reshape(-1).contiguous(), [batch * rows], dim)
+                                           seeds.reshape(-1), keys.reshape(-1), [batch * rows],
+                                           dim)
     return index.reshape(batch, rows), 0
 
 
