@@ -25,9 +25,6 @@ triton = pytest.importorskip("triton")
 
 from gumbelkit.kernels import triton_kernels  # noqa: E402  (needs triton)
 
-SIGNATURE = {"out_ptr": None, "seeds_ptr": "*i64", "keys_ptr": "*i64", "cols": "i32",
-             "stream": "i64", "KIND": "constexpr", "IS_F64": "constexpr", "BLOCK": "constexpr"}
-
 
 @pytest.mark.slow
 def test_interpreted_kernel_is_bit_identical_to_reference():
@@ -39,34 +36,34 @@ def test_interpreted_kernel_is_bit_identical_to_reference():
     assert result.stdout.strip() == "all bit-identical"
 
 
-def _ptx(arch: int, kind: str, dtype: torch.dtype, options: dict) -> str:
+def _ptx(arch: int, form: triton_kernels.Specialization, options: dict) -> str:
     from triton.backends.compiler import GPUTarget
 
-    is_f64 = dtype == torch.float64
-    signature = dict(SIGNATURE, out_ptr="*fp64" if is_f64 else "*fp32")
-    source = triton.compiler.ASTSource(
-        fn=triton_kernels._noise_kernel, signature=signature,
-        constexprs={"KIND": triton_kernels.KINDS[kind], "IS_F64": is_f64,
-                    "BLOCK": triton_kernels.BLOCK})
+    source = triton.compiler.ASTSource(fn=form.fn, signature=form.signature,
+                                       constexprs=form.constexprs)
     return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options).asm["ptx"]
 
 
+FORMS = {form.name: form for form in triton_kernels.specializations()}
+
+
 @pytest.mark.parametrize("arch", [80, 90])
-@pytest.mark.parametrize("kind", ["gumbel", "exponential", "logistic"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_compiles_ahead_of_time_without_inexact_instructions(arch, kind, dtype):
-    ptx = _ptx(arch, kind, dtype, triton_kernels.COMPILE_OPTIONS)
-    width = "f64" if dtype == torch.float64 else "f32"
+@pytest.mark.parametrize("name", sorted(FORMS))
+def test_compiles_ahead_of_time_without_inexact_instructions(arch, name):
+    form = FORMS[name]
+    assert form.exact
+    ptx = _ptx(arch, form, form.options)
+    width = "f64" if form.constexprs["IS_F64"] else "f32"
     assert f".target sm_{arch}" in ptx
     assert re.search(rf"\bdiv\.rn\.{width}\b", ptx), "the logarithm's division is missing"
     for inexact in ("div.approx", "div.full", "lg2.approx", "ex2.approx", "fma.rn"):
-        assert inexact not in ptx, f"{inexact} in the PTX for sm_{arch} {kind} {dtype}"
+        assert inexact not in ptx, f"{inexact} in the PTX for sm_{arch} {name}"
 
 
 def test_fusion_check_detects_contraction():
     """With contraction allowed the compiler fuses the polynomial: the check above
     is what keeps ``enable_fp_fusion=False`` in the launch options."""
-    ptx = _ptx(90, "gumbel", torch.float32, {"enable_fp_fusion": True})
+    ptx = _ptx(90, FORMS["noise[gumbel, fp32]"], {"enable_fp_fusion": True})
     assert "fma.rn.f32" in ptx
 
 

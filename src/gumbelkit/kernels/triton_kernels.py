@@ -20,6 +20,8 @@ IEEE float32/float64), which is how the tests check the bits without a GPU.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import triton
 import triton.language as tl
@@ -31,6 +33,27 @@ BLOCK = 128
 # compile options every launch passes: a fused multiply-add rounds once where
 # the reference rounds twice
 COMPILE_OPTIONS = {"enable_fp_fusion": False}
+
+
+@dataclass(frozen=True)
+class Specialization:
+    """One compiled form of a Triton kernel that a launcher can choose.
+
+    ``signature`` maps every argument to its Triton type (``"*fp32"``,
+    ``"i64"``, ``"constexpr"``...), ``constexprs`` gives the compile-time
+    values, and ``exact`` says that the kernel computes noise whose bits must
+    equal the CPU path's: its PTX may hold no approximate division or
+    logarithm and no fused multiply-add. Every Triton module of this package
+    lists its forms in a ``specializations()`` function, which is what the
+    ahead-of-time compile (tests, ``gumbelkit doctor --cuda-compile``) walks.
+    """
+
+    name: str
+    fn: triton.runtime.JITFunction
+    signature: dict[str, str]
+    constexprs: dict[str, object] = field(default_factory=dict)
+    exact: bool = True
+    options: dict[str, object] = field(default_factory=lambda: dict(COMPILE_OPTIONS))
 
 
 @triton.jit
@@ -178,3 +201,17 @@ def noise(seeds: torch.Tensor, keys: torch.Tensor, cols: int, stream: int, kind:
                         KIND=KINDS[kind], IS_F64=dtype == torch.float64, BLOCK=BLOCK,
                         **COMPILE_OPTIONS)
     return out
+
+
+def specializations() -> list[Specialization]:
+    """Every form of the noise kernel that ``noise`` launches."""
+    forms = []
+    for kind, code in KINDS.items():
+        for dtype, is_f64 in (("fp32", False), ("fp64", True)):
+            forms.append(Specialization(
+                name=f"noise[{kind}, {dtype}]", fn=_noise_kernel,
+                signature={"out_ptr": f"*{dtype}", "seeds_ptr": "*i64", "keys_ptr": "*i64",
+                           "cols": "i32", "stream": "i64", "KIND": "constexpr",
+                           "IS_F64": "constexpr", "BLOCK": "constexpr"},
+                constexprs={"KIND": code, "IS_F64": is_f64, "BLOCK": BLOCK}))
+    return forms
