@@ -86,6 +86,10 @@ SEEDED: dict[str, Callable[[dict], object]] = {
     "nn.HardConcreteGate.eval": lambda kw: _module(nn.HardConcreteGate(5), False)(**kw),
     "nn.L0Linear": lambda kw: _module(nn.L0Linear(4, 2), True)(X, **kw),
     "nn.L0Linear.eval": lambda kw: _module(nn.L0Linear(4, 2), False)(X, **kw),
+    "nn.GumbelQuantizer": lambda kw: _module(nn.GumbelQuantizer(4, 3, 2, channel_dim=-1),
+                                             True)(X, **kw),
+    "nn.GumbelQuantizer.eval": lambda kw: _module(nn.GumbelQuantizer(4, 3, 2, channel_dim=-1),
+                                                  False)(X, **kw),
     "sampling.sample": lambda kw: sampling.sample(X, **kw),
     "sampling.sample_without_replacement":
         lambda kw: sampling.sample_without_replacement(X, 2, **kw),

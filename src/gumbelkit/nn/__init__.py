@@ -1,5 +1,6 @@
 """Modules built from gumbelkit's ops."""
 
+from .gumbel_quantizer import CodebookUsage, GumbelQuantizer, QuantizerOutput, codebook_usage
 from .gumbel_softmax import GumbelSoftmax
 from .hard_concrete_gate import HardConcreteGate
 from .l0_linear import L0Linear
@@ -18,4 +19,8 @@ __all__ = [
     "HardConcreteGate",
     "L0Linear",
     "SoftEmbedding",
+    "GumbelQuantizer",
+    "QuantizerOutput",
+    "codebook_usage",
+    "CodebookUsage",
 ]
