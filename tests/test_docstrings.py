@@ -22,6 +22,7 @@ MODULES = [
     "gumbelkit.nn.hard_concrete_gate",
     "gumbelkit.nn.l0_linear",
     "gumbelkit.nn.soft_embedding",
+    "gumbelkit.nn.mixed_op",
     "gumbelkit.experiments.training",
     "gumbelkit.experiments.preflight",
     "gumbelkit.experiments.data",

@@ -86,6 +86,11 @@ SEEDED: dict[str, Callable[[dict], object]] = {
     "nn.HardConcreteGate.eval": lambda kw: _module(nn.HardConcreteGate(5), False)(**kw),
     "nn.L0Linear": lambda kw: _module(nn.L0Linear(4, 2), True)(X, **kw),
     "nn.L0Linear.eval": lambda kw: _module(nn.L0Linear(4, 2), False)(X, **kw),
+    "nn.MixedOp": lambda kw: _module(nn.MixedOp([torch.nn.ReLU(), nn.Zero()]), True)(X, **kw),
+    "nn.MixedOp.per_example": lambda kw: _module(
+        nn.MixedOp([torch.nn.ReLU(), nn.Zero()], per_example=True), True)(X, **kw),
+    "nn.MixedOp.eval": lambda kw: _module(nn.MixedOp([torch.nn.ReLU(), nn.Zero()]), False)(
+        X, **kw),
     "sampling.sample": lambda kw: sampling.sample(X, **kw),
     "sampling.sample_without_replacement":
         lambda kw: sampling.sample_without_replacement(X, 2, **kw),

@@ -3,6 +3,7 @@
 from .gumbel_softmax import GumbelSoftmax
 from .hard_concrete_gate import HardConcreteGate
 from .l0_linear import L0Linear
+from .mixed_op import MixedOp, Zero
 from .moe import MoE, MoEOutput
 from .router import GumbelRouter, RouterOutput
 from .soft_embedding import SoftEmbedding
@@ -18,4 +19,6 @@ __all__ = [
     "HardConcreteGate",
     "L0Linear",
     "SoftEmbedding",
+    "MixedOp",
+    "Zero",
 ]
