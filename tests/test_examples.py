@@ -16,6 +16,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 @pytest.mark.parametrize("name,expect", [
     ("l0_pruned_mlp", ["plain MLP", "exported nn.Linear over kept", "pixels pruned"]),
     ("moe_digits", ["balance coef", "load CV"]),
+    ("nas_digits", ["derived edges", "DARTS / GDAS", "derive_architecture"]),
 ])
 def test_example_smoke_run(name, expect, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))
