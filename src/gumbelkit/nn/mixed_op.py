@@ -79,10 +79,11 @@ class MixedOp(nn.Module):
     """One of ``K`` candidate modules, sampled per forward from architecture logits (GDAS).
 
     Dong & Yang 2019, "Searching for a Robust Neural Architecture in Four GPU
-    Hours" (CVPR; GDAS), Sec. 3.2: the edge's output is ``sum_k h_k O_k(x)``
-    with ``h`` the hard Gumbel-Softmax sample of the architecture logits
-    ``alpha`` (one-hot forward, ``softmax((alpha + G) / tau)`` backward), so
-    only the sampled operation ``O_i`` is computed:
+    Hours" (CVPR; GDAS), its differentiable architecture sampler: the edge's
+    output is ``sum_k h_k O_k(x)`` with ``h`` the hard Gumbel-Softmax sample
+    of the architecture logits ``alpha`` (one-hot forward,
+    ``softmax((alpha + G) / tau)`` backward), so only the sampled operation
+    ``O_i`` is computed:
 
         ``y = w_i O_i(x)``, ``i = argmax(alpha + G)``, ``w = gumbel_softmax(alpha, tau, hard=True)``
 
