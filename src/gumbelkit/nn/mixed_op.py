@@ -98,10 +98,11 @@ class MixedOp(nn.Module):
     (``per_example=True``: each candidate runs only on the rows that drew it,
     gathered with ``index_select`` and scattered back with ``index_add``, so a
     step costs one candidate per example; with a scalar seed row ``r`` is
-    keyed by ``r``, as in :func:`gumbelkit.gumbel_softmax`). Choosing which
-    module to run reads the sample back to the host once per forward. In eval
-    the most likely candidate ``argmax(alpha)`` runs (ties: the first), with no
-    noise; :meth:`derive` returns it.
+    keyed by ``r``, as in :func:`gumbelkit.gumbel_softmax`; an empty batch
+    runs the most likely candidate on no rows, for the output's shape).
+    Choosing which module to run reads the sample back to the host once per
+    forward. In eval the most likely candidate ``argmax(alpha)`` runs (ties:
+    the first), with no noise; :meth:`derive` returns it.
 
     Every candidate must map an input to outputs of one shape; two candidates
     seen to disagree on the same input shape are a ``ValueError`` naming both
