@@ -23,6 +23,7 @@ MODULES = [
     "gumbelkit.nn.l0_linear",
     "gumbelkit.nn.soft_embedding",
     "gumbelkit.nn.gumbel_quantizer",
+    "gumbelkit.nn.mixed_op",
     "gumbelkit.experiments.training",
     "gumbelkit.experiments.preflight",
     "gumbelkit.experiments.data",

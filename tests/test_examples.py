@@ -17,6 +17,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
     ("l0_pruned_mlp", ["plain MLP", "exported nn.Linear over kept", "pixels pruned"]),
     ("moe_digits", ["balance coef", "load CV"]),
     ("dvae_digits", ["gumbel soft", "gumbel straight-through", "VQ (nearest)", "dead codes"]),
+    ("nas_digits", ["derived edges", "DARTS / GDAS", "derive_architecture"]),
 ])
 def test_example_smoke_run(name, expect, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))

@@ -90,6 +90,11 @@ SEEDED: dict[str, Callable[[dict], object]] = {
                                              True)(X, **kw),
     "nn.GumbelQuantizer.eval": lambda kw: _module(nn.GumbelQuantizer(4, 3, 2, channel_dim=-1),
                                                   False)(X, **kw),
+    "nn.MixedOp": lambda kw: _module(nn.MixedOp([torch.nn.ReLU(), nn.Zero()]), True)(X, **kw),
+    "nn.MixedOp.per_example": lambda kw: _module(
+        nn.MixedOp([torch.nn.ReLU(), nn.Zero()], per_example=True), True)(X, **kw),
+    "nn.MixedOp.eval": lambda kw: _module(nn.MixedOp([torch.nn.ReLU(), nn.Zero()]), False)(
+        X, **kw),
     "sampling.sample": lambda kw: sampling.sample(X, **kw),
     "sampling.sample_without_replacement":
         lambda kw: sampling.sample_without_replacement(X, 2, **kw),

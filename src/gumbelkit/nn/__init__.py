@@ -4,6 +4,7 @@ from .gumbel_quantizer import CodebookUsage, GumbelQuantizer, QuantizerOutput, c
 from .gumbel_softmax import GumbelSoftmax
 from .hard_concrete_gate import HardConcreteGate
 from .l0_linear import L0Linear
+from .mixed_op import MixedOp, Zero
 from .moe import MoE, MoEOutput
 from .router import GumbelRouter, RouterOutput
 from .soft_embedding import SoftEmbedding
@@ -23,4 +24,6 @@ __all__ = [
     "QuantizerOutput",
     "codebook_usage",
     "CodebookUsage",
+    "MixedOp",
+    "Zero",
 ]
