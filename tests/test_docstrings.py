@@ -26,6 +26,7 @@ MODULES = [
     "gumbelkit.experiments.preflight",
     "gumbelkit.experiments.data",
     "gumbelkit.sampling.sampler",
+    "gumbelkit.sampling.beam_search",
 ]
 
 
