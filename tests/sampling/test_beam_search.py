@@ -285,17 +285,27 @@ def test_all_beams_finished_stops_early():
 
 
 def test_step_fn_sees_parents_that_rebuild_the_tokens():
-    """Each call's rows extend the previous call's rows ``parents`` by one token."""
+    """Each call's rows extend the previous call's rows ``parents`` by one token; a
+    finished beam is fed its EOS again, never the pad token, which is only written
+    into the returned sequences."""
     seen = []
 
     def recording(tokens, parents):
         if parents is not None:
             assert torch.equal(tokens[:, :-1], seen[-1][parents])
+        assert bool((tokens < V).all())
         seen.append(tokens.clone())
         return tree_model(tokens, parents)
 
-    stochastic_beam_search(recording, prefixes(3), k=5, max_len=L, seed=2)
+    out = stochastic_beam_search(recording, prefixes(3), k=5, max_len=L, seed=2,
+                                 eos_token_id=[EOS, 2], pad_token_id=1000)
     assert [s.shape for s in seen] == [(3, 1), (15, 2), (15, 3)]
+    ended = out.lengths < L
+    assert bool(ended.any())
+    after = torch.arange(L)[None, None, :] >= out.lengths[..., None]
+    assert bool((out.sequences[..., 1:][after] == 1000).all())
+    last = out.sequences[..., 1:].gather(2, (out.lengths - 1)[..., None])[..., 0]
+    assert bool(torch.isin(last[ended], torch.tensor([EOS, 2])).all())
 
 
 # --------------------------------------------------------------------------- bad input
@@ -312,6 +322,7 @@ def test_step_fn_sees_parents_that_rebuild_the_tokens():
     (dict(temperature=torch.tensor([1.0, -1.0])), r"temperature must be >= 0 and finite"),
     (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
     (dict(eos_token_id=-1), r"eos_token_id must lie in \[0, inf\), got -1"),
+    (dict(eos_token_id=[3, -2]), r"eos_token_id must lie in \[0, inf\), got -2"),
     (dict(seed=3, generator=torch.Generator()), r"seed= and generator= are both given"),
 ])
 def test_bad_arguments_are_value_errors(kwargs, message):

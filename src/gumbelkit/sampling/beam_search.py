@@ -19,7 +19,7 @@ model calls.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -183,8 +183,17 @@ def _check_int(value: int | None, name: str) -> None:
         check_int_range(value, name, 0)
 
 
+def _token_list(value: int | Sequence[int] | None, name: str) -> list[int]:
+    """None, one token id or a sequence of them as a list of ids >= 0."""
+    values = [] if value is None else [value] if isinstance(value, int) else list(value)
+    for v in values:
+        check_int_range(v, name, 0)
+    return values
+
+
 def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_len: int, *,
-                           eos_token_id: int | None = None, pad_token_id: int | None = None,
+                           eos_token_id: int | Sequence[int] | None = None,
+                           pad_token_id: int | None = None,
                            temperature: PerRow = 1.0, top_k: PerRow = None,
                            top_p: PerRow = None, min_p: PerRow = None,
                            seed: int | torch.Tensor | None = None,
@@ -223,9 +232,11 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
             with fewer than ``k`` sequences of nonzero probability (masks,
             filters, EOS) is a ``ValueError`` after the search.
         max_len: tokens to generate at most, in ``[1, 2**31)``.
-        eos_token_id: the token that ends a sequence (>= 0), or None.
-        pad_token_id: the token written after a sequence's EOS (>= 0; default
-            ``eos_token_id``, else 0).
+        eos_token_id: the token that ends a sequence (>= 0), a sequence of
+            such tokens, or None.
+        pad_token_id: the token written after a sequence's end in
+            ``sequences`` (>= 0; default the first ``eos_token_id``, else 0);
+            ``step_fn`` is given the finished sequence's EOS instead.
         temperature: > 0 and finite, scalar or ``[B]``.
         top_k, top_p, min_p: as in :func:`gumbelkit.sampling.sample`, scalar or
             ``[B]``, applied at every step.
@@ -257,7 +268,7 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
                          f"{tuple(prefix.shape)}")
     check_int_range(k, "k", 1)
     check_int_range(max_len, "max_len", 1, MAX_POSITION - 1)
-    _check_int(eos_token_id, "eos_token_id")
+    eos = _token_list(eos_token_id, "eos_token_id")
     _check_int(pad_token_id, "pad_token_id")
     batch, device = prefix.shape[0], prefix.device
     if batch * k >= 2**32:
@@ -268,7 +279,8 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
     check_rows(ctl.temperature, ctl.temperature > 0, "temperature",
                "> 0 and finite (at temperature 0 a prefix has one continuation)")
     seeds, own_seeds = _resolve_seeds(seed, generator, batch, device)
-    pad = pad_token_id if pad_token_id is not None else (eos_token_id or 0)
+    pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
+    eos_ids = torch.tensor(eos, dtype=torch.int64, device=device)
     step_distribution = _StepDistribution(ctl, batch, k)
 
     tokens = prefix.to(torch.int64)
@@ -325,13 +337,15 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
         parent_finished = finished.gather(1, parent)
         logp = torch.where(valid, child_logp.view(batch, beams * vocab).gather(1, index),
                            -math.inf)
-        token = torch.where(parent_finished | ~valid, pad, token)
         lengths = lengths.gather(1, parent) + (valid & ~parent_finished).long()
-        finished = parent_finished | ~valid
-        if eos_token_id is not None:
-            finished |= token == eos_token_id
+        finished = parent_finished | ~valid | (valid & torch.isin(token, eos_ids))
         parents = (batch_rows[:, None] * beams + parent).view(-1)
-        tokens = torch.cat([tokens[parents], token.view(-1, 1)], 1)
+        tokens = tokens[parents]
+        # a finished beam feeds its EOS again: whatever pad_token_id is, step_fn
+        # only ever sees tokens of its vocabulary (its logits are ignored)
+        last = tokens[:, -1].view(batch, k) if tokens.shape[1] > 0 else token
+        token = torch.where(parent_finished, last, token)
+        tokens = torch.cat([tokens, token.view(-1, 1)], 1)
         beams = k
         if step + 1 == max_len or bool(finished.all()):
             break
@@ -344,7 +358,11 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
         raise ValueError(f"batch row {row} has only {int(found[row])} sequences of nonzero "
                          f"probability (after the filters, masks and eos_token_id), fewer than "
                          f"k={k}")
-    return BeamSearchOutput(tokens.view(batch, k, -1), lengths, logp, perturbed, threshold)
+    sequences = tokens.view(batch, k, -1)
+    ended = (torch.arange(sequences.shape[2], device=device) - prefix.shape[1]
+             >= lengths[..., None])
+    sequences = torch.where(ended, pad, sequences)
+    return BeamSearchOutput(sequences, lengths, logp, perturbed, threshold)
 
 
 def _call(step_fn: StepFn, tokens: torch.Tensor, parents: torch.Tensor | None, rows: int,
