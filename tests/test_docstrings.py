@@ -27,6 +27,7 @@ MODULES = [
     "gumbelkit.experiments.data",
     "gumbelkit.sampling.sampler",
     "gumbelkit.sampling.beam_search",
+    "gumbelkit.integrations.transformers._beam",
 ]
 
 
