@@ -25,7 +25,7 @@ import warnings
 import torch
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4, help="prompts")
     parser.add_argument("--prompt", type=int, default=16, help="prompt length")
@@ -34,7 +34,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="timed runs of each")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (the model's matrices are tiny: one is fastest)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    for name in ("batch", "prompt", "new", "k", "repeats", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
 
     import transformers
 
@@ -78,7 +81,8 @@ def main() -> None:
         print(f"{name:52s} {ms:9.2f} ms")
     hf_ms, sbs_ms = medians.values()
     print(f"ratio stochastic / deterministic: {sbs_ms / hf_ms:.2f}x")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -4,8 +4,10 @@ and an encoder-decoder model built from small configs (nothing is downloaded).""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,3 +113,34 @@ def test_importing_gumbelkit_does_not_import_transformers():
     code = ("import sys, gumbelkit, gumbelkit.integrations.transformers; "
             "sys.exit('transformers' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_benchmark_smoke_run(capsys, monkeypatch):
+    """benchmarks/beam_search.py runs end to end on a tiny problem (timings never asserted)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    bench = importlib.import_module("beam_search")
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--batch", "1", "--prompt", "3", "--new", "2", "--k", "2",
+                           "--repeats", "1"]) == 0
+        with pytest.raises(SystemExit) as info:
+            bench.main(["--k", "0"])
+        assert info.value.code == 2
+    finally:
+        torch.set_num_threads(threads)
+        sys.modules.pop("beam_search", None)
+    out = capsys.readouterr()
+    assert "ratio stochastic / deterministic:" in out.out
+    assert "--k must be >= 1, got 0" in out.err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_search_equals_cpu(gpt2):
+    """Same noise on every device (the noise contract): the same sequences."""
+    ids = torch.randint(2, V, (2, 4), generator=torch.Generator().manual_seed(5))
+    settings = dict(k=4, max_new_tokens=5, top_p=0.9, seed=torch.tensor([1, 2]))
+    cpu = stochastic_beam_search(gpt2, ids, **settings)
+    cuda = stochastic_beam_search(gpt2.cuda(), ids.cuda(), **settings)
+    gpt2.cpu()
+    assert torch.equal(cuda.sequences.cpu(), cpu.sequences)
+    assert torch.allclose(cuda.perturbed.cpu(), cpu.perturbed, atol=1e-4)
