@@ -349,6 +349,11 @@ def test_bad_prefix_and_step_outputs_are_errors():
                                          r"at step 0 \(one row per beam\), got \(1, 4\)"):
         stochastic_beam_search(lambda t, p: torch.zeros(1, V), prefixes(2), k=2, max_len=L)
 
+    with pytest.raises(ValueError, match=r"step_fn must return logits of shape \[8, 4\] "
+                                         r"at step 1 \(one row per beam\), got \(8, 5\)"):
+        stochastic_beam_search(lambda t, p: torch.zeros(len(t), V + (p is not None)),
+                               prefixes(2), k=4, max_len=L)
+
     def nan_at_step_1(tokens, parents):
         logits = tree_model(tokens, parents).clone()
         if parents is not None:

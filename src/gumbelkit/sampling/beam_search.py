@@ -143,12 +143,11 @@ class _StepDistribution:
     exp(z - m)`` (float64), the others ``-inf``.
     """
 
-    def __init__(self, ctl, batch: int, k: int) -> None:
+    def __init__(self, ctl, k: int) -> None:
         self.rows = {1: ctl, k: type(ctl)(*(c.repeat_interleave(k) for c in ctl))}
         self.use_top_k = bool((ctl.top_k > 0).any())
         self.use_top_p = bool((ctl.top_p < 1).any())
         self.use_min_p = bool((ctl.log_min_p > -math.inf).any())
-        self.batch = batch
 
     def __call__(self, logits: torch.Tensor, beams: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities ``[N, V]`` and a bool ``[N]`` of rows with bad logits
@@ -281,10 +280,10 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
     seeds, own_seeds = _resolve_seeds(seed, generator, batch, device)
     pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
     eos_ids = torch.tensor(eos, dtype=torch.int64, device=device)
-    step_distribution = _StepDistribution(ctl, batch, k)
+    step_distribution = _StepDistribution(ctl, k)
 
     tokens = prefix.to(torch.int64)
-    logits = _call(step_fn, tokens, None, batch, 0)
+    logits = _call(step_fn, tokens, None, batch, None, 0)
     vocab = logits.shape[1]
     space = _space_size(vocab, max_len, k + 1)
     if k > space:
@@ -349,7 +348,7 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
         beams = k
         if step + 1 == max_len or bool(finished.all()):
             break
-        logits = _call(step_fn, tokens, parents, batch * k, step + 1)
+        logits = _call(step_fn, tokens, parents, batch * k, vocab, step + 1)
 
     found = (perturbed > -math.inf).sum(-1)
     short = found < k
@@ -366,14 +365,17 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
 
 
 def _call(step_fn: StepFn, tokens: torch.Tensor, parents: torch.Tensor | None, rows: int,
-          step: int) -> torch.Tensor:
+          vocab: int | None, step: int) -> torch.Tensor:
+    """``step_fn``'s logits, checked: ``[rows, vocab]`` (the first call sets ``vocab``)."""
     logits = step_fn(tokens, parents)
     if not isinstance(logits, torch.Tensor) or not logits.dtype.is_floating_point:
         got = logits.dtype if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"step_fn must return a floating tensor of logits, got {got} at "
                          f"step {step}")
-    if logits.dim() != 2 or logits.shape[0] != rows or logits.shape[1] == 0:
-        raise ValueError(f"step_fn must return logits of shape [{rows}, vocab] at step {step} "
+    if logits.dim() != 2 or logits.shape[0] != rows or logits.shape[1] == 0 \
+            or vocab not in (None, logits.shape[1]):
+        width = "vocab" if vocab is None else vocab
+        raise ValueError(f"step_fn must return logits of shape [{rows}, {width}] at step {step} "
                          f"(one row per beam), got {tuple(logits.shape)}")
     return logits
 
