@@ -28,6 +28,8 @@ MODULES = [
     "gumbelkit.experiments.preflight",
     "gumbelkit.experiments.data",
     "gumbelkit.sampling.sampler",
+    "gumbelkit.sampling.beam_search",
+    "gumbelkit.integrations.transformers._beam",
 ]
 
 

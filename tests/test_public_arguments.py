@@ -98,6 +98,9 @@ SEEDED: dict[str, Callable[[dict], object]] = {
     "sampling.sample": lambda kw: sampling.sample(X, **kw),
     "sampling.sample_without_replacement":
         lambda kw: sampling.sample_without_replacement(X, 2, **kw),
+    "sampling.stochastic_beam_search": lambda kw: sampling.stochastic_beam_search(
+        lambda tokens, parents: X[tokens[:, -1] % 3], torch.zeros(2, 1, dtype=torch.int64), 2,
+        2, **kw),
     **_distribution_cases(),
 }
 

@@ -31,4 +31,7 @@ def test_bench_sampler_rejects_bad_sizes(capsys):
 
 def test_public_exports():
     assert "sampling" in gumbelkit.__all__
-    assert gumbelkit.sampling.__all__ == ["SamplerOutput", "sample", "sample_without_replacement"]
+    assert gumbelkit.sampling.__all__ == ["BeamSearchOutput", "SamplerOutput", "StepFn",
+                                          "beam_estimate", "sample",
+                                          "sample_without_replacement",
+                                          "stochastic_beam_search"]

@@ -1,0 +1,1 @@
+"""Adapters to other libraries; each subpackage imports its library only when used."""

@@ -1,0 +1,167 @@
+"""Stochastic beam search for Hugging Face transformers models, on their KV cache."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ...sampling import beam_search
+from ...sampling._controls import PerRow
+
+__all__ = ["stochastic_beam_search"]
+
+
+def _takes(model: Any, name: str) -> bool:
+    return name in inspect.signature(model.forward).parameters
+
+
+class _DecoderOnly:
+    """``step_fn`` of a decoder-only model: the prompt once, then one token per
+    row, the cache and the attention mask reordered by ``parents``."""
+
+    def __init__(self, model: Any, attention_mask: torch.Tensor) -> None:
+        self.model = model
+        self.mask = attention_mask
+        self.cache = None
+        self.position_ids = _takes(model, "position_ids")
+        self.last_logits = _takes(model, "logits_to_keep")
+
+    def __call__(self, tokens: torch.Tensor, parents: torch.Tensor | None) -> torch.Tensor:
+        if parents is None:
+            ids, mask = tokens, self.mask
+            # left padding: positions count the real tokens, as generate() does
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        else:
+            self.cache.reorder_cache(parents)
+            mask = torch.cat([self.mask[parents], self.mask.new_ones(len(parents), 1)], 1)
+            ids, positions = tokens[:, -1:], mask.sum(-1, keepdim=True) - 1
+        self.mask = mask
+        kwargs = dict(input_ids=ids, attention_mask=mask, cache=self.cache, use_cache=True)
+        if self.position_ids:
+            kwargs["position_ids"] = positions
+        if self.last_logits:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(**kwargs)
+        self.cache = out.cache
+        return out.logits[:, -1]
+
+
+class _EncoderDecoder:
+    """``step_fn`` of an encoder-decoder model: the encoder once; the decoder one
+    token per row, its cache and the encoder states gathered by ``parents``."""
+
+    def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        self.model = model
+        self.input_ids = input_ids
+        self.encoder_mask = attention_mask
+        self.rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        self.cache = None
+
+    def __call__(self, tokens: torch.Tensor, parents: torch.Tensor | None) -> torch.Tensor:
+        if parents is None:  # the first call: the search has checked its arguments
+            self.encoded = self.model.get_encoder()(input_ids=self.input_ids,
+                                                    attention_mask=self.encoder_mask)
+        else:
+            self.cache.reorder_cache(parents)
+            self.rows = self.rows[parents]
+        hidden = self.encoded.last_hidden_state[self.rows]
+        out = self.model(encoder_outputs=(hidden,), attention_mask=self.encoder_mask[self.rows],
+                         decoder_input_ids=tokens if parents is None else tokens[:, -1:],
+                         cache=self.cache, use_cache=True)
+        self.cache = out.cache
+        return out.logits[:, -1]
+
+
+def _generation_setting(model: Any, name: str) -> Any:
+    config = getattr(model, "generation_config", None)
+    value = getattr(config, name, None)
+    return value if value is not None else getattr(model.config, name, None)
+
+
+def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
+                           attention_mask: torch.Tensor | None = None, *, k: int,
+                           max_new_tokens: int,
+                           eos_token_id: int | Sequence[int] | None = None,
+                           pad_token_id: int | None = None,
+                           temperature: PerRow = 1.0, top_k: PerRow = None,
+                           top_p: PerRow = None, min_p: PerRow = None,
+                           seed: int | torch.Tensor | None = None,
+                           generator: torch.Generator | None = None
+                           ) -> beam_search.BeamSearchOutput:
+    """:func:`gumbelkit.sampling.stochastic_beam_search` on a transformers model.
+
+    ``k`` distinct continuations per prompt, sampled without replacement from
+    the model's distribution over continuations of at most ``max_new_tokens``
+    tokens (Kool et al. 2019), with the model's KV cache: the prompt is run
+    once, then each step runs the ``B * k`` beams' last tokens, with the
+    cache reordered by the beams' parents (``Cache.reorder_cache``, as
+    transformers' own beam search does). Decoder-only models
+    (``GPT2LMHeadModel``, ``LlamaForCausalLM``, ...) take left-padded prompts
+    with their ``attention_mask``; positions count the real tokens, as in
+    ``generate``. Encoder-decoder models (``config.is_encoder_decoder``: BART,
+    T5, Marian, ...) run the encoder once on ``input_ids`` and decode from
+    ``decoder_start_token_id``. The model runs under ``torch.no_grad()``;
+    call ``model.eval()`` first (dropout would change the distribution).
+
+    Args:
+        model: a transformers model with a language-modelling head.
+        input_ids: int64 ``[B, P]`` prompts (encoder inputs for an
+            encoder-decoder model).
+        attention_mask: ``[B, P]``, 1 for real tokens (default: all ones).
+        k: sequences per prompt; see the sampling function.
+        max_new_tokens: tokens to generate at most, >= 1.
+        eos_token_id: the token(s) that end a sequence; default the model's
+            ``generation_config.eos_token_id``.
+        pad_token_id: written after a sequence's end; default the model's
+            ``generation_config.pad_token_id``, else the first EOS id.
+        temperature, top_k, top_p, min_p, seed, generator: as in
+            :func:`gumbelkit.sampling.stochastic_beam_search` (per prompt).
+
+    Returns:
+        :class:`gumbelkit.sampling.BeamSearchOutput`; ``sequences`` holds the
+        prompt and the generated tokens (decoder-only) or the decoder start
+        token and the generated tokens (encoder-decoder).
+
+    Example:
+        >>> from transformers import GPT2Config, GPT2LMHeadModel
+        >>> _ = torch.manual_seed(0)  # the weights
+        >>> model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32,
+        ...                                    vocab_size=64)).eval()
+        >>> out = stochastic_beam_search(model, torch.tensor([[1, 2, 3]]), k=4,
+        ...                              max_new_tokens=5, seed=torch.tensor([7]))
+        >>> out.sequences.shape, len({tuple(s) for s in out.sequences[0].tolist()})
+        (torch.Size([1, 4, 8]), 4)
+    """
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else \
+            type(input_ids).__name__
+        raise ValueError(f"input_ids must be a tensor of shape [batch, length], got {shape}")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    elif attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask must have the shape of input_ids "
+                         f"{tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
+    if eos_token_id is None:
+        eos_token_id = _generation_setting(model, "eos_token_id")
+    if pad_token_id is None:
+        pad_token_id = _generation_setting(model, "pad_token_id")
+    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    with torch.no_grad():
+        if encoder_decoder:
+            start = _generation_setting(model, "decoder_start_token_id")
+            if start is None:
+                raise ValueError("an encoder-decoder model needs decoder_start_token_id in its "
+                                 "config or generation_config")
+            step_fn = _EncoderDecoder(model, input_ids, attention_mask)
+            prefix = torch.full((input_ids.shape[0], 1), start, dtype=torch.int64,
+                                device=input_ids.device)
+        else:
+            step_fn = _DecoderOnly(model, attention_mask)
+            prefix = input_ids
+        return beam_search.stochastic_beam_search(
+            step_fn, prefix, k, max_new_tokens, eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id, temperature=temperature, top_k=top_k, top_p=top_p,
+            min_p=min_p, seed=seed, generator=generator)
