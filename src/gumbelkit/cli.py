@@ -35,7 +35,7 @@ SUMMARIES: dict[str, str] = {
               "(--cuda-compile: compile the Triton kernels for sm_80 and sm_90)",
     "estimators": "measure every gradient estimator against the exact gradient (markdown table)",
     "bench": "time the fused kernels (or, with --reference, the PyTorch path; with --sampler, "
-             "the token sampler) against PyTorch",
+             "the token sampler; with --device cuda, the GPU kernels) against PyTorch",
 }
 
 
