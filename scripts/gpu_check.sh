@@ -38,13 +38,13 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, record the exit
 }
 
 # fails without a GPU: every later step would then only skip or refuse
-step environment 60 bash -c "set -e; nvidia-smi; $PYTHON -c 'import sys, torch, triton; \
+step environment 45 bash -c "set -e; nvidia-smi; $PYTHON -c 'import sys, torch, triton; \
 print(\"torch\", torch.__version__, \"CUDA\", torch.version.cuda, \"triton\", triton.__version__); \
 print(torch.cuda.get_device_name() if torch.cuda.is_available() else \"no CUDA device\"); \
 sys.exit(0 if torch.cuda.is_available() else 1)'"
-step tests 150 "$PYTHON" -m pytest -q -m cuda -p no:cacheprovider
-step doctor 120 "$PYTHON" -m gumbelkit doctor --cuda-compile
-step bench 120 "$PYTHON" -m gumbelkit bench --device cuda --repeats 20
+step tests 210 "$PYTHON" -m pytest -q -m cuda -p no:cacheprovider
+step doctor 105 "$PYTHON" -m gumbelkit doctor --cuda-compile
+step bench 90 "$PYTHON" -m gumbelkit bench --device cuda --repeats 20
 
 echo "== status (step exit-code):"
 cat "$out/status.txt"
