@@ -65,6 +65,14 @@ def test_cuda_without_a_gpu_is_one_line_and_exit_2(capsys):
     assert "--device cuda: no CUDA device is available" in captured.err
 
 
+def test_shapes_narrower_than_top_k_are_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--device", "cuda", "--shapes", "64x128", "4x49"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "at least 50 columns (the sampler's top-k), got 4x49" in err
+
+
 @pytest.mark.parametrize("flags, named", [
     (["--sampler"], "--sampler is"), (["--threads", "2"], "--threads is"),
     (["--reference", "--batch", "8"], "--reference, --batch are"),

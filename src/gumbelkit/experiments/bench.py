@@ -267,9 +267,6 @@ def _run_device(args: argparse.Namespace) -> int:
         verb = "is" if len(cpu_only) == 1 else "are"
         usage_error(f"gumbelkit bench: {', '.join(cpu_only)} {verb} for the CPU tables, not "
                     "for --device cuda")
-    if not torch.cuda.is_available():
-        usage_error("gumbelkit bench: --device cuda: no CUDA device is available "
-                    "(torch.cuda.is_available() is False)")
     shapes = bench_device.SHAPES
     if args.shapes is not None:
         shapes = tuple(_parse_shape(s) for s in args.shapes)
@@ -279,6 +276,9 @@ def _run_device(args: argparse.Namespace) -> int:
     if narrow:
         usage_error(f"gumbelkit bench: --device cuda needs shapes of at least "
                     f"{bench_device.TOP_K} columns (the sampler's top-k), got {narrow[0]}")
+    if not torch.cuda.is_available():
+        usage_error("gumbelkit bench: --device cuda: no CUDA device is available "
+                    "(torch.cuda.is_available() is False)")
     device = torch.device("cuda", torch.cuda.current_device())
     free, _ = torch.cuda.mem_get_info(device)
     rows, cols = max(shapes, key=lambda s: s[0] * s[1])
