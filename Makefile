@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean gpu-check
 
 $(STAMP): pyproject.toml setup.py $(wildcard src/gumbelkit/kernels/csrc/*)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# On a machine with a CUDA GPU: the GPU tests, the ahead-of-time compile and the
+# GPU timing table, outputs in $(OUT) (scripts/gpu_check.sh).
+OUT ?= runs/gpu-check
+gpu-check: $(STAMP)
+	PYTHON=$(PY) scripts/gpu_check.sh $(OUT)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

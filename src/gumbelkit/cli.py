@@ -31,10 +31,11 @@ SUMMARIES: dict[str, str] = {
     "vae": "train a categorical VAE with one gradient estimator and write a report",
     "compare": "train the VAE with several estimators and seeds; one table and report",
     "speed": "time Gumbel-Softmax against exact marginalization (K = 10, 100)",
-    "doctor": "check this installation: sampling, gradients, numerics, fused kernel",
+    "doctor": "check this installation: sampling, gradients, numerics, fused kernel "
+              "(--cuda-compile: compile the Triton kernels for sm_80 and sm_90)",
     "estimators": "measure every gradient estimator against the exact gradient (markdown table)",
     "bench": "time the fused kernels (or, with --reference, the PyTorch path; with --sampler, "
-             "the token sampler) against PyTorch",
+             "the token sampler; with --device cuda, the GPU kernels) against PyTorch",
 }
 
 

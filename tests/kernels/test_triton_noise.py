@@ -4,14 +4,18 @@ compiled ahead of time for sm_80 and sm_90 without a GPU.
 The bit comparison runs the kernel in Triton's interpreter
 (``TRITON_INTERPRET=1``) in a subprocess (``triton_noise_check.py``), because
 the interpreter must be chosen before Triton is imported. The ahead-of-time
-compile checks the PTX for the instructions that would change the bits on a
-GPU: approximate division, logarithm or exponential, and fused multiply-add.
+compile of every form for sm_80 and sm_90, and the check of its PTX for the
+instructions that would change the bits on a GPU (approximate division or
+logarithm, fused multiply-add), is ``gumbelkit doctor --cuda-compile``
+(``gumbelkit.kernels.triton_compile``), run by
+``tests/experiments/test_doctor_cuda.py``; here, that the check catches
+contraction.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +27,7 @@ from gumbelkit import _rng
 
 triton = pytest.importorskip("triton")
 
-from gumbelkit.kernels import triton_kernels  # noqa: E402  (needs triton)
+from gumbelkit.kernels import triton_compile, triton_kernels  # noqa: E402  (needs triton)
 
 
 @pytest.mark.slow
@@ -36,35 +40,34 @@ def test_interpreted_kernel_is_bit_identical_to_reference():
     assert result.stdout.strip() == "all bit-identical"
 
 
-def _ptx(arch: int, form: triton_kernels.Specialization, options: dict) -> str:
-    from triton.backends.compiler import GPUTarget
-
-    source = triton.compiler.ASTSource(fn=form.fn, signature=form.signature,
-                                       constexprs=form.constexprs)
-    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options).asm["ptx"]
-
-
-FORMS = {form.name: form for form in triton_kernels.specializations()}
-
-
-@pytest.mark.parametrize("arch", [80, 90])
-@pytest.mark.parametrize("name", sorted(FORMS))
-def test_compiles_ahead_of_time_without_inexact_instructions(arch, name):
-    form = FORMS[name]
-    assert form.exact
-    ptx = _ptx(arch, form, form.options)
-    width = "f64" if form.constexprs["IS_F64"] else "f32"
-    assert f".target sm_{arch}" in ptx
-    assert re.search(rf"\bdiv\.rn\.{width}\b", ptx), "the logarithm's division is missing"
-    for inexact in ("div.approx", "div.full", "lg2.approx", "ex2.approx", "fma.rn"):
-        assert inexact not in ptx, f"{inexact} in the PTX for sm_{arch} {name}"
-
-
 def test_fusion_check_detects_contraction():
-    """With contraction allowed the compiler fuses the polynomial: the check above
-    is what keeps ``enable_fp_fusion=False`` in the launch options."""
-    ptx = _ptx(90, FORMS["noise[gumbel, fp32]"], {"enable_fp_fusion": True})
-    assert "fma.rn.f32" in ptx
+    """With contraction allowed the compiler fuses the polynomial, and the check that
+    ``gumbelkit doctor --cuda-compile`` runs on every exact form (one line per form and
+    architecture, checked in ``tests/experiments/test_doctor_cuda.py``) fails the form:
+    the check is what keeps ``enable_fp_fusion=False`` in the launch options."""
+    form = next(f for f in triton_kernels.specializations() if f.name == "noise[gumbel, fp32]")
+    assert form.exact and form.options == {"enable_fp_fusion": False}
+    fused = dataclasses.replace(form, options={"enable_fp_fusion": True})
+    result = triton_compile.check_form("triton_kernels", fused, 90)
+    assert result.error is None and "fma.rn.f32" in result.inexact
+    assert not result.ok and "fma.rn.f32" in result.problem
+
+
+def test_inexact_instructions_names_each_opcode_once():
+    ptx = """
+        div.rn.f32 %f3, %f1, %f2;
+        div.full.f32 %f4, %f1, %f2;
+        div.approx.ftz.f32 %f5, %f1, %f2;
+        lg2.approx.f32 %f6, %f5;
+        fma.rn.f32 %f7, %f1, %f2, %f3;
+        fma.rn.f32 %f8, %f1, %f2, %f3;
+        fma.rn.f64 %fd1, %fd2, %fd3, %fd4;
+        ex2.approx.f32 %f9, %f1;
+        // mydiv.approx is a label, not the opcode
+    """
+    assert triton_compile.inexact_instructions(ptx) == [
+        "div.approx.ftz.f32", "div.full.f32", "fma.rn.f32", "fma.rn.f64", "lg2.approx.f32"]
+    assert triton_compile.inexact_instructions("div.rn.f32 %f3, %f1, %f2;") == []
 
 
 def test_launch_rejects_bad_kind_and_dtype():
@@ -75,6 +78,7 @@ def test_launch_rejects_bad_kind_and_dtype():
         triton_kernels.noise(seeds, keys, 3, 0, "gumbel", torch.float16)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("kind", ["gumbel", "exponential", "logistic"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -18,11 +18,19 @@ kernels, and on MPS or XPU): the soft forward and the hard forward+backward
 of ``gumbel_softmax`` on [4096, 1024] and ``gumbel_max`` on [64, 128000] by
 default, in the same table.
 
+``--device cuda`` prints the GPU table instead (``bench_device``): gumbelkit's
+soft forward, hard forward+backward, ``gumbel_max`` and token sampler (one
+seed, and one seed per row) against ``F.gumbel_softmax``,
+``torch.multinomial(softmax(x), 1)``, vLLM's PyTorch sampler and a device copy,
+timed with CUDA events, with the achieved GB/s, on [4096, 1024], [256, 32000],
+[64, 128000] and [1, 128000] by default (``--shapes`` sets others).
+
 Examples:
   gumbelkit bench --quick                        # smaller shapes: a fast smoke run
   gumbelkit bench --threads 1 2 --shapes 4096x1024 256x32000 --repeats 9
   gumbelkit bench --sampler --batch 64 --vocab 128000
   gumbelkit bench --reference --threads 1 2     # the pure-PyTorch path against torch
+  gumbelkit bench --device cuda --repeats 20     # the GPU table
 """
 
 from __future__ import annotations
@@ -64,6 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", action="store_true",
                         help="benchmark the token sampler (gumbelkit.sampling.sample) instead, "
                              "on [--batch, --vocab] logits, once per thread count")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the GPU table (gumbel_softmax, gumbel_max and the sampler "
+                             "against PyTorch and vLLM-style baselines, CUDA events, GB/s; "
+                             "default shapes 4096x1024 256x32000 64x128000 1x128000)")
     parser.add_argument("--batch", type=int, default=64,
                         help="with --sampler: rows (default 64)")
     parser.add_argument("--vocab", type=int, default=128_000,
@@ -243,11 +255,49 @@ def check_memory(shapes: tuple[tuple[int, int], ...], flag: str, reference: bool
                    "elements (rows x cols)")
 
 
+def _run_device(args: argparse.Namespace) -> int:
+    """``--device cuda``: every check before any work, then the device table."""
+    from ..cli import given_flags
+    from . import bench_device
+    from .preflight import human_bytes
+
+    cpu_only = [f"--{name}" for name in ("reference", "sampler") if getattr(args, name)]
+    cpu_only += [f"--{name}" for name in ("threads", "batch", "vocab") if name in given_flags(args)]
+    if cpu_only:
+        verb = "is" if len(cpu_only) == 1 else "are"
+        usage_error(f"gumbelkit bench: {', '.join(cpu_only)} {verb} for the CPU tables, not "
+                    "for --device cuda")
+    shapes = bench_device.SHAPES
+    if args.shapes is not None:
+        shapes = tuple(_parse_shape(s) for s in args.shapes)
+    if args.quick:
+        shapes = tuple((max(r // 8, 1), c) for r, c in shapes)
+    narrow = [f"{r}x{c}" for r, c in shapes if c < bench_device.TOP_K]
+    if narrow:
+        usage_error(f"gumbelkit bench: --device cuda needs shapes of at least "
+                    f"{bench_device.TOP_K} columns (the sampler's top-k), got {narrow[0]}")
+    if not torch.cuda.is_available():
+        usage_error("gumbelkit bench: --device cuda: no CUDA device is available "
+                    "(torch.cuda.is_available() is False)")
+    device = torch.device("cuda", torch.cuda.current_device())
+    free, _ = torch.cuda.mem_get_info(device)
+    rows, cols = max(shapes, key=lambda s: s[0] * s[1])
+    needed = rows * cols * bench_device.BYTES_PER_LOGIT
+    if needed > free:
+        usage_error(f"gumbelkit bench: --shapes {rows}x{cols} needs about {human_bytes(needed)} "
+                    f"of GPU memory, but {human_bytes(free)} is free")
+    print(bench_device.describe(device, args.repeats))
+    print(bench_device.format_table(bench_device.measure(shapes, device, args.repeats)))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import gumbelkit
     from gumbelkit.kernels import _lib
     if args.repeats < 1 or any(t < 1 for t in args.threads):
         usage_error("gumbelkit bench: --repeats and --threads must be >= 1")
+    if args.device == "cuda":
+        return _run_device(args)
     if args.sampler:
         from . import bench_sampler
         bench_sampler.check_arguments(args.batch, args.vocab)

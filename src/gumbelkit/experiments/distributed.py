@@ -48,22 +48,46 @@ def world_size() -> int:
         raise ValueError(f"WORLD_SIZE={text!r} in the environment is not an integer") from None
 
 
-def setup(device: str) -> Dist:
-    """Join the process group when launched by torchrun; else a single-process ``Dist``."""
-    world = world_size()
-    if device == "cuda" and not torch.cuda.is_available():
+def backend(device: str) -> str:
+    """The process group's backend for training on ``device`` ('cpu' or 'cuda'): NCCL
+    between GPUs, gloo between CPU processes."""
+    return "nccl" if device == "cuda" else "gloo"
+
+
+def rank_device(device: str) -> torch.device:
+    """The device this process trains on: the CPU, or on CUDA the GPU of its
+    ``LOCAL_RANK`` (torchrun numbers the processes of one machine 0, 1, ...; 0
+    without torchrun). A ``ValueError`` names what is missing: no CUDA device, or
+    a ``LOCAL_RANK`` outside ``[0, torch.cuda.device_count())``."""
+    if device != "cuda":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch.cuda.is_available() is False")
+    text = os.environ.get("LOCAL_RANK", "0")
+    count = torch.cuda.device_count()
+    try:
+        local = int(text)
+    except ValueError:
+        local = -1
+    if not 0 <= local < count:
+        raise ValueError(f"LOCAL_RANK={text!r} in the environment is not a GPU of this machine "
+                         f"(expected an integer in [0, {count}); start at most {count} "
+                         "processes per node with --device cuda)")
+    return torch.device("cuda", local)
+
+
+def setup(device: str) -> Dist:
+    """Join the process group when launched by torchrun (:func:`backend`, each rank on
+    its :func:`rank_device`); else a single-process ``Dist`` on ``device``."""
+    world = world_size()
+    dev = rank_device(device)
     if world <= 1:
-        return Dist(0, 1, torch.device(device))
+        return Dist(0, 1, dev)
     rank = int(os.environ["RANK"])
-    if device == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        dev = torch.device("cuda", local)
-    else:
-        dev = torch.device("cpu")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+        dist.init_process_group(backend(device))
     return Dist(rank, world, dev)
 
 

@@ -7,9 +7,18 @@ falls as the temperature falls; gradients reach the logits; no NaN at
 tau = 0.01 nor with logits of 1e4; hard samples are exact one-hots (and
 match gumbel_max with the same seed); the fused CPU kernel is active.
 
+--cuda-compile checks the CUDA kernels instead, without a GPU: it compiles
+every form of every Triton kernel ahead of time for sm_80 and sm_90 and
+prints one line per form and architecture (registers per thread, bytes of
+spill stores, shared memory per block, ok or FAIL and why); it exits 1 if a
+compile fails or an exact form's PTX holds an approximate division or
+logarithm or a fused multiply-add (see gumbelkit.kernels.triton_compile),
+and 2 without Triton (pip install 'gumbelkit[cuda]').
+
 Examples:
   gumbelkit doctor
   gumbelkit doctor --json
+  gumbelkit doctor --cuda-compile
 """
 
 from __future__ import annotations
@@ -17,10 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import torch
 
 import gumbelkit
+
+if TYPE_CHECKING:  # the module imports triton, which --cuda-compile alone needs
+    from ..kernels.triton_compile import CompiledForm
 
 Check = Callable[[], tuple[bool, str]]
 
@@ -105,6 +119,9 @@ CHECKS: dict[str, Check] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--cuda-compile", action="store_true",
+                        help="compile every Triton kernel form for sm_80 and sm_90 (no GPU "
+                             "needed) and check the exact forms' PTX")
 
 
 def diagnose() -> list[dict[str, object]]:
@@ -119,8 +136,67 @@ def diagnose() -> list[dict[str, object]]:
     return results
 
 
+def _bytes(n: int | None) -> str:
+    return "?" if n is None else str(n)
+
+
+def compile_line(r: CompiledForm) -> str:
+    """One line of ``--cuda-compile``: form, architecture, registers per thread, bytes of
+    spill stores, shared memory per block, and ok or FAIL with the reason."""
+    verdict = "ok" if r.ok else f"FAIL: {r.problem}"
+    return (f"{r.name:<28} sm_{r.arch}  regs {_bytes(r.registers):>3}  spills "
+            f"{_bytes(r.spill_stores):>3} B  smem {_bytes(r.shared):>5} B  {verdict}")
+
+
+def cuda_compile(args: argparse.Namespace) -> int:
+    """``--cuda-compile``: compile every Triton form for every architecture, one line each."""
+    import importlib.util
+
+    from .preflight import UsageError
+
+    if importlib.util.find_spec("triton") is None:
+        raise UsageError("--cuda-compile needs Triton; install it with "
+                         "pip install 'gumbelkit[cuda]'")
+    import triton
+
+    from ..kernels import triton_compile
+
+    if not args.json:
+        shown = ", ".join(f"sm_{a}" for a in triton_compile.ARCHS)
+        print(f"triton {triton.__version__}: compiling every kernel form for {shown} "
+              "(no GPU needed)", flush=True)
+    results, broken = [], {}
+    for module in triton_compile.MODULES:
+        try:
+            forms = triton_compile.forms([module])
+        except Exception as exc:  # noqa: BLE001 - a module that cannot list its forms fails
+            broken[module] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if not args.json:
+                print(f"{module}: FAIL: cannot list its forms ({broken[module]})", flush=True)
+            continue
+        for _, form in forms:
+            for arch in triton_compile.ARCHS:
+                r = triton_compile.check_form(module, form, arch)
+                results.append(r)
+                if not args.json:
+                    print(compile_line(r), flush=True)
+    failed = sum(not r.ok for r in results)
+    if args.json:
+        print(json.dumps({"ok": not failed and not broken, "triton": triton.__version__,
+                          "forms": [dict(asdict(r), ok=r.ok) for r in results],
+                          "broken_modules": broken}, indent=2))
+    else:
+        print(f"{len(results) - failed} of {len(results)} form compiles ok"
+              + (f", {failed} FAIL" if failed else "")
+              + (f"; {len(broken)} module(s) could not list their forms" if broken else ""))
+    return 1 if failed or broken else 0
+
+
 def run(args: argparse.Namespace) -> int:
     import warnings
+
+    if args.cuda_compile:
+        return cuda_compile(args)
 
     from .report import markdown_table
 

@@ -205,7 +205,9 @@ class Run:
 
     def __init__(self, config: TrainConfig, out: Path | None, ctx: Dist | None = None,
                  data: tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None = None) -> None:
-        self.config, self.out, self.ctx = config, out, ctx or Dist()
+        # without a context (one process, as in compare's workers) the config's device
+        self.config, self.out = config, out
+        self.ctx = ctx or Dist(device=torch.device(config.device))
         self.train_x, self.test_x, self.image_shape = data or load_dataset(config.data)
         device = self.ctx.device
         self.train_x, self.test_x = self.train_x.to(device), self.test_x.to(device)
@@ -271,7 +273,9 @@ class Run:
             self._rewrite_metrics()
         net: torch.nn.Module = self.model
         if ctx.world > 1:
-            net = torch.nn.parallel.DistributedDataParallel(self.model)
+            on_gpu = ctx.device.type == "cuda"
+            net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[ctx.device] if on_gpu else None)
         bar = _progress(config.steps, r.step, enabled=progress and ctx.main)
         try:
             with stop_on_signals() as caught:

@@ -252,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
                                       checkpoint_every=args.checkpoint_every, world_size=world)
         else:
             config = resumed_config(out, args, world)
+        distributed.rank_device(config.device)  # a resumed CUDA run on a machine without one
         data = load_dataset(config.data)
         batches_per_epoch(len(data[0]), config.batch_size, world)
         check_memory(config, data[0].shape[1])
