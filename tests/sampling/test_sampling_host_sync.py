@@ -1,0 +1,107 @@
+"""The non-blocking mode reads nothing back to the host, so a decoding step can be
+captured in a CUDA graph: checked here on the CPU with every host read of a tensor
+forbidden, and on a GPU (skipped without one) by graph capture and
+``torch.compile(mode="reduce-overhead")``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from gumbelkit.kernels import ops
+from gumbelkit.sampling import sample, sample_without_replacement
+
+# every way Python code reads tensor data on the host
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__")
+
+
+@contextlib.contextmanager
+def no_host_reads() -> Iterator[None]:
+    """Make every host read of a tensor an ``AssertionError`` naming it."""
+    saved = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+
+    def forbidden(name):
+        def read(self, *args, **kwargs):
+            raise AssertionError(f"host read: Tensor.{name}")
+        return read
+
+    try:
+        for name in HOST_READS:
+            setattr(torch.Tensor, name, forbidden(name))
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(torch.Tensor, name, method)
+
+
+def _step(x: torch.Tensor, seed) -> tuple:
+    rows = x.shape[0]
+    device = x.device
+    ctl = dict(temperature=torch.tensor([0.5, 0.0, 1.0, 2.0], device=device)[:rows],
+               top_k=torch.tensor([5, 0, 0, 3], device=device)[:rows],
+               top_p=torch.tensor([0.9, 1.0, 0.5, 1.0], device=device)[:rows], min_p=0.1,
+               positions=torch.arange(rows, device=device), on_invalid="flag", validate=False)
+    one = sample(x, **ctl, seed=seed, return_logprobs=True)
+    many = sample_without_replacement(x, 3, **ctl, seed=seed, return_logprobs=True)
+    return one.tokens, one.logprobs, one.valid, many.tokens, many.logprobs, many.valid
+
+
+def test_hook_catches_a_host_read():
+    with no_host_reads(), pytest.raises(AssertionError, match="Tensor.__bool__"):
+        bool(torch.ones(1))
+
+
+@pytest.mark.skipif(not ops.sampler_kernel_available(torch.zeros(1, 1)),
+                    reason="the PyTorch reference body reads its controls (a CPU reference)")
+@pytest.mark.parametrize("seed", ["tensor", "int", "list"])
+def test_non_blocking_mode_reads_nothing_back(seed):
+    """Per-row tensor controls, and each seed form that needs no generator (rows
+    without a seed draw one from a CPU generator: host data, never a device read)."""
+    x = torch.randn(4, 50, generator=torch.Generator().manual_seed(1))
+    x[2, 0] = torch.nan
+    seeds = {"tensor": torch.arange(4), "int": 7, "list": [1, 2, 3, 4]}[seed]
+    with no_host_reads():
+        got = _step(x, seeds)
+    assert got[2].tolist() == [True, True, False, True]
+    assert torch.equal(got[0][[0, 1, 3]], _step(x, seeds)[0][[0, 1, 3]])
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@CUDA
+def test_cuda_graph_replays_the_eager_step():
+    x = torch.randn(4, 1000, device="cuda")
+    seeds = torch.arange(4, device="cuda")
+    eager = _step(x, seeds)
+    static_x = x.clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        _step(static_x, seeds)  # warm-up: compile and load the kernels outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = _step(static_x, seeds)
+    graph.replay()
+    for a, b in zip(captured, eager):
+        assert torch.equal(a, b)
+    static_x.copy_(torch.randn(4, 1000, device="cuda"))
+    graph.replay()
+    for a, b in zip(captured, _step(static_x, seeds)):
+        assert torch.equal(a, b)
+
+
+@CUDA
+def test_compile_reduce_overhead_equals_eager():
+    torch._dynamo.reset()
+    x = torch.randn(4, 1000, device="cuda")
+    seeds = torch.arange(4, device="cuda")
+    step = torch.compile(_step, fullgraph=True, mode="reduce-overhead")
+    for _ in range(3):  # recorded on a later call, then replayed
+        got = step(x, seeds)
+    for a, b in zip(got, _step(x, seeds)):
+        assert torch.equal(a, b)
