@@ -7,17 +7,17 @@ Imported only when Triton is installed (``ops._triton_sample``). Per row, with
 the tokens of ``sampler_reference``'s definition and races them by
 ``fl32(z + G)``, every filter a threshold on the row found without sorting:
 
-* **top-k**: the k-th largest logit ``L`` by a binary search over the
-  order-preserving integer keys of the logits (``count(key >= t) >= k``, one
-  counting pass per step, at most 32 steps; 64 for float64); ``fl32(x / T)`` is
+* **top-k**: the k-th largest logit ``L`` by a search over the order-preserving
+  integer keys of the logits (``count(key >= t) >= k``, three keys tested per
+  counting pass); ``fl32(x / T)`` is
   monotone, so ``v_k = fl32(L / T)`` is the k-th largest z and top-k keeps
   ``z >= v_k``.
 * **top-p**: the tie-inclusive nucleus is ``z >= z*`` with ``z*`` the smallest z
   whose preceding mass ``B(z) = sum_{kept j, z_j > z} w_j`` is below ``p S``.
   ``B(t)`` is non-increasing in the key ``t``, and computed in one fixed order
   (the same blocks and the same in-block reduction for every ``t``; rounding is
-  monotone, so the computed ``B`` is too), so a binary search over z's keys
-  finds ``z*`` in one pass per step.
+  monotone, so the computed ``B`` is too), so the same search over z's keys
+  finds ``z*``.
 * **min-p**: ``(double) z - m >= log(min_p)``, as on the CPU.
 * **race**: the ``n`` best ``(key desc, index asc)`` of the kept tokens, one pass
   per token (each pass the best of those worse than the previous winner), the
@@ -40,9 +40,13 @@ only when its preceding mass ``B`` lies within ``2 (V - 1) 2**-53 S`` of
 logarithm, fdlibm's ``_log_f64``, differ from the CPU's by a few ulp of
 float64).
 
-One program per row: the passes (scan, at most 32 counting steps for top-k,
-at most 32 weighted steps for top-p, one count, ``n`` race passes) each read
-the row in blocks of ``BLOCK`` columns.
+One program per row: the passes (scan, at most 16 passes for top-k and 17 for
+top-p, 32 and 33 for float64, one count, ``n`` race passes) each read the row
+in blocks of ``BLOCK`` columns. A block that cannot change a pass's result is
+skipped after its comparisons: its ``exp`` in the top-p passes when it holds no
+top-k survivor above the lowest tested key (it would add ``+0``), its noise in
+the race when it holds no kept token or ``fl(max z + 23.5)`` is below the best
+score so far (every Gumbel value is below 22.87).
 
 ``TRITON_INTERPRET=1`` runs the same kernel on CPU tensors, which is how the
 tests check the bits without a GPU.
@@ -184,11 +188,14 @@ def _mass_above(row_ptr, V, T, m, vk, t1, t2, t3, IS_F64: tl.constexpr, BLOCK: t
     b3 = tl.zeros([], dtype=tl.float64)
     for start in range(0, V, BLOCK):
         x, z, key, cols, inside = _block(row_ptr, start, V, T, IS_F64, BLOCK)
-        w = tl.where(inside & (z > -float("inf")) & (z >= vk),
-                     _exp_nonpos(z.to(tl.float64) - m), 0.0)
-        b1 += tl.sum(tl.where(key > t1, w, 0.0), axis=0)
-        b2 += tl.sum(tl.where(key > t2, w, 0.0), axis=0)
-        b3 += tl.sum(tl.where(key > t3, w, 0.0), axis=0)
+        # a block whose largest z is below v_k or has key <= t1 (<= t2 <= t3) would add
+        # +0 to every sum, which changes none: skip its exp
+        take = inside & (z > -float("inf")) & (z >= vk)
+        if tl.max(tl.where(take, key, -0x7FFFFFFFFFFFFFFF - 1), axis=0) > t1:
+            w = tl.where(take, _exp_nonpos(z.to(tl.float64) - m), 0.0)
+            b1 += tl.sum(tl.where(key > t1, w, 0.0), axis=0)
+            b2 += tl.sum(tl.where(key > t2, w, 0.0), axis=0)
+            b3 += tl.sum(tl.where(key > t3, w, 0.0), axis=0)
     return b1, b2, b3
 
 
@@ -318,7 +325,7 @@ def _sample_kernel(x_ptr, stride, V, temp_ptr, top_k_ptr, top_p_ptr, log_min_p_p
         kept = tl.where(greedy, kept, kept & (z >= vk) & (key >= p_key) & (d >= log_min_p))
         kept_count += tl.sum(kept.to(tl.int32), axis=0)
         ties += tl.sum((inside & (x == xmax)).to(tl.int32), axis=0)
-        if want_lp != 0:
+        if (want_lp != 0) & (tl.max(kept.to(tl.int32), axis=0) > 0):
             mass += tl.sum(tl.where(kept, _exp_nonpos(d), 0.0), axis=0)
     status = tl.where((status == _OK) & (kept_count < n), _TOO_FEW, status)
     tl.store(status_ptr + row, status.to(tl.int8))
@@ -344,18 +351,25 @@ def _sample_kernel(x_ptr, stride, V, temp_ptr, top_k_ptr, top_p_ptr, log_min_p_p
                 kept = inside & (z > -inf)
                 kept = tl.where(greedy, kept,
                                 kept & (z >= vk) & (key >= p_key) & (d >= log_min_p))
-                g = _gumbel_block(start, s0, s1, key_lo, key_hi, IS_F64, BLOCK)
-                score = tl.where(greedy, z, z + g)
-                idx = cols.to(tl.int64)
-                after = (score < prev_score) | ((score == prev_score) & (idx > prev_index))
-                take = kept & after
-                top = tl.max(tl.where(take, score, -inf), axis=0)
-                first = tl.min(tl.where(take & (score == top), idx, V), axis=0)
-                at = take & (idx == first)
-                if top > best_score:  # an equal score in a later block has a larger index
-                    best_score = top
-                    best_index = first
-                    best_z = tl.sum(tl.where(at, z, 0.0), axis=0)
+                # skip the noise of a block with no kept token, or whose every score
+                # fl(z + G) <= fl(max z + 23.5) is below the best so far (G < 22.87)
+                zb = tl.max(tl.where(kept, z, -inf), axis=0)
+                bound = tl.where(greedy, zb, zb + 23.5)
+                if (zb > -inf) & (bound >= best_score):
+                    if greedy:
+                        score = z
+                    else:
+                        score = z + _gumbel_block(start, s0, s1, key_lo, key_hi, IS_F64, BLOCK)
+                    idx = cols.to(tl.int64)
+                    after = (score < prev_score) | ((score == prev_score) & (idx > prev_index))
+                    take = kept & after
+                    top = tl.max(tl.where(take, score, -inf), axis=0)
+                    first = tl.min(tl.where(take & (score == top), idx, V), axis=0)
+                    # an equal score in a later block has a larger index
+                    if top > best_score:
+                        best_score = top
+                        best_index = first
+                        best_z = tl.sum(tl.where(take & (idx == first), z, 0.0), axis=0)
         tl.store(tokens_ptr + row * n + j, best_index)
         if want_lp != 0:
             lp = tl.where(greedy, tl.where(best_z == xmax, 0.0 - log_ties, -inf),
