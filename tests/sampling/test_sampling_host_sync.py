@@ -13,15 +13,21 @@ from gumbelkit.sampling import sample, sample_without_replacement
 from host_reads import no_host_reads
 
 
-def _step(x: torch.Tensor, seed) -> tuple:
-    rows = x.shape[0]
-    device = x.device
-    ctl = dict(temperature=torch.tensor([0.5, 0.0, 1.0, 2.0], device=device)[:rows],
-               top_k=torch.tensor([5, 0, 0, 3], device=device)[:rows],
-               top_p=torch.tensor([0.9, 1.0, 0.5, 1.0], device=device)[:rows], min_p=0.1,
-               positions=torch.arange(rows, device=device), on_invalid="flag", validate=False)
-    one = sample(x, **ctl, seed=seed, return_logprobs=True)
-    many = sample_without_replacement(x, 3, **ctl, seed=seed, return_logprobs=True)
+def _controls(device) -> dict:
+    """Per-row controls as device tensors, built outside any capture (a tensor made
+    from a Python list is a host-to-device copy)."""
+    return dict(temperature=torch.tensor([0.5, 0.0, 1.0, 2.0], device=device),
+                top_k=torch.tensor([5, 0, 0, 3], device=device),
+                top_p=torch.tensor([0.9, 1.0, 0.5, 1.0], device=device),
+                positions=torch.arange(4, device=device))
+
+
+def _step(x: torch.Tensor, seed, ctl: dict) -> tuple:
+    """One decoding step of both functions in the non-blocking mode."""
+    kw = dict(ctl, min_p=0.1, seed=seed, return_logprobs=True, on_invalid="flag",
+              validate=False)
+    one = sample(x, **kw)
+    many = sample_without_replacement(x, 3, **kw)
     return one.tokens, one.logprobs, one.valid, many.tokens, many.logprobs, many.valid
 
 
@@ -39,10 +45,11 @@ def test_non_blocking_mode_reads_nothing_back(seed):
     x = torch.randn(4, 50, generator=torch.Generator().manual_seed(1))
     x[2, 0] = torch.nan
     seeds = {"tensor": torch.arange(4), "int": 7, "list": [1, 2, 3, 4]}[seed]
+    ctl = _controls("cpu")
     with no_host_reads():
-        got = _step(x, seeds)
+        got = _step(x, seeds, ctl)
     assert got[2].tolist() == [True, True, False, True]
-    assert torch.equal(got[0][[0, 1, 3]], _step(x, seeds)[0][[0, 1, 3]])
+    assert torch.equal(got[0][[0, 1, 3]], _step(x, seeds, ctl)[0][[0, 1, 3]])
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -52,22 +59,23 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 def test_cuda_graph_replays_the_eager_step():
     x = torch.randn(4, 1000, device="cuda")
     seeds = torch.arange(4, device="cuda")
-    eager = _step(x, seeds)
+    ctl = _controls("cuda")
+    eager = _step(x, seeds, ctl)
     static_x = x.clone()
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        _step(static_x, seeds)  # warm-up: compile and load the kernels outside the capture
+        _step(static_x, seeds, ctl)  # warm-up: compile and load the kernels outside the capture
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        captured = _step(static_x, seeds)
+        captured = _step(static_x, seeds, ctl)
     graph.replay()
     for a, b in zip(captured, eager):
         assert torch.equal(a, b)
     static_x.copy_(torch.randn(4, 1000, device="cuda"))
     graph.replay()
-    for a, b in zip(captured, _step(static_x, seeds)):
+    for a, b in zip(captured, _step(static_x, seeds, ctl)):
         assert torch.equal(a, b)
 
 
@@ -76,8 +84,9 @@ def test_compile_reduce_overhead_equals_eager():
     torch._dynamo.reset()
     x = torch.randn(4, 1000, device="cuda")
     seeds = torch.arange(4, device="cuda")
+    ctl = _controls("cuda")
     step = torch.compile(_step, fullgraph=True, mode="reduce-overhead")
     for _ in range(3):  # recorded on a later call, then replayed
-        got = step(x, seeds)
-    for a, b in zip(got, _step(x, seeds)):
+        got = [t.clone() for t in step(x, seeds, ctl)]
+    for a, b in zip(got, _step(x, seeds, ctl)):
         assert torch.equal(a, b)
