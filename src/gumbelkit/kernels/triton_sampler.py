@@ -48,6 +48,17 @@ top-k survivor above the lowest tested key (it would add ``+0``), its noise in
 the race when it holds no kept token or ``fl(max z + 23.5)`` is below the best
 score so far (every Gumbel value is below 22.87).
 
+Why one program per row, as a first design: the searches are loops whose
+length depends on the data, which one program runs without a host round trip
+(so the launch depends on shapes only and captures in a CUDA graph), and the
+top-p search needs ``B(t)`` to be one monotone function of ``t``, which one
+program summing its blocks in a fixed order gives directly. Splitting a row
+across programs needs a barrier between the steps, which Triton has not, so one
+launch per step (a fixed number: 16 and 17 for float32) with a second-stage
+reduction of the programs' partial counts and sums in a fixed order; that is
+what remains for small batches of long rows, where one program per row leaves
+most of the GPU idle.
+
 ``TRITON_INTERPRET=1`` runs the same kernel on CPU tensors, which is how the
 tests check the bits without a GPU.
 """
