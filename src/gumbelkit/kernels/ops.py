@@ -617,8 +617,31 @@ def sampler_kernel_available(x: Tensor) -> bool:
     return library() is not None and x.dtype in SAMPLER_DTYPES
 
 
+def _triton_sample():
+    """The Triton kernel of the ``sample`` op, or None when Triton is not installed."""
+    if importlib.util.find_spec("triton") is None:
+        if _TRITON_ON_CPU:
+            raise ImportError("GUMBELKIT_BACKEND=triton needs triton; install it with "
+                              "pip install 'gumbelkit[cuda]'")
+        return None
+    from . import triton_sampler  # imports triton: only on the first call
+    return triton_sampler.sample
+
+
+@sample.register_kernel("cuda")
+def _sample_cuda(x, temperature, top_k, top_p, log_min_p, seeds, keys, n, logprobs):
+    kernel = _triton_sample()
+    if kernel is None:
+        return _sample_reference(x, temperature, top_k, top_p, log_min_p, seeds, keys, n,
+                                 logprobs)
+    return kernel(x, temperature, top_k, top_p, log_min_p, seeds, keys, n, logprobs)
+
+
 @sample.register_kernel("cpu")
 def _(x, temperature, top_k, top_p, log_min_p, seeds, keys, n, logprobs):
+    if _TRITON_ON_CPU:
+        return _triton_sample()(x, temperature, top_k, top_p, log_min_p, seeds, keys, n,
+                                logprobs)
     if not sampler_kernel_available(x):
         return _sample_reference(x, temperature, top_k, top_p, log_min_p, seeds, keys, n,
                                  logprobs)

@@ -91,10 +91,12 @@ def _seeds_and_keys(seed: SeedArg, generator: torch.Generator | None, rows: int,
         if len(seed) != rows:
             raise ValueError(f"a seed list must have one entry (int or None) per row: {rows}, "
                              f"got {len(seed)}")
-        own = torch.tensor([s is not None for s in seed], dtype=torch.bool, device=device)
-        shared = 0 if bool(own.all()) else _rng.resolve_seed(None, generator).scalar
+        mine = [s is not None for s in seed]
+        # decided on the host list: bool() of a device tensor would wait for the device
+        shared = 0 if all(mine) else _rng.resolve_seed(None, generator).scalar
         words = [_rng.resolve_seed(s).scalar if s is not None else shared for s in seed]
         seeds = torch.tensor([_signed(w) for w in words], dtype=torch.int64, device=device)
+        own = torch.tensor(mine, dtype=torch.bool, device=device)
         return seeds, torch.where(own, positions, batch_keys)
     shared = _rng.resolve_seed(seed, generator).scalar
     return torch.full((rows,), _signed(shared), dtype=torch.int64, device=device), batch_keys

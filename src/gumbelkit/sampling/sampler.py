@@ -137,9 +137,10 @@ def sample(logits: torch.Tensor, *, temperature: PerRow = 1.0, top_k: PerRow = N
             could not allocate) come back as ``valid=False`` like invalid rows.
             Shapes and types are checked in both modes.
 
-    Runs the fused CPU kernel for float32/float16/bfloat16 logits on the CPU
-    (see ``docs/sampling.md``), else the pure-PyTorch path; both give the same
-    tokens.
+    Runs the fused CPU kernel for float32/float16/bfloat16 logits on the CPU,
+    the Triton kernel for CUDA logits (when Triton is installed), else the
+    pure-PyTorch path; all give the same tokens (see ``docs/sampling.md`` for
+    the one top-p boundary where summation order can matter).
 
     Example:
         >>> logits = torch.randn(3, 100)

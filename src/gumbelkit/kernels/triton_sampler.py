@@ -1,0 +1,451 @@
+"""Triton kernel of the token sampler (``gumbelkit::sample``) for the ``cuda`` device.
+
+Imported only when Triton is installed (``ops._triton_sample``). Per row, with
+``z = fl32(x / T)`` (float64 for float64 logits), ``m = max z`` and
+``w = exp(z - m)`` in float64 (``_exp_nonpos``, the operations of
+``gk_exp_nonpos`` in ``csrc/sampler.c`` in the same order), the kernel keeps
+the tokens of ``sampler_reference``'s definition and races them by
+``fl32(z + G)``, every filter a threshold on the row found without sorting:
+
+* **top-k**: the k-th largest logit ``L`` by a search over the order-preserving
+  integer keys of the logits (``count(key >= t) >= k``, three keys tested per
+  counting pass); ``fl32(x / T)`` is
+  monotone, so ``v_k = fl32(L / T)`` is the k-th largest z and top-k keeps
+  ``z >= v_k``.
+* **top-p**: the tie-inclusive nucleus is ``z >= z*`` with ``z*`` the smallest z
+  whose preceding mass ``B(z) = sum_{kept j, z_j > z} w_j`` is below ``p S``.
+  ``B(t)`` is non-increasing in the key ``t``, and computed in one fixed order
+  (the same blocks and the same in-block reduction for every ``t``; rounding is
+  monotone, so the computed ``B`` is too), so the same search over z's keys
+  finds ``z*``.
+* **min-p**: ``(double) z - m >= log(min_p)``, as on the CPU.
+* **race**: the ``n`` best ``(key desc, index asc)`` of the kept tokens, one pass
+  per token (each pass the best of those worse than the previous winner), the
+  noise drawn by the Philox and ``_noise_from_word`` of the noise kernel.
+
+Bit identity with the CPU path: the divisions are correctly rounded
+(``tl.fdiv(..., ieee_rounding=True)``; float64 ``/`` is ``div.rn.f64``), the
+noise and ``w`` are the CPU path's bits, and every launch passes
+``enable_fp_fusion=False``; top-k, min-p, greedy rows, the race and the tie
+rules are exact comparisons of the same values, so tokens are bit-identical.
+The one exception is a sum: top-p compares float64 sums of ``w``, which
+``sampler.c`` adds in its own order (the sorted candidates with top-k; per
+histogram bin and radix bucket without), this kernel by blocks and trees, and
+the PyTorch reference along the sorted row with ``torch.exp``. All three are
+sums of the same non-negative terms, each within ``(V - 1) 2**-53`` (relative)
+of the exact sum, so a token's top-p decision can differ between the paths
+only when its preceding mass ``B`` lies within ``2 (V - 1) 2**-53 S`` of
+``p S`` (plus one rounding of the product). Log-probabilities
+``(z - m) - log(S_kept)`` agree to float32 rounding (the sum and the
+logarithm, fdlibm's ``_log_f64``, differ from the CPU's by a few ulp of
+float64).
+
+One program per row: the passes (scan, at most 16 passes for top-k and 17 for
+top-p, 32 and 33 for float64, one count, ``n`` race passes) each read the row
+in blocks of ``BLOCK`` columns. A block that cannot change a pass's result is
+skipped after its comparisons: its ``exp`` in the top-p passes when it holds no
+top-k survivor above the lowest tested key (it would add ``+0``), its noise in
+the race when it holds no kept token or ``fl(max z + 23.5)`` is below the best
+score so far (every Gumbel value is below 22.87).
+
+Why one program per row, as a first design: the searches are loops whose
+length depends on the data, which one program runs without a host round trip
+(so the launch depends on shapes only and captures in a CUDA graph), and the
+top-p search needs ``B(t)`` to be one monotone function of ``t``, which one
+program summing its blocks in a fixed order gives directly. Splitting a row
+across programs needs a barrier between the steps, which Triton has not, so one
+launch per step (a fixed number: 16 and 17 for float32) with a second-stage
+reduction of the programs' partial counts and sums in a fixed order; that is
+what remains for small batches of long rows, where one program per row leaves
+most of the GPU idle.
+
+``TRITON_INTERPRET=1`` runs the same kernel on CPU tensors, which is how the
+tests check the bits without a GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .triton_kernels import (
+    COMPILE_OPTIONS,
+    Specialization,
+    _log_f64,
+    _noise_from_word,
+    _philox4x32_10,
+)
+
+# columns per block of a pass (a multiple of 4: one Philox counter per 4 columns);
+# the tests lower it so that small rows take several blocks
+BLOCK = 1024
+
+# status codes of sampler_reference / csrc/sampler.c
+_OK = tl.constexpr(0)
+_BAD_LOGIT = tl.constexpr(1)
+_NO_TOKEN = tl.constexpr(2)
+_OVERFLOW = tl.constexpr(3)
+_TOO_FEW = tl.constexpr(4)
+
+# gk_exp_nonpos's Taylor coefficients (1/13! first), as the C compiler folds them
+_E13 = tl.constexpr(1.0 / 6227020800.0)
+_E12 = tl.constexpr(1.0 / 479001600.0)
+_E11 = tl.constexpr(1.0 / 39916800.0)
+_E10 = tl.constexpr(1.0 / 3628800.0)
+_E9 = tl.constexpr(1.0 / 362880.0)
+_E8 = tl.constexpr(1.0 / 40320.0)
+_E7 = tl.constexpr(1.0 / 5040.0)
+_E6 = tl.constexpr(1.0 / 720.0)
+_E5 = tl.constexpr(1.0 / 120.0)
+_E4 = tl.constexpr(1.0 / 24.0)
+_E3 = tl.constexpr(1.0 / 6.0)
+
+
+@triton.jit
+def _exp_nonpos(d):
+    """``gk_exp_nonpos`` on float64 ``d <= 0`` (-inf gives 0): Cody-Waite reduction,
+    the Taylor polynomial to r**13 by Horner, times 2**k built from the bits."""
+    keep = d >= -708.0
+    d = tl.where(keep, d, -708.0)
+    t = d * 1.4426950408889634 + 6755399441055744.0  # 0x1.8p52
+    kd = t - 6755399441055744.0
+    r = (d - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10
+    p = r * _E13 + _E12
+    p = p * r + _E11
+    p = p * r + _E10
+    p = p * r + _E9
+    p = p * r + _E8
+    p = p * r + _E7
+    p = p * r + _E6
+    p = p * r + _E5
+    p = p * r + _E4
+    p = p * r + _E3
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    scale = ((t.to(tl.int64, bitcast=True) - 0x4338000000000000 + 1023) << 52).to(
+        tl.float64, bitcast=True)
+    return tl.where(keep, p * scale, 0.0)
+
+
+@triton.jit
+def _key(v, IS_F64: tl.constexpr):
+    """Order-preserving int64 key of NaN-free floats (larger value, larger key; -0 and
+    +0 share the key of +0)."""
+    v = tl.where(v == 0.0, 0.0, v)
+    if IS_F64:
+        b = v.to(tl.int64, bitcast=True)
+        return tl.where(b < 0, b ^ 0x7FFFFFFFFFFFFFFF, b)
+    else:
+        b = v.to(tl.int32, bitcast=True)
+        return tl.where(b < 0, b ^ 0x7FFFFFFF, b).to(tl.int64)
+
+
+@triton.jit
+def _from_key(k, IS_F64: tl.constexpr):
+    """The float whose ``_key`` is ``k``."""
+    if IS_F64:
+        return tl.where(k < 0, k ^ 0x7FFFFFFFFFFFFFFF, k).to(tl.float64, bitcast=True)
+    else:
+        k32 = k.to(tl.int32)
+        return tl.where(k32 < 0, k32 ^ 0x7FFFFFFF, k32).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _mid(lo, hi):
+    """floor((lo + hi) / 2) without overflow."""
+    return (lo >> 1) + (hi >> 1) + (lo & hi & 1)
+
+
+@triton.jit
+def _div(x, t, IS_F64: tl.constexpr):
+    """``fl(x / t)``, correctly rounded."""
+    if IS_F64:
+        return x / t
+    else:
+        return tl.fdiv(x, t, ieee_rounding=True)
+
+
+@triton.jit
+def _block(row_ptr, start, V, T, IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """Columns ``start .. start + BLOCK`` of a row: the logits ``x`` in the compute dtype
+    (0 outside the row), ``z = fl(x / T)``, ``key(z)``, the column indices and the mask
+    of those inside the row. (One function, not three: every call of a jitted function
+    costs the interpreter a few milliseconds.)"""
+    cols = start + tl.arange(0, BLOCK)
+    inside = cols < V
+    x = tl.load(row_ptr + cols, mask=inside, other=0.0)
+    if IS_F64:
+        x = x.to(tl.float64)
+        z = x / T
+        b = tl.where(z == 0.0, 0.0, z).to(tl.int64, bitcast=True)
+        key = tl.where(b < 0, b ^ 0x7FFFFFFFFFFFFFFF, b)
+    else:
+        x = x.to(tl.float32)
+        z = tl.fdiv(x, T, ieee_rounding=True)
+        b = tl.where(z == 0.0, 0.0, z).to(tl.int32, bitcast=True)
+        key = tl.where(b < 0, b ^ 0x7FFFFFFF, b).to(tl.int64)
+    return x, z, key, cols, inside
+
+
+@triton.jit
+def _mass_above(row_ptr, V, T, m, vk, t1, t2, t3, IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """``B(t)`` at three keys: the sums of ``w`` over the top-k survivors (``z > -inf``,
+    ``z >= vk``) with ``key(z) > t``, each in one fixed order (blocks in turn, each
+    reduced by ``tl.sum``), so ``B`` is the same function of ``t`` in every call."""
+    b1 = tl.zeros([], dtype=tl.float64)
+    b2 = tl.zeros([], dtype=tl.float64)
+    b3 = tl.zeros([], dtype=tl.float64)
+    for start in range(0, V, BLOCK):
+        x, z, key, cols, inside = _block(row_ptr, start, V, T, IS_F64, BLOCK)
+        # a block whose largest z is below v_k or has key <= t1 (<= t2 <= t3) would add
+        # +0 to every sum, which changes none: skip its exp
+        take = inside & (z > -float("inf")) & (z >= vk)
+        if tl.max(tl.where(take, key, -0x7FFFFFFFFFFFFFFF - 1), axis=0) > t1:
+            w = tl.where(take, _exp_nonpos(z.to(tl.float64) - m), 0.0)
+            b1 += tl.sum(tl.where(key > t1, w, 0.0), axis=0)
+            b2 += tl.sum(tl.where(key > t2, w, 0.0), axis=0)
+            b3 += tl.sum(tl.where(key > t3, w, 0.0), axis=0)
+    return b1, b2, b3
+
+
+@triton.jit
+def _count_at_least(row_ptr, V, t1, t2, t3, IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """How many logits have ``key(x) >= t``, at three keys (``x / 1`` is ``x``)."""
+    c1 = tl.zeros([], dtype=tl.int64)
+    c2 = tl.zeros([], dtype=tl.int64)
+    c3 = tl.zeros([], dtype=tl.int64)
+    for start in range(0, V, BLOCK):
+        x, z, key, cols, inside = _block(row_ptr, start, V, 1.0, IS_F64, BLOCK)
+        key = tl.where(inside, key, -0x7FFFFFFFFFFFFFFF - 1)
+        c1 += tl.sum((key >= t1).to(tl.int64), axis=0)
+        c2 += tl.sum((key >= t2).to(tl.int64), axis=0)
+        c3 += tl.sum((key >= t3).to(tl.int64), axis=0)
+    return c1, c2, c3
+
+
+@triton.jit
+def _gumbel_block(start, s0, s1, key_lo, key_hi, IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """The Gumbel noise of columns ``start .. start + BLOCK`` (``start`` a multiple of 4):
+    Philox counter ``(column // 4, 0, key)``, column ``c`` taking word ``c % 4``."""
+    c0 = (start // 4 + tl.arange(0, BLOCK // 4)).to(tl.uint32)
+    zero = tl.zeros([BLOCK // 4], dtype=tl.uint32)
+    w0, w1, w2, w3 = _philox4x32_10(c0, zero, zero + key_lo, zero + key_hi, zero + s0,
+                                    zero + s1)
+    words = tl.interleave(tl.interleave(w0, w2), tl.interleave(w1, w3))
+    return _noise_from_word(words, 0, IS_F64)
+
+
+@triton.jit(do_not_specialize=["V", "n", "want_lp"])
+def _sample_kernel(x_ptr, stride, V, temp_ptr, top_k_ptr, top_p_ptr, log_min_p_ptr, seeds_ptr,
+                   keys_ptr, n, tokens_ptr, lp_ptr, status_ptr, want_lp,
+                   IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """One row of ``gumbelkit::sample``: ``n`` tokens, their log-probabilities (when
+    ``want_lp``) and the row's status."""
+    row = tl.program_id(0).to(tl.int64)
+    row_ptr = x_ptr + row * stride
+    T = tl.load(temp_ptr + row)
+    k = tl.load(top_k_ptr + row)
+    p = tl.load(top_p_ptr + row)
+    log_min_p = tl.load(log_min_p_ptr + row)
+    seed = tl.load(seeds_ptr + row)
+    rkey = tl.load(keys_ptr + row)
+    if IS_F64:
+        T = T.to(tl.float64)
+    inf = float("inf")
+
+    # pass 1: largest and smallest logit (NaN aside), NaN / +inf, how many are > -inf
+    xmax = tl.full([], -inf, dtype=tl.float64 if IS_F64 else tl.float32)
+    xmin = tl.full([], inf, dtype=tl.float64 if IS_F64 else tl.float32)
+    bad = tl.zeros([], dtype=tl.int32)
+    nfinite = tl.zeros([], dtype=tl.int32)
+    for start in range(0, V, BLOCK):
+        x, z, key, cols, inside = _block(row_ptr, start, V, 1.0, IS_F64, BLOCK)
+        nan = x != x
+        bad = tl.maximum(bad, tl.max((inside & (nan | (x == inf))).to(tl.int32), axis=0))
+        nfinite += tl.sum((inside & (x > -inf)).to(tl.int32), axis=0)
+        xmax = tl.maximum(xmax, tl.max(tl.where(inside & ~nan, x, -inf), axis=0))
+        xmin = tl.minimum(xmin, tl.min(tl.where(inside & ~nan, x, inf), axis=0))
+
+    greedy = T == 0.0
+    div_t = tl.where(greedy, 1.0, T)  # greedy rows rank the logits themselves
+    zmax = _div(xmax, div_t, IS_F64)
+    m = zmax.to(tl.float64)
+    status = tl.where(bad != 0, _BAD_LOGIT, tl.where(nfinite == 0, _NO_TOKEN, _OK))
+    status = tl.where((status == _OK) & ((zmax == inf) | (zmax == -inf)), _OVERFLOW, status)
+    sampling = (status == _OK) & ~greedy
+
+    # top-k: the k-th largest logit L by a search over keys, v_k = fl(L / T); both
+    # searches narrow (lo, hi] to the one key where a monotone test turns true, testing
+    # three keys per pass
+    vk = tl.full([], -inf, dtype=tl.float64 if IS_F64 else tl.float32)
+    if sampling & (k > 0) & (k < nfinite):
+        lo = _key(xmin, IS_F64)  # count(key >= lo) >= k
+        hi = _key(xmax, IS_F64) + 1  # count(key >= hi) = 0 < k
+        while lo + 1 < hi:
+            t2 = _mid(lo, hi)
+            t1 = _mid(lo, t2)
+            t3 = _mid(t2, hi)
+            c1, c2, c3 = _count_at_least(row_ptr, V, t1, t2, t3, IS_F64, BLOCK)
+            if c1 < k:
+                hi = t1
+            elif c2 < k:
+                lo = t1
+                hi = t2
+            elif c3 < k:
+                lo = t2
+                hi = t3
+            else:
+                lo = t3
+        vk = _div(_from_key(lo, IS_F64), T, IS_F64)
+
+    # top-p: the smallest key t of z with B(t) < p S; kept: key(z) >= t
+    p_key = _key(tl.full([], -inf, dtype=tl.float64 if IS_F64 else tl.float32), IS_F64)
+    if sampling & (p < 1.0):
+        lo = _key(vk, IS_F64) - 1  # B(lo) = S: not below p S
+        total, unused1, unused2 = _mass_above(row_ptr, V, div_t, m, vk, lo, lo, lo, IS_F64,
+                                              BLOCK)
+        target = p * total
+        hi = _key(zmax, IS_F64)  # B(hi) = 0 < p S
+        while lo + 1 < hi:
+            t2 = _mid(lo, hi)
+            t1 = _mid(lo, t2)
+            t3 = _mid(t2, hi)
+            b1, b2, b3 = _mass_above(row_ptr, V, div_t, m, vk, t1, t2, t3, IS_F64, BLOCK)
+            if b1 < target:
+                hi = t1
+            elif b2 < target:
+                lo = t1
+                hi = t2
+            elif b3 < target:
+                lo = t2
+                hi = t3
+            else:
+                lo = t3
+        p_key = hi
+
+    # the kept tokens: how many, their mass, and (greedy) how many share the maximum
+    kept_count = tl.zeros([], dtype=tl.int32)
+    mass = tl.zeros([], dtype=tl.float64)
+    ties = tl.zeros([], dtype=tl.int32)
+    for start in range(0, V, BLOCK):
+        x, z, key, cols, inside = _block(row_ptr, start, V, div_t, IS_F64, BLOCK)
+        d = z.to(tl.float64) - m
+        kept = inside & (z > -inf)
+        kept = tl.where(greedy, kept, kept & (z >= vk) & (key >= p_key) & (d >= log_min_p))
+        kept_count += tl.sum(kept.to(tl.int32), axis=0)
+        ties += tl.sum((inside & (x == xmax)).to(tl.int32), axis=0)
+        if (want_lp != 0) & (tl.max(kept.to(tl.int32), axis=0) > 0):
+            mass += tl.sum(tl.where(kept, _exp_nonpos(d), 0.0), axis=0)
+    status = tl.where((status == _OK) & (kept_count < n), _TOO_FEW, status)
+    tl.store(status_ptr + row, status.to(tl.int8))
+
+    # the race: pass j takes the best (score desc, index asc) of the kept tokens worse
+    # than winner j - 1; score = fl(z + G), or the logit for greedy rows
+    s0 = (seed & 0xFFFFFFFF).to(tl.uint32)
+    s1 = ((seed >> 32) & 0xFFFFFFFF).to(tl.uint32)
+    key_lo = (rkey & 0xFFFFFFFF).to(tl.uint32)
+    key_hi = ((rkey >> 32) & 0xFFFFFFFF).to(tl.uint32)
+    log_mass = _log_f64(mass)
+    log_ties = _log_f64(ties.to(tl.float64))
+    prev_score = tl.full([], inf, dtype=tl.float64 if IS_F64 else tl.float32)
+    prev_index = tl.full([], -1, dtype=tl.int64)
+    for j in range(n):
+        best_score = tl.full([], -inf, dtype=tl.float64 if IS_F64 else tl.float32)
+        best_index = tl.full([], -1, dtype=tl.int64)
+        best_z = tl.zeros([], dtype=tl.float64 if IS_F64 else tl.float32)
+        if status == _OK:
+            for start in range(0, V, BLOCK):
+                x, z, key, cols, inside = _block(row_ptr, start, V, div_t, IS_F64, BLOCK)
+                d = z.to(tl.float64) - m
+                kept = inside & (z > -inf)
+                kept = tl.where(greedy, kept,
+                                kept & (z >= vk) & (key >= p_key) & (d >= log_min_p))
+                # skip the noise of a block with no kept token, or whose every score
+                # fl(z + G) <= fl(max z + 23.5) is below the best so far (G < 22.87)
+                zb = tl.max(tl.where(kept, z, -inf), axis=0)
+                bound = tl.where(greedy, zb, zb + 23.5)
+                if (zb > -inf) & (bound >= best_score):
+                    if greedy:
+                        score = z
+                    else:
+                        score = z + _gumbel_block(start, s0, s1, key_lo, key_hi, IS_F64, BLOCK)
+                    idx = cols.to(tl.int64)
+                    after = (score < prev_score) | ((score == prev_score) & (idx > prev_index))
+                    take = kept & after
+                    top = tl.max(tl.where(take, score, -inf), axis=0)
+                    first = tl.min(tl.where(take & (score == top), idx, V), axis=0)
+                    # an equal score in a later block has a larger index
+                    if top > best_score:
+                        best_score = top
+                        best_index = first
+                        best_z = tl.sum(tl.where(take & (idx == first), z, 0.0), axis=0)
+        tl.store(tokens_ptr + row * n + j, best_index)
+        if want_lp != 0:
+            lp = tl.where(greedy, tl.where(best_z == xmax, 0.0 - log_ties, -inf),
+                          (best_z.to(tl.float64) - m) - log_mass)
+            lp = tl.where(status == _OK, lp, -inf)
+            if IS_F64:
+                tl.store(lp_ptr + row * n + j, lp)
+            else:
+                tl.store(lp_ptr + row * n + j, lp.to(tl.float32))
+        prev_score = best_score
+        prev_index = best_index
+
+
+def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
+           top_p: torch.Tensor, log_min_p: torch.Tensor, seeds: torch.Tensor,
+           keys: torch.Tensor, n: int, logprobs: bool
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``sample`` op's Triton kernel: ``(tokens [B, n], logprobs [B, n] or [B, 0],
+    status [B] int8)`` for ``[B, V]`` float32/bfloat16/float16/float64 logits and the
+    ``[B]`` controls of ``sampling._controls.Controls``, on the logits' device.
+
+    Reads nothing back to the host (the launch depends on shapes only), so it can be
+    captured in a CUDA graph. float64 logits compute in float64, the others in float32.
+    """
+    if x.dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+        raise ValueError(f"logits must be float32, bfloat16, float16 or float64, got {x.dtype}")
+    rows, vocab = int(x.shape[0]), int(x.shape[1])
+    cd = torch.float64 if x.dtype == torch.float64 else torch.float32
+    device = x.device
+    tokens = torch.empty((rows, n), dtype=torch.int64, device=device)
+    lp = torch.empty((rows, n if logprobs else 0), dtype=cd, device=device)
+    status = torch.empty((rows,), dtype=torch.int8, device=device)
+    if rows == 0:
+        return tokens, lp, status
+    x = x.detach()
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    # named: the kernel reads them after these lines
+    temperature = temperature.to(device, torch.float32).contiguous()
+    top_k = top_k.to(device, torch.int64).contiguous()
+    top_p = top_p.to(device, torch.float64).contiguous()
+    log_min_p = log_min_p.to(device, torch.float64).contiguous()
+    seeds = seeds.to(device, torch.int64).contiguous()
+    keys = keys.to(device, torch.int64).contiguous()
+    lp_out = lp if logprobs else torch.empty((1,), dtype=cd, device=device)
+    _sample_kernel[(rows,)](x, x.stride(0), vocab, temperature, top_k, top_p, log_min_p, seeds,
+                            keys, n, tokens, lp_out, status, int(logprobs),
+                            IS_F64=x.dtype == torch.float64, BLOCK=BLOCK, **COMPILE_OPTIONS)
+    return tokens, lp, status
+
+
+_TRITON_DTYPES = {"fp32": False, "bf16": False, "fp16": False, "fp64": True}
+
+
+def specializations() -> list[Specialization]:
+    """Every form of the sampler kernel that ``sample`` launches (one per logit dtype)."""
+    forms = []
+    for dtype, is_f64 in _TRITON_DTYPES.items():
+        compute = "fp64" if is_f64 else "fp32"
+        forms.append(Specialization(
+            name=f"sample[{dtype}]", fn=_sample_kernel,
+            signature={"x_ptr": f"*{dtype}", "stride": "i64", "V": "i32", "temp_ptr": "*fp32",
+                       "top_k_ptr": "*i64", "top_p_ptr": "*fp64", "log_min_p_ptr": "*fp64",
+                       "seeds_ptr": "*i64", "keys_ptr": "*i64", "n": "i32",
+                       "tokens_ptr": "*i64", "lp_ptr": f"*{compute}", "status_ptr": "*i8",
+                       "want_lp": "i32", "IS_F64": "constexpr", "BLOCK": "constexpr"},
+            constexprs={"IS_F64": is_f64, "BLOCK": BLOCK}))
+    return forms
