@@ -102,8 +102,7 @@ class _GumbelkitOps(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("device", [
-    "cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="needs a CUDA GPU")]),
+    "cpu", pytest.param("cuda", marks=pytest.mark.cuda),
 ])
 def test_a_training_step_runs_on_the_device_through_the_gumbelkit_ops(device):
     run = Run(TrainConfig(device=device, hidden=16, estimator="st_gumbel"), None)
@@ -116,7 +115,6 @@ def test_a_training_step_runs_on_the_device_through_the_gumbelkit_ops(device):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("command", [
     ["vae", *TINY],
     ["compare", "--estimators", "st,gumbel_softmax", "--seeds", "1", "--jobs", "2", *TINY],

@@ -134,7 +134,7 @@ def test_benchmark_smoke_run(capsys, monkeypatch):
     assert "--k must be >= 1, got 0" in out.err
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 def test_cuda_search_equals_cpu(gpt2):
     """Same noise on every device (the noise contract): the same sequences."""
     ids = torch.randint(2, V, (2, 4), generator=torch.Generator().manual_seed(5))

@@ -21,7 +21,6 @@ from gumbelkit.sampling import sample
 
 ROWS, VOCAB = 8, 1000
 CONTROLS = dict(temperature=0.8, top_k=50, top_p=0.9)
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def _draw(x: torch.Tensor, seeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -69,7 +68,6 @@ def _capture(fn, *static: torch.Tensor):
 
 
 @pytest.mark.cuda
-@needs_gpu
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_cuda_graph_replays_equal_eager(name):
     fn = FUNCTIONS[name]
@@ -85,7 +83,6 @@ def test_cuda_graph_replays_equal_eager(name):
 
 
 @pytest.mark.cuda
-@needs_gpu
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_reduce_overhead_compile_replays_equal_eager(name):
     """Inductor may round the soft sample's arithmetic differently from eager, so it is

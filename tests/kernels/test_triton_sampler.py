@@ -28,7 +28,7 @@ triton = pytest.importorskip("triton")
 from gumbelkit.kernels import triton_kernels, triton_sampler  # noqa: E402  (needs triton)
 
 CHECK = Path(__file__).with_name("triton_sampler_check.py")
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CUDA = pytest.mark.cuda
 
 
 def _check_module():

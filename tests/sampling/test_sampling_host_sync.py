@@ -52,7 +52,7 @@ def test_non_blocking_mode_reads_nothing_back(seed):
     assert torch.equal(got[0][[0, 1, 3]], _step(x, seeds, ctl)[0][[0, 1, 3]])
 
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CUDA = pytest.mark.cuda
 
 
 @CUDA
