@@ -165,6 +165,23 @@ def check_gumbel_softmax() -> None:
                     check(int(index[1]) == 2, f"{case} tie: index {int(index[1])}")
 
 
+def check_ties_across_blocks() -> None:
+    """A tie between two column blocks of one program (no split) and between two
+    segments: the lowest column wins, as on the CPU path."""
+    seeds, keys = seeds_and_keys(2, "scalar")
+    tau = torch.tensor([1e27])
+    for split, cols in ((10**9, 1100), (64, 300)):
+        triton_rows.SPLIT_MIN_COLS = split
+        x = torch.full((2, cols), -INF)
+        x[:, 5] = x[:, cols - 3] = 1e30
+        index, c = both(GUMBEL_MAX, x, seeds, keys, [2], 1)
+        same(index, c, f"ties across blocks, {cols} columns")
+        check(index.tolist() == [5, 5], f"ties across blocks: {index.tolist()}")
+        got, c = both(GUMBEL_SOFTMAX, x, tau, seeds, keys, True, True, [2], 1)
+        same(got[0], c[0], f"ties across blocks, {cols} columns, one-hot")
+    triton_rows.SPLIT_MIN_COLS = 64
+
+
 def check_gumbel_softmax_errors() -> None:
     seeds, keys = seeds_and_keys(4, "scalar")
     for dtype in DTYPES:
@@ -305,6 +322,7 @@ def main() -> int:
     ops._empty = poisoned
     check(triton_rows._segments(2, 300, triton_rows.LONG_TILE)[0] > 1, "no two-stage case")
     check_gumbel_softmax()
+    check_ties_across_blocks()
     check_gumbel_softmax_errors()
     check_gumbel_softmax_backward()
     check_autograd()
