@@ -17,6 +17,7 @@ to about 2**-16 absolute, see kernels_impl.h) to that noise's accuracy.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -315,6 +316,20 @@ def check_vmap() -> None:
     same(*both(vmapped_gumbel_max, x, seeds), "vmap of gumbel_max")
 
 
+def check_sparse() -> None:
+    """sparse_gumbel_softmax on the Triton kernels (noise op for k < V, the
+    Gumbel-Softmax op for k = V): the same indices, weights to float32 rounding."""
+    x = logits(3, 40, torch.float32, 1)
+    for k in (5, 40):
+        for hard in (False, True):
+            got, c = both(functools.partial(gumbelkit.sparse_gumbel_softmax, seed=9), x, k,
+                          0.5, hard)
+            what = f"sparse k={k} hard={hard}"
+            same(got[0], c[0], f"{what} indices")
+            (same if hard else close)(got[1], c[1], *(() if hard else (torch.float32, True)),
+                                      f"{what} weights")
+
+
 def main() -> int:
     assert os.environ.get("TRITON_INTERPRET") == "1" and ops._TRITON_ON_CPU
     triton_rows.SPLIT_MIN_COLS = 64
@@ -328,6 +343,7 @@ def main() -> int:
     check_autograd()
     check_concrete()
     check_vmap()
+    check_sparse()
     print("\n".join(failures) or "all checks passed")
     return 1 if failures else 0
 
