@@ -12,8 +12,8 @@ The noise is that of ``csrc/noise.h`` bit for bit (``triton_kernels``: the
 same Philox words, ``_noise_from_word``, correctly rounded divisions, no
 contraction), so ``x + G`` is exactly the CPU path's and the Gumbel-max
 indices, hard samples' indices and Binary Concrete decisions agree with it
-bit for bit. The relaxed values use ``tl.exp`` and agree to float32
-rounding. Every kernel works on tiles of ``ROWS`` rows by ``BLOCK``
+bit for bit. The relaxed values use ``tl.exp`` (float64: ``_exp_f64``) and
+agree to float32 rounding. Every kernel works on tiles of ``ROWS`` rows by ``BLOCK``
 columns: short rows pack many rows per program, long rows take one row per
 program and, when the batch is too small to fill the GPU, split each row
 into ``segments`` programs whose partial results a second kernel combines.
@@ -32,20 +32,20 @@ SHORT_TILE = (16, 64)
 LONG_TILE = (1, 1024)
 # rows of at most this many columns take the short tile
 SHORT_COLS = SHORT_TILE[1]
-# a row is split into segments of at least this many columns (a multiple of 4,
-# so that every segment starts on a Philox counter) when the batch has fewer
-# than TARGET_PROGRAMS programs; at most MAX_SEGMENTS per row
+# a long row is split into segments of at least this many columns when the
+# batch has fewer than TARGET_PROGRAMS programs; at most MAX_SEGMENTS per row
+# (their lengths are multiples of 4, so each starts on a Philox counter)
 SPLIT_MIN_COLS = 2048
 TARGET_PROGRAMS = 512
 MAX_SEGMENTS = 64
 
 _GUMBEL = tl.constexpr(0)
 _LOGISTIC = tl.constexpr(2)
-# per-row state of the Gumbel-Softmax kernels, as gk_soft_row returns it
-ROW_OK, ROW_BAD, ROW_EMPTY, ROW_OVERFLOW = 0, 1, 2, 3
+# per-row state of the Gumbel-Softmax kernels besides 0 (OK), as gk_soft_row
+# returns it
+ROW_BAD, ROW_EMPTY, ROW_OVERFLOW = 1, 2, 3
 # "no NaN in this tile" in the Concrete kernel's status
 _NO_NAN = 2**62
-
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
