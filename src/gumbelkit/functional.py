@@ -67,7 +67,7 @@ def _fused(x: torch.Tensor, dim: int = -1) -> bool:
     if _under_differentiation_transform():
         return False
     if x.device.type == "cuda":
-        if not ops.triton_available():
+        if not ops.TRITON_INSTALLED:
             return False
     elif _lib.library() is None:
         _lib.warn_if_missing()

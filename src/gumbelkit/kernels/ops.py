@@ -189,9 +189,9 @@ def _triton_rows():
     return triton_rows
 
 
-def triton_available() -> bool:
-    """Whether the ``cuda`` kernels of the ops run Triton (else the op bodies run)."""
-    return importlib.util.find_spec("triton") is not None
+# Whether the ``cuda`` kernels of the ops run Triton (else the op bodies run): a
+# constant, so that torch.compile traces the functions that read it.
+TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
 @noise.register_kernel("cuda")
