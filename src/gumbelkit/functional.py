@@ -338,7 +338,10 @@ def gumbel_softmax(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = Fa
     dtype = ops.compute_dtype(logits.dtype)
     x, batch_shape = _rows(logits, dim)
     if isinstance(tau, torch.Tensor):
-        tau_rows = tau.to(dtype).broadcast_to(logits.shape).movedim(dim, -1)[..., 0]
+        # a 0-d CPU tau may come with CUDA logits (torch mixes them): the kernel reads
+        # it on the logits' device
+        tau_rows = tau.to(logits.device, dtype).broadcast_to(logits.shape).movedim(dim, -1)
+        tau_rows = tau_rows[..., 0]
         tau_rows = tau_rows.reshape(-1).contiguous()
     else:
         tau_rows = torch.full((1,), tau, dtype=dtype, device=logits.device)
@@ -445,7 +448,7 @@ def _concrete_fused(logits: torch.Tensor, tau: Temperature, mode: int, gamma: fl
     dtype = ops.compute_dtype(logits.dtype)
     shape = tuple(logits.shape) if logits.dim() > 0 else (1,)
     x = logits.reshape(-1, shape[-1])
-    tau_t = (tau.to(dtype) if isinstance(tau, torch.Tensor)
+    tau_t = (tau.to(logits.device, dtype) if isinstance(tau, torch.Tensor)
              else torch.full((), tau, dtype=dtype, device=logits.device))
     tau_2d = tau_t.broadcast_to(logits.shape).reshape(x.shape)
     seeds, keys = _kernel_seeds(shape[:-1], seed, generator, logits.device)

@@ -243,3 +243,13 @@ def test_cuda_sparse_relaxation_matches_cpu():
         cpu_idx, cpu_w = gumbelkit.sparse_gumbel_softmax(x, k, 0.5, seed=4)
         assert torch.equal(idx.cpu(), cpu_idx)
         torch.testing.assert_close(w.cpu(), cpu_w, rtol=1e-4, atol=2e-6)
+
+
+@cuda
+def test_cuda_logits_take_a_zero_dim_cpu_tau():
+    x = _logits(3, 200, torch.float32)
+    tau = torch.tensor(0.7)
+    assert torch.equal(gumbelkit.gumbel_softmax(x.cuda(), tau, hard=True, seed=2).cpu(),
+                       gumbelkit.gumbel_softmax(x, tau, hard=True, seed=2))
+    torch.testing.assert_close(gumbelkit.hard_concrete(x.cuda(), tau, seed=2).cpu(),
+                               gumbelkit.hard_concrete(x, tau, seed=2), rtol=1e-5, atol=1e-6)
