@@ -47,10 +47,10 @@ __all__ = [
 
 
 # ------------------------------------------------------------------ dispatch
-# CPU float32/float64/bfloat16/float16 tensors go to the fused kernels
-# (kernels/ops.py: custom ops, so torch.compile traces them); everything else,
-# or every CPU tensor when the kernels are not built, to the pure-PyTorch path
-# below, which has identical semantics and bit-identical noise.
+# float32/float64/bfloat16/float16 tensors on CPU (with the C kernels built) or
+# on CUDA (with Triton installed) go to the fused kernels (kernels/ops.py:
+# custom ops, so torch.compile traces them); everything else to the
+# pure-PyTorch path below, which has identical semantics and bit-identical noise.
 
 
 def _fused(x: torch.Tensor, dim: int = -1) -> bool:
@@ -62,11 +62,14 @@ def _fused(x: torch.Tensor, dim: int = -1) -> bool:
     ``torch.library`` registers on the fused ops does not support those
     transforms, and the PyTorch path draws the same noise.
     """
-    if x.device.type != "cpu" or x.numel() == 0:
+    if x.device.type not in ("cpu", "cuda") or x.numel() == 0:
         return False
     if _under_differentiation_transform():
         return False
-    if _lib.library() is None:
+    if x.device.type == "cuda":
+        if not ops.TRITON_INSTALLED:
+            return False
+    elif _lib.library() is None:
         _lib.warn_if_missing()
         return False
     return x.dtype in ops.DTYPE_CODES and (x.dim() == 0 or x.shape[dim] < 2**31)
@@ -112,15 +115,18 @@ _ROW_INDEX_KEYS = torch.empty(0, dtype=torch.int64, device="cpu")
 
 
 def _kernel_seeds(batch_shape: tuple[int, ...], seed: SeedLike,
-                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | None,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row 64-bit seeds and row keys as ``_rng.noise`` derives them, for the row
-    kernels; a single seed stays one value with no keys (row r keyed by r), so small
-    batches pay for no per-row tensors."""
+    kernels on ``device``; a single seed stays one value with no keys (row r keyed
+    by r), so small batches pay for no per-row tensors."""
     resolved = _rng.resolve_seed(seed, generator)
     if resolved.per_row is not None:
-        return _rng.row_keys_and_seeds(resolved, batch_shape, torch.device("cpu"))
-    seeds = torch.full((1,), _rng.as_int64(resolved.scalar), dtype=torch.int64, device="cpu")
-    return seeds, _ROW_INDEX_KEYS
+        return _rng.row_keys_and_seeds(resolved, batch_shape, device)
+    seeds = torch.full((1,), _rng.as_int64(resolved.scalar), dtype=torch.int64, device=device)
+    if device.type == "cpu":
+        return seeds, _ROW_INDEX_KEYS
+    return seeds, torch.empty(0, dtype=torch.int64, device=device)
 
 
 def _fused_temperature(tau: Temperature, logits: torch.Tensor,
@@ -228,7 +234,7 @@ def gumbel_max(logits: torch.Tensor, dim: int = -1, *, seed: SeedLike = None,
     dim = check_logits(logits, dim, scan=False)
     if _fused(logits, dim):
         x, batch_shape = _rows(logits.detach(), dim)
-        seeds, keys = _kernel_seeds(batch_shape, seed, generator)
+        seeds, keys = _kernel_seeds(batch_shape, seed, generator, logits.device)
         index = torch.ops.gumbelkit.gumbel_max(x, seeds, keys, list(batch_shape), dim)
         return index.reshape(batch_shape)
     return _gumbel_max_reference(logits, dim, seed, generator)
@@ -332,11 +338,14 @@ def gumbel_softmax(logits: torch.Tensor, tau: Temperature = 1.0, hard: bool = Fa
     dtype = ops.compute_dtype(logits.dtype)
     x, batch_shape = _rows(logits, dim)
     if isinstance(tau, torch.Tensor):
-        tau_rows = tau.to(dtype).broadcast_to(logits.shape).movedim(dim, -1)[..., 0]
+        # a 0-d CPU tau may come with CUDA logits (torch mixes them): the kernel reads
+        # it on the logits' device
+        tau_rows = tau.to(logits.device, dtype).broadcast_to(logits.shape).movedim(dim, -1)
+        tau_rows = tau_rows[..., 0]
         tau_rows = tau_rows.reshape(-1).contiguous()
     else:
-        tau_rows = torch.full((1,), tau, dtype=dtype)
-    seeds, keys = _kernel_seeds(batch_shape, seed, generator)
+        tau_rows = torch.full((1,), tau, dtype=dtype, device=logits.device)
+    seeds, keys = _kernel_seeds(batch_shape, seed, generator, logits.device)
     y, _ = torch.ops.gumbelkit.gumbel_softmax(x, tau_rows, seeds, keys, hard,
                                               _wants_grad(logits, tau), list(batch_shape), dim)
     return _unrows(y, logits, dim).to(logits.dtype)
@@ -439,9 +448,10 @@ def _concrete_fused(logits: torch.Tensor, tau: Temperature, mode: int, gamma: fl
     dtype = ops.compute_dtype(logits.dtype)
     shape = tuple(logits.shape) if logits.dim() > 0 else (1,)
     x = logits.reshape(-1, shape[-1])
-    tau_t = tau.to(dtype) if isinstance(tau, torch.Tensor) else torch.full((), tau, dtype=dtype)
+    tau_t = (tau.to(logits.device, dtype) if isinstance(tau, torch.Tensor)
+             else torch.full((), tau, dtype=dtype, device=logits.device))
     tau_2d = tau_t.broadcast_to(logits.shape).reshape(x.shape)
-    seeds, keys = _kernel_seeds(shape[:-1], seed, generator)
+    seeds, keys = _kernel_seeds(shape[:-1], seed, generator, logits.device)
     y, _ = torch.ops.gumbelkit.concrete(x, tau_2d, seeds, keys, mode, _wants_grad(logits, tau),
                                         gamma, span, list(shape))
     return y.reshape(logits.shape).to(logits.dtype)

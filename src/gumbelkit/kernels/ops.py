@@ -180,6 +180,20 @@ def _triton_noise():
     return triton_kernels.noise
 
 
+def _triton_rows():
+    """The module of the row ops' Triton kernels (``triton_rows``), or None when
+    Triton is not installed."""
+    if _triton_noise() is None:
+        return None
+    from . import triton_rows  # imports triton: only on the first call
+    return triton_rows
+
+
+# Whether the ``cuda`` kernels of the ops run Triton (else the op bodies run): a
+# constant, so that torch.compile traces the functions that read it.
+TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+
+
 @noise.register_kernel("cuda")
 def _noise_cuda(seeds, keys, cols, stream, kind, dtype):
     kernel = _triton_noise()
@@ -225,8 +239,27 @@ def gumbel_softmax(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, hard: bo
     return row_reference.gumbel_softmax_rows(x, tau, seeds, keys, hard, save_soft, batch_shape, dim)
 
 
+def _gumbel_softmax_triton(kernels, x, tau, seeds, keys, hard, save_soft, batch_shape, dim):
+    y, soft, _, status = kernels.softmax_rows(x, tau, seeds, keys, hard, save_soft)
+    _raise_for_status(status, batch_shape, dim, x, tau)
+    return y, soft
+
+
+@gumbel_softmax.register_kernel("cuda")
+def _gumbel_softmax_cuda(x, tau, seeds, keys, hard, save_soft, batch_shape, dim):
+    kernels = _triton_rows()
+    if kernels is None:
+        return row_reference.gumbel_softmax_rows(x, tau, seeds, keys, hard, save_soft,
+                                                 batch_shape, dim)
+    return _gumbel_softmax_triton(kernels, x, tau, seeds, keys, hard, save_soft, batch_shape,
+                                  dim)
+
+
 @gumbel_softmax.register_kernel("cpu")
 def _(x, tau, seeds, keys, hard, save_soft, batch_shape, dim):
+    if _TRITON_ON_CPU:
+        return _gumbel_softmax_triton(_triton_rows(), x, tau, seeds, keys, hard, save_soft,
+                                      batch_shape, dim)
     if library() is None:
         return row_reference.gumbel_softmax_rows(x, tau, seeds, keys, hard, save_soft,
                                                  batch_shape, dim)
@@ -262,8 +295,18 @@ def gumbel_softmax_backward(grad: Tensor, soft: Tensor, tau: Tensor,
     return row_reference.gumbel_softmax_backward_rows(grad, soft, tau, need_tau)
 
 
+@gumbel_softmax_backward.register_kernel("cuda")
+def _gumbel_softmax_backward_cuda(grad, soft, tau, need_tau):
+    kernels = _triton_rows()
+    if kernels is None:
+        return row_reference.gumbel_softmax_backward_rows(grad, soft, tau, need_tau)
+    return kernels.softmax_backward_rows(grad, soft, tau, need_tau)
+
+
 @gumbel_softmax_backward.register_kernel("cpu")
 def _(grad, soft, tau, need_tau):
+    if _TRITON_ON_CPU:
+        return _triton_rows().softmax_backward_rows(grad, soft, tau, need_tau)
     if library() is None:
         return row_reference.gumbel_softmax_backward_rows(grad, soft, tau, need_tau)
     rows, cols = _rows_cols(soft)
@@ -372,8 +415,25 @@ def gumbel_max(x: Tensor, seeds: Tensor, keys: Tensor, batch_shape: list[int],
     return row_reference.gumbel_max_rows(x, seeds, keys, batch_shape, dim)
 
 
+def _gumbel_max_triton(kernels, x, seeds, keys, batch_shape, dim):
+    tau = torch.ones(1, dtype=compute_dtype(x.dtype), device=x.device)
+    _, _, index, status = kernels.softmax_rows(x, tau, seeds, keys, True, False, index=True)
+    _raise_for_status(status, batch_shape, dim)
+    return index
+
+
+@gumbel_max.register_kernel("cuda")
+def _gumbel_max_cuda(x, seeds, keys, batch_shape, dim):
+    kernels = _triton_rows()
+    if kernels is None:
+        return row_reference.gumbel_max_rows(x, seeds, keys, batch_shape, dim)
+    return _gumbel_max_triton(kernels, x, seeds, keys, batch_shape, dim)
+
+
 @gumbel_max.register_kernel("cpu")
 def _(x, seeds, keys, batch_shape, dim):
+    if _TRITON_ON_CPU:
+        return _gumbel_max_triton(_triton_rows(), x, seeds, keys, batch_shape, dim)
     if library() is None:
         return row_reference.gumbel_max_rows(x, seeds, keys, batch_shape, dim)
     seeds, keys = seeds.contiguous(), keys.contiguous()
@@ -429,8 +489,34 @@ def concrete(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, mode: int, sav
     return row_reference.concrete_rows(x, tau, seeds, keys, mode, save_soft, gamma, span, shape)
 
 
+def _raise_for_nan(flat: int, shape: list[int]) -> None:
+    """Raise the Concrete kernels' error for the first NaN logit, at flat index ``flat``
+    of ``shape`` (-1: none)."""
+    if flat >= 0:
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(shape)))
+        raise ValueError(f"logits contain NaN at index {index}")
+
+
+def _concrete_triton(kernels, x, tau, seeds, keys, mode, save_soft, gamma, span, shape):
+    y, soft, first_nan = kernels.concrete_rows(x, tau, seeds, keys, mode, save_soft, gamma,
+                                               span)
+    _raise_for_nan(int(first_nan), shape)
+    return y, soft
+
+
+@concrete.register_kernel("cuda")
+def _concrete_cuda(x, tau, seeds, keys, mode, save_soft, gamma, span, shape):
+    kernels = _triton_rows()
+    if kernels is None:
+        return row_reference.concrete_rows(x, tau, seeds, keys, mode, save_soft, gamma, span, shape)
+    return _concrete_triton(kernels, x, tau, seeds, keys, mode, save_soft, gamma, span, shape)
+
+
 @concrete.register_kernel("cpu")
 def _(x, tau, seeds, keys, mode, save_soft, gamma, span, shape):
+    if _TRITON_ON_CPU:
+        return _concrete_triton(_triton_rows(), x, tau, seeds, keys, mode, save_soft, gamma,
+                                span, shape)
     if library() is None:
         return row_reference.concrete_rows(x, tau, seeds, keys, mode, save_soft, gamma, span, shape)
     seeds, keys = seeds.contiguous(), keys.contiguous()
@@ -444,10 +530,7 @@ def _(x, tau, seeds, keys, mode, save_soft, gamma, span, shape):
     kernel(_ptr(x), DTYPE_CODES[x.dtype], x.stride(0), x.stride(1), rows, cols, _ptr(tau),
            tau.stride(0), tau.stride(1), _ptr(seeds), _stride(seeds), _ptr(keys),
            _stride(keys), 0, _ptr(y), _ptr(soft), mode, gamma, span, _threads(), _ptr(status))
-    flat = int(status[0])
-    if flat >= 0:
-        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(shape)))
-        raise ValueError(f"logits contain NaN at index {index}")
+    _raise_for_nan(int(status[0]), shape)
     return y, soft
 
 
@@ -470,8 +553,19 @@ def concrete_backward(grad: Tensor, saved: Tensor, tau: Tensor, mode: int, gamma
     return row_reference.concrete_backward_rows(grad, saved, tau, mode, gamma, span, need_tau)
 
 
+@concrete_backward.register_kernel("cuda")
+def _concrete_backward_cuda(grad, saved, tau, mode, gamma, span, need_tau):
+    kernels = _triton_rows()
+    if kernels is None:
+        return row_reference.concrete_backward_rows(grad, saved, tau, mode, gamma, span, need_tau)
+    return kernels.concrete_backward_rows(grad, saved, tau, mode, gamma, span, need_tau)
+
+
 @concrete_backward.register_kernel("cpu")
 def _(grad, saved, tau, mode, gamma, span, need_tau):
+    if _TRITON_ON_CPU:
+        return _triton_rows().concrete_backward_rows(grad, saved, tau, mode, gamma, span,
+                                                     need_tau)
     if library() is None:
         return row_reference.concrete_backward_rows(grad, saved, tau, mode, gamma, span, need_tau)
     rows, cols = _rows_cols(saved)
