@@ -17,18 +17,25 @@ import torch
 Temperature = float | torch.Tensor
 
 
+def checks_deferred(t: torch.Tensor) -> bool:
+    """True where a check of ``t`` must not read it back to the host: while
+    ``torch.compile`` traces, and while a CUDA graph captures ``t``'s stream
+    (a read there would end the capture)."""
+    return torch.compiler.is_compiling() or (t.is_cuda and torch.cuda.is_current_stream_capturing())
+
+
 def fail_if(bad: torch.Tensor, message: Callable[[], str], summary: str) -> None:
     """Raise ``ValueError(message())`` if any entry of the bool tensor ``bad`` is True.
 
     In eager mode this reads ``bad.any()`` back to the host and forms the
-    message (which may name the first bad row) only on failure. Under
-    ``torch.compile`` it is ``torch._assert_async(~bad.any(), summary)``
-    instead: traced into the graph rather than breaking it, it raises
-    ``RuntimeError`` with ``summary`` where the compiled code runs (eager mode
-    names the row; the compiled graph cannot). Inside ``torch.func.vmap`` the
-    whole batch is read, and the error says ``summary``.
+    message (which may name the first bad row) only on failure. Where a read
+    is not allowed (:func:`checks_deferred`: under ``torch.compile``, or while
+    a CUDA graph captures) it is ``torch._assert_async(~bad.any(), summary)``
+    instead: it stays on the device, in the graph, and fails with ``summary``
+    where the graph runs (eager mode names the row; a graph cannot). Inside
+    ``torch.func.vmap`` the whole batch is read, and the error says ``summary``.
     """
-    if torch.compiler.is_compiling():
+    if checks_deferred(bad):
         torch._assert_async(~bad.any(), summary)
         return
     functorch = torch._C._functorch

@@ -5,16 +5,15 @@ sm_80 and sm_90 without a GPU.
 
 The comparison runs the kernels in Triton's interpreter in a subprocess
 (``triton_rows_check.py``: the interpreter must be chosen before Triton is
-imported). The ahead-of-time compile checks the PTX of the exact forms (those
-that form the noise) for the instructions that would change its bits on a GPU.
+imported). The ahead-of-time compile of every form, with the PTX check of the
+exact forms (those that form the noise), is ``gumbelkit doctor --cuda-compile``'s
+test.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from gumbelkit.kernels import ops, row_reference
 
 triton = pytest.importorskip("triton")
 
-from gumbelkit.kernels import triton_rows  # noqa: E402  (needs triton)
+from gumbelkit.kernels import triton_compile, triton_rows  # noqa: E402  (needs triton)
 
 FORMS = {form.name: form for form in triton_rows.specializations()}
 
@@ -42,37 +41,12 @@ def test_interpreted_kernels_match_the_cpu_path():
     assert result.stdout.strip() == "all checks passed"
 
 
-@functools.cache
-def _ptx(arch: int, name: str) -> str:
-    """The PTX of one form for sm_<arch>, compiled once per session."""
-    from triton.backends.compiler import GPUTarget
-
-    form = FORMS[name]
-    source = triton.compiler.ASTSource(fn=form.fn, signature=form.signature,
-                                       constexprs=form.constexprs)
-    return triton.compile(source, target=GPUTarget("cuda", arch, 32),
-                          options=form.options).asm["ptx"]
-
-
-def _check_ptx(arch: int, name: str) -> None:
-    ptx = _ptx(arch, name)
-    assert f".target sm_{arch}" in ptx
-    if FORMS[name].exact:
-        for inexact in ("div.approx", "div.full", "lg2.approx", "fma.rn"):
-            assert inexact not in ptx, f"{inexact} in the PTX for sm_{arch} {name}"
-
-
 def test_an_exact_form_compiles_without_inexact_instructions():
-    """The one form of every Gumbel-Softmax launch with long rows, float32."""
-    _check_ptx(90, "softmax_stats[fp32, 1x1024]")
-    assert re.search(r"\bdiv\.rn\.f32\b", _ptx(90, "softmax_stats[fp32, 1x1024]"))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("arch", [80, 90])
-@pytest.mark.parametrize("name", sorted(FORMS))
-def test_every_form_compiles_ahead_of_time(arch, name):
-    _check_ptx(arch, name)
+    """The one form of every Gumbel-Softmax launch with long rows, float32, through the
+    check ``gumbelkit doctor --cuda-compile`` runs on every form (its test in
+    tests/experiments/test_doctor_cuda.py compiles them all, once)."""
+    result = triton_compile.check_form("triton_rows", FORMS["softmax_stats[fp32, 1x1024]"], 90)
+    assert result.error is None and result.inexact == ()
 
 
 def test_forms_cover_every_launch_choice():
@@ -149,7 +123,7 @@ def test_triton_backend_without_triton_is_an_error(without_triton, monkeypatch):
 
 # ---------------------------------------------------------------- on a GPU
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+cuda = pytest.mark.cuda
 
 
 @pytest.fixture(autouse=True)

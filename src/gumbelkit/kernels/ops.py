@@ -29,6 +29,7 @@ from .. import _rng
 from .._validate import (
     check_temperature,
     check_temperature_range,
+    checks_deferred,
     raise_bad_logits_row,
     raise_overflow_row,
 )
@@ -87,7 +88,14 @@ def _raise_for_status(status: Tensor, batch_shape: list[int], dim: int,
                       x: Tensor | None = None, tau: Tensor | None = None) -> None:
     """Raise the error of the first bad row the kernel reported: NaN/+inf logits,
     every logit -inf, or (Gumbel-Softmax, given ``x`` and ``tau``) an overflowing
-    ``(x + G) / tau``, named by the row's largest logit and its temperature."""
+    ``(x + G) / tau``, named by the row's largest logit and its temperature.
+    Where the status must stay on the device (a CUDA graph capturing), a bad row
+    fails a device-side assert instead, without the row."""
+    if checks_deferred(status):
+        checked = status if x is not None and tau is not None else status[:2]
+        torch._assert_async((checked < 0).all(), "gumbelkit: a row of the logits holds "
+                            "NaN or +inf, is -inf everywhere, or overflows logits / tau")
+        return
     nan_row, empty_row, overflow_row = (int(v) for v in status.tolist())
     if nan_row >= 0:
         raise_bad_logits_row("nan", nan_row, tuple(batch_shape), dim)
