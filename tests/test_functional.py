@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import gumbelkit
+from gumbelkit.kernels import ops
 from stats import assert_chisquare, assert_ks
 
 INF = math.inf
@@ -135,7 +136,8 @@ def test_dim_and_memory_layout_do_not_change_the_noise():
 
 
 def test_results_independent_of_thread_count():
-    logits = torch.randn(32, 500)
+    logits = torch.randn(40, 500)
+    assert logits.numel() >= ops.PARALLEL_MIN_ELEMENTS  # else one thread runs both calls
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)

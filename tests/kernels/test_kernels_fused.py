@@ -94,10 +94,11 @@ def test_block_fill_any_offset_and_length(isa):
         assert torch.equal(out, reference[col0:col0 + n]), (col0, n)
 
 
-@pytest.mark.parametrize("rows,cols", [(9, 300), (4000, 6)])
+@pytest.mark.parametrize("rows,cols", [(9, 2000), (4000, 6)])
 def test_same_noise_for_any_thread_count_and_batch_composition(rows, cols):
     # 6 columns: rows run a vector's width at a time, one per lane, and 4000 of
     # them make several scheduling chunks, so that both threads take some
+    assert rows * cols >= ops.PARALLEL_MIN_ELEMENTS  # else one thread runs both calls
     x = fresh_logits(rows, cols)
     seeds = torch.randint(0, 2**62, (rows,))
     threads = torch.get_num_threads()
@@ -376,8 +377,9 @@ def test_concrete_one_long_row_any_thread_count():
     """A 1-D gate vector is one row: its pieces spread over the threads, with
     the same values for any thread count (a per-element temperature too), and
     the first NaN reported."""
-    x = torch.randn(5000) * 2
-    tau = torch.rand(5000) + 0.3
+    x = torch.randn(20000) * 2
+    tau = torch.rand(20000) + 0.3
+    assert x.numel() >= ops.PARALLEL_MIN_ELEMENTS  # else one thread runs every call
     seed = fresh_seed()
     threads = torch.get_num_threads()
     try:
@@ -390,12 +392,12 @@ def test_concrete_one_long_row_any_thread_count():
                                    **FLOAT_TOL[torch.float32])
         leaves = x.clone().requires_grad_(True), tau.clone().requires_grad_(True)
         refs = x.clone().requires_grad_(True), tau.clone().requires_grad_(True)
-        weight = torch.randn(5000)
+        weight = torch.randn(20000)
         (F.hard_concrete(*leaves, seed=seed) * weight).sum().backward()
         (F._hard_concrete_reference(*refs, -0.1, 1.1, seed, None) * weight).sum().backward()
         for leaf, ref in zip(leaves, refs):
             torch.testing.assert_close(leaf.grad, ref.grad, rtol=1e-3, atol=1e-5)
-        x[[3100, 4500, 1030]] = math.nan
+        x[[13100, 19500, 1030]] = math.nan
         with pytest.raises(ValueError, match=r"at index \(1030,\)"):
             F.hard_concrete(x, seed=seed)
     finally:

@@ -57,8 +57,14 @@ def _stride(t: Tensor) -> int:
     return 0 if t.numel() == 1 else 1
 
 
-def _threads() -> int:
-    return torch.get_num_threads()
+# Calls on fewer elements run on one thread: starting an OpenMP team costs more
+# than the work there (milliseconds on a busy machine, against microseconds).
+PARALLEL_MIN_ELEMENTS = 1 << 14
+
+
+def _threads(rows: int, cols: int) -> int:
+    """Threads for a kernel call over ``rows x cols`` elements."""
+    return torch.get_num_threads() if rows * cols >= PARALLEL_MIN_ELEMENTS else 1
 
 
 def _rows_cols(x: Tensor) -> tuple[int, int]:
@@ -280,7 +286,7 @@ def _(x, tau, seeds, keys, hard, save_soft, batch_shape, dim):
     kernel = getattr(library(), "gk_gumbel_softmax" + _suffix(dtype))
     kernel(_ptr(x), DTYPE_CODES[x.dtype], x.stride(0), x.stride(1), rows, cols, _ptr(tau),
            _stride(tau), _ptr(seeds), _stride(seeds), _ptr(keys), _stride(keys), 0, _ptr(y),
-           _ptr(soft), int(hard), None, _threads(), _ptr(status))
+           _ptr(soft), int(hard), None, _threads(rows, cols), _ptr(status))
     _raise_for_status(status, batch_shape, dim, x, tau)
     return y, soft
 
@@ -323,7 +329,7 @@ def _(grad, soft, tau, need_tau):
     gtau = _empty((rows,) if need_tau else (0,), soft.dtype)
     kernel = getattr(library(), "gk_gumbel_softmax_backward" + _suffix(soft.dtype))
     kernel(_ptr(grad), DTYPE_CODES[grad.dtype], grad.stride(0), grad.stride(1), _ptr(soft),
-           rows, cols, _ptr(tau), _stride(tau), _ptr(gx), _ptr(gtau), _threads())
+           rows, cols, _ptr(tau), _stride(tau), _ptr(gx), _ptr(gtau), _threads(rows, cols))
     return gx, gtau
 
 
@@ -453,7 +459,7 @@ def _(x, seeds, keys, batch_shape, dim):
     kernel = getattr(library(), "gk_gumbel_softmax" + _suffix(dtype))
     kernel(_ptr(x), DTYPE_CODES[x.dtype], x.stride(0), x.stride(1), rows, cols, _ptr(tau), 0,
            _ptr(seeds), _stride(seeds), _ptr(keys), _stride(keys), 0, None, None, 1,
-           _ptr(index), _threads(), _ptr(status))
+           _ptr(index), _threads(rows, cols), _ptr(status))
     _raise_for_status(status, batch_shape, dim)
     return index
 
@@ -537,7 +543,8 @@ def _(x, tau, seeds, keys, mode, save_soft, gamma, span, shape):
     kernel = getattr(library(), "gk_concrete" + _suffix(dtype))
     kernel(_ptr(x), DTYPE_CODES[x.dtype], x.stride(0), x.stride(1), rows, cols, _ptr(tau),
            tau.stride(0), tau.stride(1), _ptr(seeds), _stride(seeds), _ptr(keys),
-           _stride(keys), 0, _ptr(y), _ptr(soft), mode, gamma, span, _threads(), _ptr(status))
+           _stride(keys), 0, _ptr(y), _ptr(soft), mode, gamma, span, _threads(rows, cols),
+           _ptr(status))
     _raise_for_nan(int(status[0]), shape)
     return y, soft
 
@@ -585,7 +592,7 @@ def _(grad, saved, tau, mode, gamma, span, need_tau):
     kernel(_ptr(grad), DTYPE_CODES[grad.dtype], grad.stride(0), grad.stride(1), _ptr(saved),
            rows, cols, _ptr(tau), tau.stride(0), tau.stride(1),
            HARD_CONCRETE if mode == HARD_CONCRETE else BINARY_SOFT, gamma, span, _ptr(gx),
-           _ptr(gtau), _threads())
+           _ptr(gtau), _threads(rows, cols))
     return gx, gtau
 
 
@@ -767,5 +774,5 @@ def sample_fused(x: Tensor, temperature: Tensor, top_k: Tensor, top_p: Tensor,
     controls = [c.contiguous() for c in (temperature.to(torch.float32), top_k, top_p,
                                          log_min_p, seeds, keys)]
     library().gk_sample_f32(_ptr(x), rows, vocab, x.stride(0), *(_ptr(c) for c in controls), n,
-                            _ptr(tokens), _ptr(lp), _ptr(status), threads or _threads())
+                            _ptr(tokens), _ptr(lp), _ptr(status), threads or _threads(rows, vocab))
     return tokens, lp, status
