@@ -191,6 +191,9 @@ def test_zero_new_tokens_returns_the_prompt(model):
     ids, _, _ = hm.prompts([4, 4], seed=9)
     out = generate(model, ids, max_new_tokens=0, seed=1, return_logprobs=True)
     assert torch.equal(out.sequences, ids) and out.logprobs.shape == (2, 0)
+    out = generate(hm.t5(), ids, max_new_tokens=0)
+    assert torch.equal(out.sequences, torch.zeros(2, 1, dtype=torch.int64))
+    assert out.logprobs is None
 
 
 # ----------------------------------------------------------------- the LogitsProcessor

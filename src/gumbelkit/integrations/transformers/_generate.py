@@ -212,6 +212,10 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor,
     # before the model runs.
     sample(torch.zeros(rows, 1, device=device), **controls, seed=fixed, positions=0)
     start = _decoder_start(model) if encoder_decoder else None
+    if max_new_tokens == 0:
+        prefix = input_ids if start is None else torch.full((rows, 1), start, device=device)
+        return GenerationOutput(prefix.to(torch.int64), torch.empty(
+            rows, 0, dtype=torch.float32, device=device) if return_logprobs else None)
 
     kwargs: dict = {"use_cache": True} if "use_cache" in names else {}
     if encoder_decoder:
@@ -274,10 +278,5 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor,
             if positions is not None:
                 positions = positions[:, -1:] + 1
                 step_input["position_ids"] = positions
-    generated = torch.stack(new_tokens, dim=1) if new_tokens else \
-        sequences.new_empty(rows, 0)
-    lp = None
-    if return_logprobs:
-        lp = torch.stack(logprobs, dim=1) if logprobs else \
-            torch.empty(rows, 0, dtype=torch.float32, device=device)
-    return GenerationOutput(torch.cat([sequences, generated], dim=1), lp)
+    lp = torch.stack(logprobs, dim=1) if return_logprobs else None
+    return GenerationOutput(torch.cat([sequences, torch.stack(new_tokens, dim=1)], dim=1), lp)
