@@ -139,7 +139,8 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor,
     per step for every row at once) and draws each token with
     :func:`gumbelkit.sampling.sample`: ``argmax_{i kept} (z_i + G_i)`` with
     ``z = logits / temperature`` filtered by top-k, then top-p, then min-p,
-    and ``G_i`` the counter-based Gumbel noise of (row seed, step, token). The
+    and ``G_i`` the counter-based Gumbel noise of (row seed, step, token)
+    (the Gumbel-max trick: Gumbel 1954; Maddison et al. 2014). The
     step (0 for the first new token) is the row's position in the sampler's
     noise key, so with per-row seeds a row's continuation is a function of its
     own prompt, controls and seed only, whatever the batch, the row's index or
