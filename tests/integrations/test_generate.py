@@ -328,3 +328,18 @@ def test_sequences_follow_the_models_exact_distribution():
         logp = out.logprobs.double().sum(1)
         exact = torch.tensor([math.log(probs[d]) for d in drawn], dtype=torch.float64)
         torch.testing.assert_close(logp, exact, rtol=0, atol=1e-4)
+
+
+def test_decoding_md_examples_print_what_it_says(capsys):
+    """Every ```python block of docs/decoding.md followed by "prints" runs (in one
+    namespace, in order) and prints the block after it."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "decoding.md").read_text()
+    pairs = re.findall(r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```", text, re.S)
+    assert len(pairs) >= 2
+    namespace: dict = {}
+    for code, printed in pairs:
+        exec(code, namespace)
+        assert capsys.readouterr().out == printed
