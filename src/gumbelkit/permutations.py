@@ -81,8 +81,8 @@ def _check_tau(tau: Temperature, log_alpha: torch.Tensor, dtype: torch.dtype) ->
 
 
 def _check_overflow(scaled: torch.Tensor, tau: Temperature) -> None:
-    """``(scores) / tau`` must be finite: a matrix whose entries overflow the compute
-    dtype has no Sinkhorn normalisation (its ``exp`` is infinite)."""
+    """``scores / tau`` must be finite: entries beyond the compute dtype's range
+    have no Sinkhorn normalisation (``inf - inf`` in the first row step)."""
     bad = ~torch.isfinite(scaled.detach())
     shown = f"{float(tau):g}" if not isinstance(tau, torch.Tensor) else "its tau"
     fail_if(bad, lambda: f"log_alpha / tau overflows {str(scaled.dtype).removeprefix('torch.')} "
@@ -118,10 +118,13 @@ def sinkhorn(log_alpha: torch.Tensor, tau: Temperature = 1.0, n_iters: int = 20)
     Adams & Zemel 2011; Mena et al. 2018, eq. 1), computed in log space
     (``logsumexp``), so it is finite for every finite input down to small
     temperatures. The last step normalises the columns, so columns sum to 1 to
-    rounding; the rows' error shrinks geometrically with ``n_iters``, more
-    slowly when ``tau`` is small next to the gaps between scores. As
-    ``tau -> 0`` the result tends to :func:`matching` of ``log_alpha``.
-    Differentiable in ``log_alpha`` and a tensor ``tau``.
+    rounding; the rows' error shrinks geometrically with ``n_iters``, much
+    more slowly at a small ``tau`` (docs/permutations.md has measured
+    tolerances). Converged, it maximises ``<P, log_alpha> + tau H(P)`` over
+    doubly stochastic ``P``, so as ``tau -> 0`` it tends to :func:`matching`
+    of ``log_alpha``, each entry within ``tau n log n / gap`` of it (``gap``:
+    the best permutation's score minus the second best's). Differentiable in
+    ``log_alpha`` and a tensor ``tau``.
 
     Args:
         log_alpha: floating tensor ``[..., n, n]``, every entry finite.
