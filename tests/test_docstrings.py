@@ -16,6 +16,7 @@ MODULES = [
     "gumbelkit.schedules",
     "gumbelkit.nn.temperature",
     "gumbelkit.sparse",
+    "gumbelkit.permutations",
     "gumbelkit.nn.gumbel_softmax",
     "gumbelkit.nn.router",
     "gumbelkit.nn.moe",

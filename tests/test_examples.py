@@ -31,3 +31,17 @@ def test_example_smoke_run(name, expect, capsys, monkeypatch):
     out = capsys.readouterr().out
     for text in expect:
         assert text in out
+
+
+def test_sort_numbers_smoke_run(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    module = importlib.import_module("sort_numbers")
+    threads = torch.get_num_threads()
+    try:
+        assert module.main(["--sizes", "4,6", "--steps", "5", "--test", "20"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        sys.modules.pop("sort_numbers", None)
+    out = capsys.readouterr().out
+    for text in ("prop. any wrong", "prop. wrong", "not reproduced here"):
+        assert text in out

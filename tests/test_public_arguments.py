@@ -68,6 +68,7 @@ SEEDED: dict[str, Callable[[dict], object]] = {
     "binary_concrete": lambda kw: gumbelkit.binary_concrete(B, 0.5, **kw),
     "hard_concrete": lambda kw: gumbelkit.hard_concrete(B, **kw),
     "sparse_gumbel_softmax": lambda kw: gumbelkit.sparse_gumbel_softmax(X, 2, **kw),
+    "gumbel_sinkhorn": lambda kw: gumbelkit.gumbel_sinkhorn(X[:, :3], 0.5, hard=True, **kw),
     **{f"estimators.{name}": (lambda kw, f=fn: f(X, **kw))
        for name, fn in E.SAMPLE_ESTIMATORS.items()},
     **{f"estimate.{method}": (

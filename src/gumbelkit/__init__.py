@@ -14,6 +14,7 @@ from .functional import (
     straight_through,
 )
 from .kernels import backend
+from .permutations import gumbel_sinkhorn, matching, sinkhorn
 from .sparse import sparse_gumbel_softmax
 
 __version__ = "0.1.0"
@@ -29,6 +30,9 @@ __all__ = [
     "hard_concrete_prob_nonzero",
     "hard_concrete_deterministic_gate",
     "sparse_gumbel_softmax",
+    "sinkhorn",
+    "gumbel_sinkhorn",
+    "matching",
     "backend",
     "schedules",
     "nn",
