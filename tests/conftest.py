@@ -7,6 +7,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+@pytest.fixture
+def one_thread():
+    """Small tensor ops (and the pure-PyTorch Philox path) run fastest on one thread
+    on a shared machine; the thread count is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``cuda`` need a CUDA GPU: skipped without one (``pytest -m cuda``
     selects them on a GPU machine)."""

@@ -19,14 +19,7 @@ import gumbelkit
 from gumbelkit.integrations.transformers import SamplingLogitsProcessor, generate
 from stats import ALPHA, assert_chisquare
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread on a shared machine; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 
 
 @pytest.fixture(scope="module")

@@ -46,9 +46,5 @@ def reference():
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small tensor ops run faster on one thread on a shared machine; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _every_test_on_one_thread(one_thread):
+    """Every sampling test runs with ``one_thread`` (tests/conftest.py)."""
