@@ -23,6 +23,16 @@ class SoftEmbedding(nn.Module):
       :func:`gumbelkit.sparse_gumbel_softmax`) -> ``sum_j weights_j E[indices_j]``,
       computed with ``embedding_bag`` in O(k D) memory per position.
 
+    To feed one model's relaxed tokens into another model (for example a
+    Hugging Face transformer, through ``inputs_embeds``), use
+    :meth:`tied`: it shares that model's table instead of copying it, so a
+    frozen model stays frozen and a trained one trains the table it reads.
+    Tokens from a different vocabulary ``V'`` enter through a mapping matrix
+    ``A`` [V', V] (row ``u`` says which of this table's tokens producer token
+    ``u`` stands for; one-hot rows for exact matches, spread rows for a token
+    that stands for several): ``emb(y @ A)`` embeds ``y [..., V']`` as
+    ``(y A) E``. See docs/token_passing.md.
+
     Args:
         num_embeddings: vocabulary size V, >= 1.
         embedding_dim: D, >= 1.
@@ -63,6 +73,40 @@ class SoftEmbedding(nn.Module):
         if table.dim() != 2:
             raise ValueError(f"an embedding table must be 2-D [V, D], got {tuple(table.shape)}")
         return cls(table.shape[0], table.shape[1], weight=table, freeze=freeze)
+
+    @classmethod
+    def tied(cls, embedding: nn.Embedding | nn.Parameter) -> SoftEmbedding:
+        """A soft embedding that shares (does not copy) an embedding's table.
+
+        ``embedding`` is an ``nn.Embedding`` (such as a Hugging Face model's
+        ``get_input_embeddings()``) or a 2-D ``nn.Parameter`` [V, D]. The
+        module's ``weight`` is that very parameter: whether it trains is the
+        owner's ``requires_grad``, gradients of soft tokens land in the
+        owner's ``.grad``, and updates to it are seen at once. No table is
+        copied, which matters for a 50k x 4096 vocabulary.
+
+        Example:
+            >>> table = torch.nn.Embedding(10, 4).requires_grad_(False)
+            >>> emb = gumbelkit.nn.SoftEmbedding.tied(table)
+            >>> emb.weight is table.weight
+            True
+            >>> logits = torch.randn(3, 10, requires_grad=True)
+            >>> emb(gumbelkit.gumbel_softmax(logits, 0.5, hard=True, seed=0)).sum().backward()
+            >>> logits.grad.abs().sum() > 0, table.weight.grad is None
+            (tensor(True), True)
+        """
+        table = embedding.weight if isinstance(embedding, nn.Embedding) else embedding
+        if not isinstance(table, nn.Parameter):
+            raise TypeError(f"tied needs an nn.Embedding or an nn.Parameter, "
+                            f"got {type(embedding).__name__}")
+        if table.dim() != 2 or 0 in table.shape:
+            raise ValueError(f"an embedding table must be 2-D [V, D] with V, D >= 1, "
+                             f"got {tuple(table.shape)}")
+        module = cls.__new__(cls)
+        nn.Module.__init__(module)
+        module.num_embeddings, module.embedding_dim = table.shape
+        module.weight = table
+        return module
 
     def forward(self, tokens: torch.Tensor | SparseTokens) -> torch.Tensor:
         """Embed ids, soft one-hot vectors or ``(indices, weights)``; see the class docstring."""
