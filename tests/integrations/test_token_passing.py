@@ -6,6 +6,8 @@ demonstration."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -132,3 +134,18 @@ def test_the_producer_learns_through_the_frozen_consumer_alone(consumer, hard):
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.5 * first, (first, last)
     assert all(p.grad is None for p in consumer.parameters())
+
+
+@pytest.mark.parametrize("module,cls", [("bart", "BartScaledWordEmbedding"),
+                                        ("gemma", "GemmaTextScaledWordEmbedding")])
+def test_tied_matches_hugging_face_scaled_embeddings(module, cls):
+    """BART and Gemma multiply their lookup by embed_scale (a float, a buffer); inputs_embeds
+    skips that module, so the tied soft embedding must apply it."""
+    embedding = getattr(importlib.import_module(f"transformers.models.{module}.modeling_{module}"),
+                        cls)(10, 4, 0, embed_scale=3.0)
+    torch.nn.init.normal_(embedding.weight)
+    ids = torch.tensor([[1, 9, 4]])
+    soft = SoftEmbedding.tied(embedding)
+    torch.testing.assert_close(soft(ids), embedding(ids), rtol=0, atol=0)
+    torch.testing.assert_close(soft(torch.nn.functional.one_hot(ids, 10).float()),
+                               embedding(ids))

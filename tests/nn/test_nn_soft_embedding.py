@@ -96,6 +96,29 @@ def test_tied_to_a_frozen_table_sends_gradients_only_to_the_tokens():
     assert "freeze=True" in repr(emb)
 
 
+class ScaledEmbedding(torch.nn.Embedding):
+    """A lookup times ``embed_scale``, like Hugging Face's scaled word embeddings."""
+
+    def __init__(self, n: int, d: int, embed_scale: float) -> None:
+        super().__init__(n, d)
+        self.embed_scale = embed_scale
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids) * self.embed_scale
+
+
+def test_tied_reproduces_a_scaled_embedding():
+    base = ScaledEmbedding(9, 4, embed_scale=2.0)
+    emb = SoftEmbedding.tied(base)
+    ids = torch.tensor([[0, 8], [3, 3]])
+    torch.testing.assert_close(emb(ids), base(ids), rtol=0, atol=0)
+    torch.testing.assert_close(emb(torch.nn.functional.one_hot(ids, 9).float()), base(ids))
+    torch.testing.assert_close(emb((ids[..., None], torch.ones(2, 2, 1))), base(ids))
+    assert "embed_scale=2.0" in repr(emb)
+    with pytest.raises(ValueError, match="embed_scale must be finite, got inf"):
+        SoftEmbedding.tied(ScaledEmbedding(3, 2, embed_scale=float("inf")))
+
+
 @pytest.mark.parametrize("table,error,match", [
     (torch.randn(4, 3), TypeError, "nn.Embedding or an nn.Parameter, got Tensor"),
     (torch.nn.Parameter(torch.randn(4)), ValueError, r"2-D \[V, D\].*got \(4,\)"),

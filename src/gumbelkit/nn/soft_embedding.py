@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -64,6 +66,7 @@ class SoftEmbedding(nn.Module):
                                  f"got {tuple(weight.shape)}")
             table = weight.detach().clone()
         self.weight = nn.Parameter(table, requires_grad=not freeze)
+        self.embed_scale = 1.0
 
     @classmethod
     def from_pretrained(cls, embedding: nn.Embedding | torch.Tensor,
@@ -83,7 +86,11 @@ class SoftEmbedding(nn.Module):
         module's ``weight`` is that very parameter: whether it trains is the
         owner's ``requires_grad``, gradients of soft tokens land in the
         owner's ``.grad``, and updates to it are seen at once. No table is
-        copied, which matters for a 50k x 4096 vocabulary.
+        copied, which matters for a 50k x 4096 vocabulary. An embedding that
+        multiplies its lookup by an ``embed_scale`` attribute (Hugging Face's
+        scaled word embeddings: BART, Gemma, ...) is reproduced with that
+        factor, so ``tied(e)(ids)`` equals ``e(ids)``: ``inputs_embeds`` skips
+        the module, and without it soft tokens would enter unscaled.
 
         Example:
             >>> table = torch.nn.Embedding(10, 4).requires_grad_(False)
@@ -106,10 +113,18 @@ class SoftEmbedding(nn.Module):
         nn.Module.__init__(module)
         module.num_embeddings, module.embedding_dim = table.shape
         module.weight = table
+        scale = getattr(embedding, "embed_scale", 1.0)
+        module.embed_scale = float(scale) if scale is not None else 1.0
+        if not math.isfinite(module.embed_scale):
+            raise ValueError(f"the embedding's embed_scale must be finite, got {scale}")
         return module
 
     def forward(self, tokens: torch.Tensor | SparseTokens) -> torch.Tensor:
         """Embed ids, soft one-hot vectors or ``(indices, weights)``; see the class docstring."""
+        out = self._embed(tokens)
+        return out if self.embed_scale == 1.0 else out * self.embed_scale
+
+    def _embed(self, tokens: torch.Tensor | SparseTokens) -> torch.Tensor:
         if isinstance(tokens, tuple):
             return self._sparse(*tokens)
         if not isinstance(tokens, torch.Tensor):
@@ -145,5 +160,6 @@ class SoftEmbedding(nn.Module):
         return bags.reshape(*indices.shape[:-1], self.embedding_dim)
 
     def extra_repr(self) -> str:
+        scale = "" if self.embed_scale == 1.0 else f", embed_scale={self.embed_scale}"
         return (f"{self.num_embeddings}, {self.embedding_dim}, "
-                f"freeze={not self.weight.requires_grad}")
+                f"freeze={not self.weight.requires_grad}{scale}")
