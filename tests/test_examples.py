@@ -45,3 +45,34 @@ def test_sort_numbers_smoke_run(capsys, monkeypatch):
     out = capsys.readouterr().out
     for text in ("prop. any wrong", "prop. wrong", "not reproduced here"):
         assert text in out
+
+
+def test_token_passing_smoke_run(capsys, monkeypatch):
+    pytest.importorskip("transformers")
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    module = importlib.import_module("token_passing")
+    threads = torch.get_num_threads()
+    try:
+        assert module.main(["--steps", "4", "--consumer-steps", "4", "--batch", "16",
+                            "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        sys.modules.pop("token_passing", None)
+    out = capsys.readouterr().out
+    for text in ["ST, tau 2->0.5", "soft, tau 1", "exact match", "split tokens",
+                 "consumer parameters that received a gradient: 0 of 28"]:
+        assert text in out
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--batch", "-3"], ["--threads", "x"]])
+def test_token_passing_rejects_bad_options(argv, capsys, monkeypatch):
+    pytest.importorskip("transformers")
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    module = importlib.import_module("token_passing")
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            module.main(argv)
+    finally:
+        sys.modules.pop("token_passing", None)
+    assert exit_info.value.code == 2
+    assert argv[0] in capsys.readouterr().err

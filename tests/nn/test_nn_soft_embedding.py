@@ -71,3 +71,59 @@ def test_bad_construction():
         SoftEmbedding(0, 4)
     with pytest.raises(ValueError, match=r"weight must have shape"):
         SoftEmbedding(5, 4, weight=torch.zeros(5, 3))
+
+
+def test_tied_shares_the_table_without_copying():
+    base = torch.nn.Embedding(8, 3)
+    emb = SoftEmbedding.tied(base)
+    assert emb.weight is base.weight and (emb.num_embeddings, emb.embedding_dim) == (8, 3)
+    logits = torch.randn(2, 8, requires_grad=True)
+    emb(gumbelkit.gumbel_softmax(logits, 0.5, seed=0)).sum().backward()
+    assert base.weight.grad is not None and logits.grad.abs().sum() > 0
+    with torch.no_grad():
+        base.weight.add_(1.0)
+    ids = torch.tensor([0, 5])
+    assert torch.equal(emb(ids), base(ids))
+    assert "freeze=False" in repr(emb)
+
+
+def test_tied_to_a_frozen_table_sends_gradients_only_to_the_tokens():
+    table = torch.nn.Parameter(torch.randn(6, 4), requires_grad=False)
+    emb = SoftEmbedding.tied(table)
+    logits = torch.randn(3, 6, requires_grad=True)
+    emb(gumbelkit.gumbel_softmax(logits, 1.0, hard=True, seed=2)).pow(2).sum().backward()
+    assert table.grad is None and logits.grad.abs().sum() > 0
+    assert "freeze=True" in repr(emb)
+
+
+class ScaledEmbedding(torch.nn.Embedding):
+    """A lookup times ``embed_scale``, like Hugging Face's scaled word embeddings."""
+
+    def __init__(self, n: int, d: int, embed_scale: float) -> None:
+        super().__init__(n, d)
+        self.embed_scale = embed_scale
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids) * self.embed_scale
+
+
+def test_tied_reproduces_a_scaled_embedding():
+    base = ScaledEmbedding(9, 4, embed_scale=2.0)
+    emb = SoftEmbedding.tied(base)
+    ids = torch.tensor([[0, 8], [3, 3]])
+    torch.testing.assert_close(emb(ids), base(ids), rtol=0, atol=0)
+    torch.testing.assert_close(emb(torch.nn.functional.one_hot(ids, 9).float()), base(ids))
+    torch.testing.assert_close(emb((ids[..., None], torch.ones(2, 2, 1))), base(ids))
+    assert "embed_scale=2.0" in repr(emb)
+    with pytest.raises(ValueError, match="embed_scale must be finite, got inf"):
+        SoftEmbedding.tied(ScaledEmbedding(3, 2, embed_scale=float("inf")))
+
+
+@pytest.mark.parametrize("table,error,match", [
+    (torch.randn(4, 3), TypeError, "nn.Embedding or an nn.Parameter, got Tensor"),
+    (torch.nn.Parameter(torch.randn(4)), ValueError, r"2-D \[V, D\].*got \(4,\)"),
+    (torch.nn.Parameter(torch.randn(0, 3)), ValueError, r"got \(0, 3\)"),
+])
+def test_tied_rejects_what_is_not_a_table(table, error, match):
+    with pytest.raises(error, match=match):
+        SoftEmbedding.tied(table)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -22,6 +24,16 @@ class SoftEmbedding(nn.Module):
     * a pair ``(indices, weights)`` of shape [..., k] each (as returned by
       :func:`gumbelkit.sparse_gumbel_softmax`) -> ``sum_j weights_j E[indices_j]``,
       computed with ``embedding_bag`` in O(k D) memory per position.
+
+    To feed one model's relaxed tokens into another model (for example a
+    Hugging Face transformer, through ``inputs_embeds``), use
+    :meth:`tied`: it shares that model's table instead of copying it, so a
+    frozen model stays frozen and a trained one trains the table it reads.
+    Tokens from a different vocabulary ``V'`` enter through a mapping matrix
+    ``A`` [V', V] (row ``u`` says which of this table's tokens producer token
+    ``u`` stands for; one-hot rows for exact matches, spread rows for a token
+    that stands for several): ``emb(y @ A)`` embeds ``y [..., V']`` as
+    ``(y A) E``. See docs/token_passing.md.
 
     Args:
         num_embeddings: vocabulary size V, >= 1.
@@ -54,6 +66,7 @@ class SoftEmbedding(nn.Module):
                                  f"got {tuple(weight.shape)}")
             table = weight.detach().clone()
         self.weight = nn.Parameter(table, requires_grad=not freeze)
+        self.embed_scale = 1.0
 
     @classmethod
     def from_pretrained(cls, embedding: nn.Embedding | torch.Tensor,
@@ -64,8 +77,54 @@ class SoftEmbedding(nn.Module):
             raise ValueError(f"an embedding table must be 2-D [V, D], got {tuple(table.shape)}")
         return cls(table.shape[0], table.shape[1], weight=table, freeze=freeze)
 
+    @classmethod
+    def tied(cls, embedding: nn.Embedding | nn.Parameter) -> SoftEmbedding:
+        """A soft embedding that shares (does not copy) an embedding's table.
+
+        ``embedding`` is an ``nn.Embedding`` (such as a Hugging Face model's
+        ``get_input_embeddings()``) or a 2-D ``nn.Parameter`` [V, D]. The
+        module's ``weight`` is that very parameter: whether it trains is the
+        owner's ``requires_grad``, gradients of soft tokens land in the
+        owner's ``.grad``, and updates to it are seen at once. No table is
+        copied, which matters for a 50k x 4096 vocabulary. An embedding that
+        multiplies its lookup by an ``embed_scale`` attribute (Hugging Face's
+        scaled word embeddings: BART, Gemma, ...) is reproduced with that
+        factor, so ``tied(e)(ids)`` equals ``e(ids)``: ``inputs_embeds`` skips
+        the module, and without it soft tokens would enter unscaled.
+
+        Example:
+            >>> table = torch.nn.Embedding(10, 4).requires_grad_(False)
+            >>> emb = gumbelkit.nn.SoftEmbedding.tied(table)
+            >>> emb.weight is table.weight
+            True
+            >>> logits = torch.randn(3, 10, requires_grad=True)
+            >>> emb(gumbelkit.gumbel_softmax(logits, 0.5, hard=True, seed=0)).sum().backward()
+            >>> logits.grad.abs().sum() > 0, table.weight.grad is None
+            (tensor(True), True)
+        """
+        table = embedding.weight if isinstance(embedding, nn.Embedding) else embedding
+        if not isinstance(table, nn.Parameter):
+            raise TypeError(f"tied needs an nn.Embedding or an nn.Parameter, "
+                            f"got {type(embedding).__name__}")
+        if table.dim() != 2 or 0 in table.shape:
+            raise ValueError(f"an embedding table must be 2-D [V, D] with V, D >= 1, "
+                             f"got {tuple(table.shape)}")
+        module = cls.__new__(cls)
+        nn.Module.__init__(module)
+        module.num_embeddings, module.embedding_dim = table.shape
+        module.weight = table
+        scale = getattr(embedding, "embed_scale", 1.0)
+        module.embed_scale = float(scale) if scale is not None else 1.0
+        if not math.isfinite(module.embed_scale):
+            raise ValueError(f"the embedding's embed_scale must be finite, got {scale}")
+        return module
+
     def forward(self, tokens: torch.Tensor | SparseTokens) -> torch.Tensor:
         """Embed ids, soft one-hot vectors or ``(indices, weights)``; see the class docstring."""
+        out = self._embed(tokens)
+        return out if self.embed_scale == 1.0 else out * self.embed_scale
+
+    def _embed(self, tokens: torch.Tensor | SparseTokens) -> torch.Tensor:
         if isinstance(tokens, tuple):
             return self._sparse(*tokens)
         if not isinstance(tokens, torch.Tensor):
@@ -101,5 +160,6 @@ class SoftEmbedding(nn.Module):
         return bags.reshape(*indices.shape[:-1], self.embedding_dim)
 
     def extra_repr(self) -> str:
+        scale = "" if self.embed_scale == 1.0 else f", embed_scale={self.embed_scale}"
         return (f"{self.num_embeddings}, {self.embedding_dim}, "
-                f"freeze={not self.weight.requires_grad}")
+                f"freeze={not self.weight.requires_grad}{scale}")
