@@ -86,7 +86,7 @@ def _generation_setting(model: Any, name: str) -> Any:
 def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
                            attention_mask: torch.Tensor | None = None, *, k: int,
                            max_new_tokens: int,
-                           eos_token_id: int | Sequence[int] | None = None,
+                           eos_token_id: int | Sequence[int] | torch.Tensor | None = None,
                            pad_token_id: int | None = None,
                            temperature: PerRow = 1.0, top_k: PerRow = None,
                            top_p: PerRow = None, min_p: PerRow = None,
