@@ -78,3 +78,16 @@ def test_a_module_that_cannot_list_its_forms_fails(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "triton_missing: FAIL: cannot list its forms (ModuleNotFoundError" in out
     assert out.splitlines()[-1].endswith("1 module(s) could not list their forms")
+
+
+def test_lines_align_for_every_form_name():
+    """The architecture column starts at one place on every line, the longest form
+    name included."""
+    pytest.importorskip("triton")
+    from gumbelkit.experiments.doctor import compile_line
+    from gumbelkit.kernels import triton_compile
+
+    names = [form.name for _, form in triton_compile.forms()]
+    lines = [compile_line(triton_compile.CompiledForm("m", name, 90, True, 1, 0, 0, 0))
+             for name in names]
+    assert len({line.index(" sm_90") for line in lines}) == 1

@@ -108,6 +108,28 @@ def test_model_defaults_and_errors(gpt2):
         stochastic_beam_search(gpt2, ids, k=65, max_new_tokens=1)
 
 
+def test_bad_prompts_are_refused_before_the_model_runs(gpt2):
+    """Right padding, ids outside the vocabulary and masks other than 0/1 are refused
+    as generate() refuses them, and max_new_tokens is named by its own name."""
+    ids = torch.tensor([[5, 6, 7], [8, 9, 10]])
+    calls = []
+    hook = gpt2.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match=r"must be left-padded"):
+            stochastic_beam_search(gpt2, ids, torch.tensor([[1, 1, 0], [1, 1, 1]]), k=2,
+                                   max_new_tokens=2, seed=0)
+        with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 64\)"):
+            stochastic_beam_search(gpt2, ids + V, k=2, max_new_tokens=2, seed=0)
+        with pytest.raises(ValueError, match=r"attention_mask must hold only 0"):
+            stochastic_beam_search(gpt2, ids, torch.full_like(ids, 2), k=2, max_new_tokens=2,
+                                   seed=0)
+        with pytest.raises(ValueError, match=r"max_new_tokens must lie in \[1, "):
+            stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=0, seed=0)
+    finally:
+        hook.remove()
+    assert calls == []
+
+
 def test_benchmark_smoke_run(capsys, monkeypatch):
     """benchmarks/beam_search.py runs end to end on a tiny problem (timings never asserted)."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))

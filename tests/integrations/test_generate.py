@@ -255,6 +255,18 @@ def test_bad_input_is_a_clear_error(model, kwargs, match):
         generate(model, **args)
 
 
+def test_a_non_bool_return_logprobs_is_refused_before_the_model_runs(model):
+    calls = []
+    hook = model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        with pytest.raises(TypeError, match="return_logprobs must be a bool, got 'yes'"):
+            generate(model, torch.tensor([[3, 4]]), max_new_tokens=2, seed=0,
+                     return_logprobs="yes")
+    finally:
+        hook.remove()
+    assert calls == []
+
+
 def test_a_model_without_a_kv_cache_is_a_clear_error():
     with pytest.raises(ValueError, match="needs a model with a KV cache: NoCache.forward"):
         generate(NoCache(), torch.tensor([[3, 4]]), max_new_tokens=2)

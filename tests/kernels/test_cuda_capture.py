@@ -16,7 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from gumbelkit import _validate, functional
-from gumbelkit.kernels import _lib
+from gumbelkit.kernels import _lib, ops
 from gumbelkit.sampling import sample
 
 ROWS, VOCAB = 8, 1000
@@ -133,4 +133,26 @@ def test_the_reference_path_reads_nothing_back_while_capturing(name, monkeypatch
         FUNCTIONS[name](*inputs)  # the first call may set things up
         with _HostReads() as reads:
             FUNCTIONS[name](*inputs)
+    assert reads.found == []
+
+
+class _ConcreteKernels:
+    """Stands in for ``triton_rows``: a Concrete launch whose NaN report (-1: none)
+    stays on the device, as the Triton kernel's does."""
+
+    @staticmethod
+    def concrete_rows(x, tau, seeds, keys, mode, save_soft, gamma, span):
+        return torch.zeros_like(x), x.new_empty(0), torch.tensor(-1)
+
+
+def test_the_concrete_triton_path_reads_nothing_back_while_capturing(monkeypatch):
+    """Binary and Hard Concrete on CUDA: with the checks deferred (a CUDA graph
+    capturing), the first-NaN index is asserted on the device, not read back as
+    ``int()``, which would end the capture."""
+    monkeypatch.setattr(ops, "checks_deferred", lambda t: True)
+    x = torch.randn(4, 5)
+    seeds = torch.zeros(1, dtype=torch.int64)
+    with _HostReads() as reads:
+        ops._concrete_triton(_ConcreteKernels, x, torch.ones(4, 5), seeds, seeds[:0], 0, False,
+                             0.0, 1.0, [4, 5])
     assert reads.found == []

@@ -219,6 +219,10 @@ def test_per_example_candidate_must_keep_the_rows():
     (([nn.ReLU(), torch.relu],), TypeError, "candidate '1' must be an nn.Module"),
     ((nn.ReLU(),), TypeError, "candidates must be a sequence or a mapping of nn.Module"),
     (([nn.ReLU()], 1.0, 1), TypeError, "per_example must be a bool"),
+    (({"a.b": nn.ReLU()},), ValueError, r"candidate names must be non-empty and hold no '\.', "
+                                        r"got 'a.b'"),
+    (({"": nn.ReLU()},), ValueError, r"candidate names must be non-empty and hold no '\.', "
+                                     r"got ''"),
 ])
 def test_bad_arguments_are_clear_errors(args, error, match):
     with pytest.raises(error, match=match):

@@ -133,6 +133,15 @@ def test_bad_features():
         q(torch.randn(2, 6), seed=0, generator=torch.Generator())
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_nan_features_are_an_error_in_training_and_eval(training):
+    q = _quantizer().train(training)
+    features = torch.randn(2, 6, 3, 3)
+    features[1, 0, 2, 1] = math.nan
+    with pytest.raises(ValueError, match=r"logits contain NaN or \+inf in row \(1, 2, 1\)"):
+        q(features, seed=0)
+
+
 def test_codebook_usage_on_constructed_indices():
     usage = codebook_usage(torch.tensor([[0, 1], [2, 3]]), 4)
     assert usage.perplexity == pytest.approx(4.0) and usage.dead_codes == 0

@@ -307,6 +307,21 @@ def test_step_fn_sees_parents_that_rebuild_the_tokens():
     assert bool(torch.isin(last[ended], torch.tensor([EOS, 2])).all())
 
 
+def test_eos_ids_as_tensors_equal_ints_and_lists():
+    """An integer tensor of EOS ids (0-d or 1-D, as transformers' configs hold them)
+    ends sequences as the same ids given as an int or a list."""
+    for as_tensor, plain in ((torch.tensor(EOS), EOS), (torch.tensor([EOS, 2]), [EOS, 2])):
+        got = stochastic_beam_search(tree_model, prefixes(2), k=3, max_len=L, seed=4,
+                                     eos_token_id=as_tensor)
+        want = stochastic_beam_search(tree_model, prefixes(2), k=3, max_len=L, seed=4,
+                                      eos_token_id=plain)
+        assert torch.equal(got.sequences, want.sequences)
+        assert torch.equal(got.lengths, want.lengths)
+    with pytest.raises(ValueError, match=r"eos_token_id must be an int, a sequence of ints"):
+        stochastic_beam_search(tree_model, prefixes(2), k=3, max_len=L, seed=4,
+                               eos_token_id=torch.tensor([1.0]))
+
+
 # --------------------------------------------------------------------------- bad input
 
 

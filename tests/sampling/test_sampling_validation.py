@@ -39,6 +39,8 @@ def test_bad_types_raise_type_error():
         sample(LOGITS, top_k=2.5)
     with pytest.raises(TypeError, match="temperature must be a real number"):
         sample(LOGITS, temperature="hot")
+    with pytest.raises(TypeError, match="return_logprobs must be a bool, got 'yes'"):
+        sample(LOGITS, return_logprobs="yes")
 
 
 @pytest.mark.parametrize("logits, message", [

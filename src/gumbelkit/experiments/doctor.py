@@ -140,11 +140,15 @@ def _bytes(n: int | None) -> str:
     return "?" if n is None else str(n)
 
 
+# the form column: wide enough for the longest form name, concrete_backward[fp64, 16x64]
+FORM_WIDTH = 32
+
+
 def compile_line(r: CompiledForm) -> str:
     """One line of ``--cuda-compile``: form, architecture, registers per thread, bytes of
     spill stores, shared memory per block, and ok or FAIL with the reason."""
     verdict = "ok" if r.ok else f"FAIL: {r.problem}"
-    return (f"{r.name:<28} sm_{r.arch}  regs {_bytes(r.registers):>3}  spills "
+    return (f"{r.name:<{FORM_WIDTH}} sm_{r.arch}  regs {_bytes(r.registers):>3}  spills "
             f"{_bytes(r.spill_stores):>3} B  smem {_bytes(r.shared):>5} B  {verdict}")
 
 

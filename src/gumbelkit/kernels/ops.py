@@ -503,9 +503,15 @@ def concrete(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, mode: int, sav
     return row_reference.concrete_rows(x, tau, seeds, keys, mode, save_soft, gamma, span, shape)
 
 
-def _raise_for_nan(flat: int, shape: list[int]) -> None:
-    """Raise the Concrete kernels' error for the first NaN logit, at flat index ``flat``
-    of ``shape`` (-1: none)."""
+def _raise_for_nan(first_nan: Tensor, shape: list[int]) -> None:
+    """Raise the Concrete kernels' error for the first NaN logit, at the flat index
+    ``first_nan`` (a one-element tensor, -1: none) of ``shape``. Where the index must
+    stay on the device (a CUDA graph capturing), a NaN fails a device-side assert
+    instead, without the index."""
+    if checks_deferred(first_nan):
+        torch._assert_async(first_nan.reshape(()) < 0, "gumbelkit: logits contain NaN")
+        return
+    flat = int(first_nan)
     if flat >= 0:
         index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(shape)))
         raise ValueError(f"logits contain NaN at index {index}")
@@ -514,7 +520,7 @@ def _raise_for_nan(flat: int, shape: list[int]) -> None:
 def _concrete_triton(kernels, x, tau, seeds, keys, mode, save_soft, gamma, span, shape):
     y, soft, first_nan = kernels.concrete_rows(x, tau, seeds, keys, mode, save_soft, gamma,
                                                span)
-    _raise_for_nan(int(first_nan), shape)
+    _raise_for_nan(first_nan, shape)
     return y, soft
 
 
@@ -545,7 +551,7 @@ def _(x, tau, seeds, keys, mode, save_soft, gamma, span, shape):
            tau.stride(0), tau.stride(1), _ptr(seeds), _stride(seeds), _ptr(keys),
            _stride(keys), 0, _ptr(y), _ptr(soft), mode, gamma, span, _threads(rows, cols),
            _ptr(status))
-    _raise_for_nan(int(status[0]), shape)
+    _raise_for_nan(status[0], shape)
     return y, soft
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .._rng import check_seed_source
-from .._validate import check_dim, check_dim_type, check_int_range
+from .._validate import check_dim, check_dim_type, check_int_range, check_logits
 from ..schedules import Schedule
 from .gumbel_softmax import GumbelSoftmax
 from .temperature import LearnableTemperature
@@ -164,6 +164,7 @@ class GumbelQuantizer(nn.Module):
             y = self.gumbel(logits, seed=seed, generator=generator)
             indices = y.argmax(-1)
         else:
+            check_logits(logits)  # as the training path's sampler does: no NaN code or KL
             indices = logits.argmax(-1)
             y = None
         quantized = self.codebook(indices) if y is None else y @ self.codebook.weight

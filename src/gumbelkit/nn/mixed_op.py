@@ -69,6 +69,8 @@ def _candidate_dict(candidates: Sequence[nn.Module] | Mapping[str, nn.Module]) -
     for name, module in items:
         if not isinstance(name, str):
             raise TypeError(f"candidate names must be str, got {name!r}")
+        if not name or "." in name:  # nn.ModuleDict would raise a KeyError for these
+            raise ValueError(f"candidate names must be non-empty and hold no '.', got {name!r}")
         if not isinstance(module, nn.Module):
             raise TypeError(f"candidate {name!r} must be an nn.Module, "
                             f"got {type(module).__name__}")
@@ -115,7 +117,7 @@ class MixedOp(nn.Module):
 
     Args:
         candidates: a non-empty sequence of modules (named "0", "1", ...) or a
-            mapping from names (str, no ".") to modules.
+            mapping from names (non-empty str, no ".") to modules.
         tau: float > 0, a schedule, a schedule spec string or a
             :class:`LearnableTemperature` (see :class:`GumbelSoftmax`).
         per_example: sample a candidate per example (dim 0) instead of per batch.

@@ -61,10 +61,6 @@ def _per_row(value: PerRow, name: str, rows: int, dtype: torch.dtype, device: to
     return torch.full((rows,), value, dtype=dtype, device=device)
 
 
-def _signed(word: int) -> int:
-    return word - 2**64 if word >= 2**63 else word
-
-
 def _seeds_and_keys(seed: SeedArg, generator: torch.Generator | None, rows: int,
                     positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Every row's (seed, row key).
@@ -95,11 +91,11 @@ def _seeds_and_keys(seed: SeedArg, generator: torch.Generator | None, rows: int,
         # decided on the host list: bool() of a device tensor would wait for the device
         shared = 0 if all(mine) else _rng.resolve_seed(None, generator).scalar
         words = [_rng.resolve_seed(s).scalar if s is not None else shared for s in seed]
-        seeds = torch.tensor([_signed(w) for w in words], dtype=torch.int64, device=device)
+        seeds = torch.tensor([_rng.as_int64(w) for w in words], dtype=torch.int64, device=device)
         own = torch.tensor(mine, dtype=torch.bool, device=device)
         return seeds, torch.where(own, positions, batch_keys)
     shared = _rng.resolve_seed(seed, generator).scalar
-    return torch.full((rows,), _signed(shared), dtype=torch.int64, device=device), batch_keys
+    return torch.full((rows,), _rng.as_int64(shared), dtype=torch.int64, device=device), batch_keys
 
 
 def controls(rows: int, *, temperature: PerRow, top_k: PerRow, top_p: PerRow, min_p: PerRow,

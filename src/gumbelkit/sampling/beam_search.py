@@ -182,8 +182,15 @@ def _check_int(value: int | None, name: str) -> None:
         check_int_range(value, name, 0)
 
 
-def _token_list(value: int | Sequence[int] | None, name: str) -> list[int]:
-    """None, one token id or a sequence of them as a list of ids >= 0."""
+def _token_list(value: int | Sequence[int] | torch.Tensor | None, name: str) -> list[int]:
+    """None, one token id, a sequence of them or a 0-d/1-D integer tensor (as
+    transformers' configs and ``generate`` take them) as a list of ids >= 0."""
+    if isinstance(value, torch.Tensor):
+        if value.dtype.is_floating_point or value.dtype.is_complex \
+                or value.dtype == torch.bool or value.dim() > 1:
+            raise ValueError(f"{name} must be an int, a sequence of ints or a 0-d or 1-D "
+                             f"integer tensor, got {value.dtype} of shape {tuple(value.shape)}")
+        value = value.reshape(-1).tolist()
     values = [] if value is None else [value] if isinstance(value, int) else list(value)
     for v in values:
         check_int_range(v, name, 0)
@@ -191,7 +198,7 @@ def _token_list(value: int | Sequence[int] | None, name: str) -> list[int]:
 
 
 def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_len: int, *,
-                           eos_token_id: int | Sequence[int] | None = None,
+                           eos_token_id: int | Sequence[int] | torch.Tensor | None = None,
                            pad_token_id: int | None = None,
                            temperature: PerRow = 1.0, top_k: PerRow = None,
                            top_p: PerRow = None, min_p: PerRow = None,
@@ -231,8 +238,8 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
             with fewer than ``k`` sequences of nonzero probability (masks,
             filters, EOS) is a ``ValueError`` after the search.
         max_len: tokens to generate at most, in ``[1, 2**31)``.
-        eos_token_id: the token that ends a sequence (>= 0), a sequence of
-            such tokens, or None.
+        eos_token_id: the token that ends a sequence (>= 0), a sequence or
+            0-d/1-D integer tensor of such tokens, or None.
         pad_token_id: the token written after a sequence's end in
             ``sequences`` (>= 0; default the first ``eos_token_id``, else 0);
             ``step_fn`` is given the finished sequence's EOS instead.

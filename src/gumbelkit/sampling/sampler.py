@@ -48,6 +48,9 @@ def _draw(logits: torch.Tensor, n: int, *, temperature: PerRow, top_k: PerRow, t
     if logits.dim() != 2 or logits.shape[1] == 0:
         raise ValueError(f"{name}: logits must have shape [batch, vocab] with vocab >= 1, got "
                          f"{tuple(logits.shape)}")
+    if not isinstance(return_logprobs, bool):
+        raise TypeError(f"return_logprobs must be a bool, got {return_logprobs!r} of type "
+                        f"{type(return_logprobs).__name__}")
     if on_invalid not in ("raise", "flag"):
         raise ValueError(f"on_invalid must be 'raise' or 'flag', got {on_invalid!r}")
     if not validate and on_invalid != "flag":

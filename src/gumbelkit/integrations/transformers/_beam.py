@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from ..._validate import check_int_range
 from ...sampling import beam_search
-from ...sampling._controls import PerRow
+from ...sampling._controls import MAX_POSITION, PerRow
+from ._generate import _check_ids, _vocab
 
 __all__ = ["stochastic_beam_search"]
 
@@ -84,7 +86,7 @@ def _generation_setting(model: Any, name: str) -> Any:
 def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
                            attention_mask: torch.Tensor | None = None, *, k: int,
                            max_new_tokens: int,
-                           eos_token_id: int | Sequence[int] | None = None,
+                           eos_token_id: int | Sequence[int] | torch.Tensor | None = None,
                            pad_token_id: int | None = None,
                            temperature: PerRow = 1.0, top_k: PerRow = None,
                            top_p: PerRow = None, min_p: PerRow = None,
@@ -109,10 +111,11 @@ def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
     Args:
         model: a transformers model with a language-modelling head.
         input_ids: int64 ``[B, P]`` prompts (encoder inputs for an
-            encoder-decoder model).
-        attention_mask: ``[B, P]``, 1 for real tokens (default: all ones).
+            encoder-decoder model), ``P >= 1``, ids in ``[0, vocab)``.
+        attention_mask: ``[B, P]`` of 0 (padding) and 1 (default: all ones);
+            decoder-only prompts must be left-padded.
         k: sequences per prompt; see the sampling function.
-        max_new_tokens: tokens to generate at most, >= 1.
+        max_new_tokens: tokens to generate at most, in ``[1, 2**31)``.
         eos_token_id: the token(s) that end a sequence; default the model's
             ``generation_config.eos_token_id``.
         pad_token_id: written after a sequence's end; default the model's
@@ -144,11 +147,16 @@ def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
     elif attention_mask.shape != input_ids.shape:
         raise ValueError(f"attention_mask must have the shape of input_ids "
                          f"{tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
+    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    # the model runs before the search checks its first logits: ids outside the
+    # vocabulary, or right padding that a decoder-only model would continue, are
+    # refused here, as generate() refuses them
+    _check_ids(input_ids, attention_mask, _vocab(model), decoder_only=not encoder_decoder)
+    check_int_range(max_new_tokens, "max_new_tokens", 1, MAX_POSITION - 1)
     if eos_token_id is None:
         eos_token_id = _generation_setting(model, "eos_token_id")
     if pad_token_id is None:
         pad_token_id = _generation_setting(model, "pad_token_id")
-    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     with torch.no_grad():
         if encoder_decoder:
             start = _generation_setting(model, "decoder_start_token_id")

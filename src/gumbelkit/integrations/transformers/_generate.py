@@ -211,7 +211,8 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor,
     controls = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
     # Every control is checked by the sampler itself, on a dummy row per request,
     # before the model runs.
-    sample(torch.zeros(rows, 1, device=device), **controls, seed=fixed, positions=0)
+    sample(torch.zeros(rows, 1, device=device), **controls, seed=fixed, positions=0,
+           return_logprobs=return_logprobs)
     start = _decoder_start(model) if encoder_decoder else None
     if max_new_tokens == 0:
         prefix = input_ids if start is None else torch.full((rows, 1), start, device=device)

@@ -11,10 +11,6 @@ from ... import _rng
 GenerationSeed = int | torch.Tensor | Sequence[int | None] | None
 
 
-def _signed(word: int) -> int:
-    return word - 2**64 if word >= 2**63 else word
-
-
 def fix_seed(seed: GenerationSeed, generator: torch.Generator | None,
              rows: int | None) -> int | torch.Tensor:
     """``seed=`` / ``generator=`` resolved once, as what ``sample`` takes every step.
@@ -44,6 +40,6 @@ def fix_seed(seed: GenerationSeed, generator: torch.Generator | None,
             raise ValueError(f"a seed list must have one entry (int or None) per row of "
                              f"input_ids: {rows}, got {len(seed)}")
         words = [_rng.resolve_seed(s, generator if s is None else None).scalar for s in seed]
-        return torch.tensor([_signed(w) for w in words], dtype=torch.int64)
+        return torch.tensor([_rng.as_int64(w) for w in words], dtype=torch.int64)
     _rng.resolve_seed(seed)  # the type and range checks
     return seed
