@@ -183,24 +183,26 @@ def _(info, in_dims, seeds, keys, cols, stream, kind, dtype):
 _TRITON_ON_CPU = os.environ.get("GUMBELKIT_BACKEND") == "triton"
 
 
-def _triton_noise():
-    """The Triton kernel of the ``noise`` op, or None when Triton is not installed."""
+def _triton(module: str):
+    """The Triton kernel module ``module`` of this package (imported on the first
+    call: it imports Triton), or None when Triton is not installed."""
     if importlib.util.find_spec("triton") is None:
         if _TRITON_ON_CPU:
             raise ImportError("GUMBELKIT_BACKEND=triton needs triton; install it with "
                               "pip install 'gumbelkit[cuda]'")
         return None
-    from . import triton_kernels  # imports triton: only on the first call
-    return triton_kernels.noise
+    return importlib.import_module(f".{module}", __package__)
+
+
+def _triton_noise():
+    """The Triton kernel of the ``noise`` op, or None when Triton is not installed."""
+    kernels = _triton("triton_kernels")
+    return None if kernels is None else kernels.noise
 
 
 def _triton_rows():
-    """The module of the row ops' Triton kernels (``triton_rows``), or None when
-    Triton is not installed."""
-    if _triton_noise() is None:
-        return None
-    from . import triton_rows  # imports triton: only on the first call
-    return triton_rows
+    """The module of the row ops' Triton kernels (``triton_rows``), or None."""
+    return _triton("triton_rows")
 
 
 # Whether the ``cuda`` kernels of the ops run Triton (else the op bodies run): a
@@ -734,13 +736,8 @@ def sampler_kernel_available(x: Tensor) -> bool:
 
 def _triton_sample():
     """The Triton kernel of the ``sample`` op, or None when Triton is not installed."""
-    if importlib.util.find_spec("triton") is None:
-        if _TRITON_ON_CPU:
-            raise ImportError("GUMBELKIT_BACKEND=triton needs triton; install it with "
-                              "pip install 'gumbelkit[cuda]'")
-        return None
-    from . import triton_sampler  # imports triton: only on the first call
-    return triton_sampler.sample
+    kernels = _triton("triton_sampler")
+    return None if kernels is None else kernels.sample
 
 
 @sample.register_kernel("cuda")

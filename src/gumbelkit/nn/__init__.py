@@ -4,7 +4,7 @@ from .gumbel_quantizer import CodebookUsage, GumbelQuantizer, QuantizerOutput, c
 from .gumbel_softmax import GumbelSoftmax
 from .hard_concrete_gate import HardConcreteGate
 from .l0_linear import L0Linear
-from .mixed_op import MixedOp, Zero
+from .mixed_op import MixedOp, Zero, architecture_parameters, derive_architecture, mixed_ops
 from .moe import MoE, MoEOutput
 from .router import GumbelRouter, RouterOutput
 from .soft_embedding import SoftEmbedding
@@ -26,4 +26,7 @@ __all__ = [
     "CodebookUsage",
     "MixedOp",
     "Zero",
+    "mixed_ops",
+    "derive_architecture",
+    "architecture_parameters",
 ]
