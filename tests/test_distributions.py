@@ -341,18 +341,6 @@ def test_bad_parameters(example):
             make()
 
 
-@pytest.mark.parametrize("module", ["concrete", "exp_concrete", "binary_concrete",
-                                    "logit_binary_concrete", "hard_concrete", "straight_through",
-                                    "gumbel_topk"])
-def test_docstring_examples(module):
-    import doctest
-    import importlib
-
-    mod = importlib.import_module(f"gumbelkit.distributions.{module}")
-    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
-
-
 # --------------------------------------------------------------------------- the kept sample
 # log_prob of a value must differentiate exactly as for a new instance that never sampled,
 # whatever the value is: the kept unrounded sample may supply accuracy, never a gradient path.
