@@ -354,6 +354,19 @@ def test_bad_arguments_are_value_errors(kwargs, message):
     assert len(calls) <= 1  # raised before any search step (k's range needs V: one call)
 
 
+def test_output_is_a_named_tuple():
+    """Like the library's other results (QuantizerOutput, RouterOutput): fields by name,
+    by index and by unpacking, in the documented order."""
+    from gumbelkit.sampling import BeamSearchOutput
+
+    out = stochastic_beam_search(tree_model, prefixes(1), k=2, max_len=L, seed=0)
+    assert isinstance(out, tuple) and isinstance(out, BeamSearchOutput)
+    assert BeamSearchOutput._fields == ("sequences", "lengths", "logprobs", "perturbed",
+                                        "threshold")
+    sequences, lengths, *_ = out
+    assert sequences is out.sequences and lengths is out[1]
+
+
 def test_bad_prefix_and_step_outputs_are_errors():
     with pytest.raises(ValueError, match=r"prefix must have an integer dtype"):
         stochastic_beam_search(tree_model, torch.zeros(2, 1), k=2, max_len=L)

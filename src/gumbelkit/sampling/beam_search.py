@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -51,8 +51,7 @@ by ``parents`` and feeds only the last token. Returns floating ``[N, V]``.
 """
 
 
-@dataclass(frozen=True)
-class BeamSearchOutput:
+class BeamSearchOutput(NamedTuple):
     """What :func:`stochastic_beam_search` drew, best perturbed score first.
 
     Attributes:

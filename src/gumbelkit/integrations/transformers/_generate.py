@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -19,8 +19,7 @@ __all__ = ["GenerationOutput", "generate"]
 TokenIds = int | Sequence[int] | torch.Tensor | None
 
 
-@dataclass(frozen=True)
-class GenerationOutput:
+class GenerationOutput(NamedTuple):
     """What :func:`generate` returns.
 
     Attributes:
