@@ -130,6 +130,53 @@ def test_bad_prompts_are_refused_before_the_model_runs(gpt2):
     assert calls == []
 
 
+class PastKeyValues(torch.nn.Module):
+    """The test GPT-2 behind a forward that takes and returns its cache as
+    `past_key_values`, as transformers releases before 5.25 name it."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache=None, return_dict=None):
+        out = self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                         position_ids=position_ids, cache=past_key_values, use_cache=use_cache)
+        return transformers.utils.ModelOutput(logits=out.logits, past_key_values=out.cache)
+
+
+class NoCache(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.config = inner.config
+
+    def forward(self, input_ids, attention_mask=None):
+        return torch.zeros(*input_ids.shape, V)
+
+
+def test_the_cache_keyword_is_found_as_generate_finds_it(gpt2):
+    """A model whose forward takes `past_key_values` decodes as with `cache`; one that
+    takes neither is the ValueError generate gives, before the model runs."""
+    ids = torch.tensor([[0, 5, 6], [7, 8, 9]])
+    mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    settings = dict(k=3, max_new_tokens=4, top_k=10, seed=torch.tensor([3, 4]))
+    direct = stochastic_beam_search(gpt2, ids, mask, **settings)
+    wrapped = stochastic_beam_search(PastKeyValues(gpt2), ids, mask, **settings)
+    assert_same_search(direct, wrapped)
+    with pytest.raises(ValueError, match=r"stochastic_beam_search needs a model with a KV "
+                                         r"cache: NoCache.forward"):
+        stochastic_beam_search(NoCache(gpt2), ids, mask, **settings)
+
+
+def test_prompt_positions_count_each_rows_own_tokens():
+    from gumbelkit.integrations.transformers._model import prompt_positions
+
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1]])
+    assert prompt_positions(mask).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4],
+                                               [0, 0, 0, 0, 0]]
+
+
 def test_benchmark_smoke_run(capsys, monkeypatch):
     """benchmarks/beam_search.py runs end to end on a tiny problem (timings never asserted)."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
