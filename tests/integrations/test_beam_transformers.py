@@ -94,12 +94,29 @@ def test_encoder_decoder_cache_equals_rerunning_the_model(bart):
     assert bool((out.sequences[:, :, 0] == 2).all())
 
 
-def test_model_defaults_and_errors(gpt2):
+def test_no_eos_by_default_as_in_generate(gpt2):
+    """eos_token_id=None runs every sequence to max_new_tokens, as generate does, whatever
+    the model's generation_config says; passed explicitly, its id ends sequences."""
     ids = torch.tensor([[5, 6]])
-    out = stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=3, seed=0)
-    ended = out.lengths < 3  # the config's eos_token_id=1 ends sequences
-    last = out.sequences[..., 2:].gather(2, (out.lengths - 1)[..., None])[..., 0]
-    assert bool((last[ended] == 1).all())
+    with torch.no_grad():
+        likely = int(gpt2(ids).logits[0, -1].argmax())  # an EOS that top_k=3 keeps
+    saved = gpt2.generation_config.eos_token_id
+    gpt2.generation_config.eos_token_id = likely
+    try:
+        plain = stochastic_beam_search(gpt2, ids, k=8, max_new_tokens=3, top_k=3, seed=0)
+        stopped = stochastic_beam_search(gpt2, ids, k=8, max_new_tokens=3, top_k=3, seed=0,
+                                         eos_token_id=gpt2.generation_config.eos_token_id)
+    finally:
+        gpt2.generation_config.eos_token_id = saved
+    assert bool((plain.lengths == 3).all())
+    ended = stopped.lengths < 3
+    assert bool(ended.any())
+    last = stopped.sequences[..., 2:].gather(2, (stopped.lengths - 1)[..., None])[..., 0]
+    assert bool((last[ended] == likely).all())
+
+
+def test_model_errors(gpt2):
+    ids = torch.tensor([[5, 6]])
     with pytest.raises(ValueError, match=r"attention_mask must have the shape of input_ids"):
         stochastic_beam_search(gpt2, ids, torch.ones(1, 3), k=2, max_new_tokens=3)
     with pytest.raises(ValueError, match=r"a seed tensor must have shape \[1\]"):
@@ -125,6 +142,10 @@ def test_bad_prompts_are_refused_before_the_model_runs(gpt2):
                                    seed=0)
         with pytest.raises(ValueError, match=r"max_new_tokens must lie in \[1, "):
             stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=0, seed=0)
+        with pytest.raises(ValueError, match=r"eos_token_id must lie in \[0, 64\)"):
+            stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=2, seed=0, eos_token_id=64)
+        with pytest.raises(ValueError, match=r"pad_token_id must lie in \[0, 64\)"):
+            stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=2, seed=0, pad_token_id=64)
     finally:
         hook.remove()
     assert calls == []

@@ -10,7 +10,7 @@ import torch
 from ..._validate import check_int_range
 from ...sampling import beam_search
 from ...sampling._controls import MAX_POSITION, PerRow
-from ._generate import _check_ids, _vocab
+from ._generate import _check_ids, _end_ids, _vocab
 from ._model import cache_name, decoder_start, forward_names, prompt_positions, returned_cache
 
 __all__ = ["stochastic_beam_search"]
@@ -81,12 +81,6 @@ class _EncoderDecoder:
         return out.logits[:, -1]
 
 
-def _generation_setting(model: Any, name: str) -> Any:
-    config = getattr(model, "generation_config", None)
-    value = getattr(config, name, None)
-    return value if value is not None else getattr(model.config, name, None)
-
-
 def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
                            attention_mask: torch.Tensor | None = None, *, k: int,
                            max_new_tokens: int,
@@ -120,10 +114,13 @@ def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
             decoder-only prompts must be left-padded.
         k: sequences per prompt; see the sampling function.
         max_new_tokens: tokens to generate at most, in ``[1, 2**31)``.
-        eos_token_id: the token(s) that end a sequence; default the model's
-            ``generation_config.eos_token_id``.
-        pad_token_id: written after a sequence's end; default the model's
-            ``generation_config.pad_token_id``, else the first EOS id.
+        eos_token_id: an id or a list of ids in ``[0, vocab)`` that end a
+            sequence (None: every sequence has ``max_new_tokens`` tokens,
+            whatever the model's ``generation_config`` says), as
+            in :func:`~gumbelkit.integrations.transformers.generate`. Pass
+            ``model.generation_config.eos_token_id`` for a checkpoint's own.
+        pad_token_id: the id in ``[0, vocab)`` written after a sequence's end;
+            defaults to the first ``eos_token_id``.
         temperature, top_k, top_p, min_p, seed, generator: as in
             :func:`gumbelkit.sampling.stochastic_beam_search` (per prompt).
 
@@ -158,10 +155,7 @@ def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
     vocab = _vocab(model)
     _check_ids(input_ids, attention_mask, vocab, decoder_only=not encoder_decoder)
     check_int_range(max_new_tokens, "max_new_tokens", 1, MAX_POSITION - 1)
-    if eos_token_id is None:
-        eos_token_id = _generation_setting(model, "eos_token_id")
-    if pad_token_id is None:
-        pad_token_id = _generation_setting(model, "pad_token_id")
+    eos, pad_token_id = _end_ids(eos_token_id, pad_token_id, vocab)
     names = forward_names(model)
     cache_keyword = cache_name(model, names, _CALLER)
     with torch.no_grad():
@@ -173,6 +167,6 @@ def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
             step_fn = _DecoderOnly(model, attention_mask, names, cache_keyword)
             prefix = input_ids
         return beam_search.stochastic_beam_search(
-            step_fn, prefix, k, max_new_tokens, eos_token_id=eos_token_id,
+            step_fn, prefix, k, max_new_tokens, eos_token_id=eos,
             pad_token_id=pad_token_id, temperature=temperature, top_k=top_k, top_p=top_p,
             min_p=min_p, seed=seed, generator=generator)

@@ -64,6 +64,19 @@ def _token_ids(value: TokenIds, name: str, vocab: int) -> list[int]:
     return ids
 
 
+def _end_ids(eos_token_id: TokenIds, pad_token_id: int | None,
+             vocab: int) -> tuple[list[int], int | None]:
+    """The end ids (none: no row ends early) and the pad id (default the first end id),
+    checked against the vocabulary."""
+    eos = _token_ids(eos_token_id, "eos_token_id", vocab)
+    if pad_token_id is None:
+        return eos, eos[0] if eos else None
+    if isinstance(pad_token_id, torch.Tensor) or not isinstance(pad_token_id, int):
+        raise TypeError(f"pad_token_id must be an int or None, got {pad_token_id!r}")
+    _token_ids(pad_token_id, "pad_token_id", vocab)
+    return eos, pad_token_id
+
+
 def _check_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                vocab: int, decoder_only: bool) -> None:
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 \
@@ -151,7 +164,8 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor,
         generator: the source of drawn seeds; with an int or tensor ``seed`` a
             ``ValueError``.
         eos_token_id: an id or a list of ids in ``[0, vocab)`` that end a row
-            (None: every row runs ``max_new_tokens`` steps). Pass
+            (None: every row runs ``max_new_tokens`` steps, whatever the model's
+            ``generation_config`` says). Pass
             ``model.generation_config.eos_token_id`` for a checkpoint's own.
         pad_token_id: the id written after a row's end; defaults to the first
             ``eos_token_id``.
@@ -180,13 +194,7 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor,
     _check_ids(input_ids, attention_mask, vocab, decoder_only=not encoder_decoder)
     check_int_range(max_new_tokens, "max_new_tokens", 0, MAX_POSITION)
     rows, device = input_ids.shape[0], input_ids.device
-    eos = _token_ids(eos_token_id, "eos_token_id", vocab)
-    if pad_token_id is None:
-        pad_token_id = eos[0] if eos else None
-    elif isinstance(pad_token_id, torch.Tensor) or not isinstance(pad_token_id, int):
-        raise TypeError(f"pad_token_id must be an int or None, got {pad_token_id!r}")
-    else:
-        _token_ids(pad_token_id, "pad_token_id", vocab)
+    eos, pad_token_id = _end_ids(eos_token_id, pad_token_id, vocab)
     fixed = fix_seed(seed, generator, rows)
     if isinstance(fixed, torch.Tensor):
         fixed = fixed.to(device)
