@@ -332,6 +332,8 @@ def test_eos_ids_as_tensors_equal_ints_and_lists():
                  r"most max_len=3 tokens, got k=65"),
     (dict(k=0), r"k must lie in \[1, inf\), got 0"),
     (dict(max_len=0), r"max_len must lie in \[1, 2147483647\], got 0"),
+    (dict(eos_token_id=[1, 4]), r"eos_token_id must lie in \[0, 4\) \(step_fn's vocabulary\), "
+                                r"got 4"),
     (dict(temperature=0.0), r"temperature must be > 0 and finite .* got 0.0 in row 0"),
     (dict(temperature=torch.tensor([1.0, -1.0])), r"temperature must be >= 0 and finite"),
     (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
@@ -352,6 +354,25 @@ def test_bad_arguments_are_value_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         stochastic_beam_search(counting, prefixes(2), **args)
     assert len(calls) <= 1  # raised before any search step (k's range needs V: one call)
+
+
+def test_eos_outside_the_vocabulary_is_refused_before_any_noise(monkeypatch):
+    """An EOS id >= V could never end a sequence: a ValueError after the first logits,
+    before the search draws its noise or calls step_fn again."""
+    from gumbelkit.kernels import ops
+
+    drawn = []
+    monkeypatch.setattr(ops, "draw_noise", lambda *args, **kwargs: drawn.append(1))
+    calls = []
+
+    def counting(tokens, parents):
+        calls.append(parents)
+        return tree_model(tokens, parents)
+
+    with pytest.raises(ValueError, match=r"eos_token_id must lie in \[0, 4\) .*got 7"):
+        stochastic_beam_search(counting, prefixes(2), k=2, max_len=L, seed=0,
+                               eos_token_id=torch.tensor([EOS, 7]))
+    assert calls == [None] and drawn == []
 
 
 def test_output_is_a_named_tuple():

@@ -237,8 +237,9 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
             with fewer than ``k`` sequences of nonzero probability (masks,
             filters, EOS) is a ``ValueError`` after the search.
         max_len: tokens to generate at most, in ``[1, 2**31)``.
-        eos_token_id: the token that ends a sequence (>= 0), a sequence or
-            0-d/1-D integer tensor of such tokens, or None.
+        eos_token_id: the token that ends a sequence (in ``[0, V)``, checked
+            against the first logits before any noise is drawn), a sequence
+            or 0-d/1-D integer tensor of such tokens, or None.
         pad_token_id: the token written after a sequence's end in
             ``sequences`` (>= 0; default the first ``eos_token_id``, else 0);
             ``step_fn`` is given the finished sequence's EOS instead.
@@ -295,6 +296,10 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
     if k > space:
         raise ValueError(f"k must lie in [1, {space}]: a vocabulary of {vocab} tokens has "
                          f"{space} sequences of at most max_len={max_len} tokens, got k={k}")
+    outside = [i for i in eos if i >= vocab]
+    if outside:
+        raise ValueError(f"eos_token_id must lie in [0, {vocab}) (step_fn's vocabulary), "
+                         f"got {outside[0]}")
 
     shared = None if own_seeds else _rng.Seed(scalar=int(seeds[0]) & 0xFFFFFFFFFFFFFFFF)
 
