@@ -140,7 +140,10 @@ def test_bad_prompts_are_refused_before_the_model_runs(gpt2):
         with pytest.raises(ValueError, match=r"attention_mask must hold only 0"):
             stochastic_beam_search(gpt2, ids, torch.full_like(ids, 2), k=2, max_new_tokens=2,
                                    seed=0)
-        with pytest.raises(ValueError, match=r"max_new_tokens must lie in \[1, "):
+        with pytest.raises(ValueError, match=r"max_new_tokens must lie in \[0, 2147483647\], "
+                                             r"got -1"):
+            stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=-1, seed=0)
+        with pytest.raises(ValueError, match=r"k must lie in \[1, 1\]: with max_new_tokens=0"):
             stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=0, seed=0)
         with pytest.raises(ValueError, match=r"eos_token_id must lie in \[0, 64\)"):
             stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=2, seed=0, eos_token_id=64)
@@ -148,6 +151,27 @@ def test_bad_prompts_are_refused_before_the_model_runs(gpt2):
             stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=2, seed=0, pad_token_id=64)
     finally:
         hook.remove()
+    assert calls == []
+
+
+def test_zero_new_tokens_return_the_prompt_without_running_the_model(gpt2, bart):
+    """max_new_tokens=0, as in generate: the prompt (decoder-only) or the decoder start
+    token (encoder-decoder), the one continuation of no tokens, with k=1."""
+    ids = torch.tensor([[0, 5, 6], [7, 8, 9]])
+    mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    calls = []
+    hooks = [m.register_forward_pre_hook(lambda module, args: calls.append(1))
+             for m in (gpt2, bart, bart.get_encoder())]
+    try:
+        out = stochastic_beam_search(gpt2, ids, mask, k=1, max_new_tokens=0,
+                                     seed=torch.tensor([1, 2]))
+        assert torch.equal(out.sequences, ids[:, None, :])
+        assert torch.equal(out.lengths, torch.zeros(2, 1, dtype=torch.int64))
+        coded = stochastic_beam_search(bart, ids, k=1, max_new_tokens=0, seed=0)
+        assert torch.equal(coded.sequences, torch.full((2, 1, 1), 2))
+    finally:
+        for hook in hooks:
+            hook.remove()
     assert calls == []
 
 

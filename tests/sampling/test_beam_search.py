@@ -331,7 +331,9 @@ def test_eos_ids_as_tensors_equal_ints_and_lists():
     (dict(k=65), r"k must lie in \[1, 64\]: a vocabulary of 4 tokens has 64 sequences of at "
                  r"most max_len=3 tokens, got k=65"),
     (dict(k=0), r"k must lie in \[1, inf\), got 0"),
-    (dict(max_len=0), r"max_len must lie in \[1, 2147483647\], got 0"),
+    (dict(max_len=-1), r"max_len must lie in \[0, 2147483647\], got -1"),
+    (dict(max_len=0), r"k must lie in \[1, 1\]: with max_len=0 the only sequence is the "
+                      r"empty continuation, got k=2"),
     (dict(eos_token_id=[1, 4]), r"eos_token_id must lie in \[0, 4\) \(step_fn's vocabulary\), "
                                 r"got 4"),
     (dict(temperature=0.0), r"temperature must be > 0 and finite .* got 0.0 in row 0"),
@@ -373,6 +375,27 @@ def test_eos_outside_the_vocabulary_is_refused_before_any_noise(monkeypatch):
         stochastic_beam_search(counting, prefixes(2), k=2, max_len=L, seed=0,
                                eos_token_id=torch.tensor([EOS, 7]))
     assert calls == [None] and drawn == []
+
+
+def test_max_len_zero_returns_the_prefixes_without_calling_step_fn():
+    """The one sequence of no tokens: the prefix, log p = 0, the root's Gumbel(0) as its
+    score (the best score of a longer search with the same seed), threshold -inf."""
+    calls = []
+
+    def counting(tokens, parents):
+        calls.append(parents)
+        return tree_model(tokens, parents)
+
+    seeds = torch.tensor([3, 4])
+    start = torch.tensor([[0], [1]])
+    out = stochastic_beam_search(counting, start, k=1, max_len=0, seed=seeds, eos_token_id=EOS)
+    assert calls == []
+    assert torch.equal(out.sequences, start[:, None, :])
+    assert torch.equal(out.lengths, torch.zeros(2, 1, dtype=torch.int64))
+    assert torch.equal(out.logprobs, torch.zeros(2, 1, dtype=torch.float64))
+    assert bool((out.threshold == -math.inf).all())
+    longer = stochastic_beam_search(tree_model, start, k=1, max_len=L, seed=seeds)
+    assert torch.equal(out.perturbed, longer.perturbed)
 
 
 def test_output_is_a_named_tuple():

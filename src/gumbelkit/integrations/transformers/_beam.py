@@ -113,7 +113,10 @@ def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
         attention_mask: ``[B, P]`` of 0 (padding) and 1 (default: all ones);
             decoder-only prompts must be left-padded.
         k: sequences per prompt; see the sampling function.
-        max_new_tokens: tokens to generate at most, in ``[1, 2**31)``.
+        max_new_tokens: tokens to generate at most, in ``[0, 2**31)``; 0
+            returns the prompt without running the model, as
+            :func:`~gumbelkit.integrations.transformers.generate` does (its
+            one continuation is the empty one, so ``k`` must be 1).
         eos_token_id: an id or a list of ids in ``[0, vocab)`` that end a
             sequence (None: every sequence has ``max_new_tokens`` tokens,
             whatever the model's ``generation_config`` says), as
@@ -154,7 +157,11 @@ def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
     # refused here, as generate() refuses them
     vocab = _vocab(model)
     _check_ids(input_ids, attention_mask, vocab, decoder_only=not encoder_decoder)
-    check_int_range(max_new_tokens, "max_new_tokens", 1, MAX_POSITION - 1)
+    check_int_range(max_new_tokens, "max_new_tokens", 0, MAX_POSITION - 1)
+    check_int_range(k, "k", 1)
+    if max_new_tokens == 0 and k > 1:
+        raise ValueError(f"k must lie in [1, 1]: with max_new_tokens=0 the only continuation "
+                         f"is the empty one, got k={k}")
     eos, pad_token_id = _end_ids(eos_token_id, pad_token_id, vocab)
     names = forward_names(model)
     cache_keyword = cache_name(model, names, _CALLER)
