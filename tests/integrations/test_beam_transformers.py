@@ -94,12 +94,29 @@ def test_encoder_decoder_cache_equals_rerunning_the_model(bart):
     assert bool((out.sequences[:, :, 0] == 2).all())
 
 
-def test_model_defaults_and_errors(gpt2):
+def test_no_eos_by_default_as_in_generate(gpt2):
+    """eos_token_id=None runs every sequence to max_new_tokens, as generate does, whatever
+    the model's generation_config says; passed explicitly, its id ends sequences."""
     ids = torch.tensor([[5, 6]])
-    out = stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=3, seed=0)
-    ended = out.lengths < 3  # the config's eos_token_id=1 ends sequences
-    last = out.sequences[..., 2:].gather(2, (out.lengths - 1)[..., None])[..., 0]
-    assert bool((last[ended] == 1).all())
+    with torch.no_grad():
+        likely = int(gpt2(ids).logits[0, -1].argmax())  # an EOS that top_k=3 keeps
+    saved = gpt2.generation_config.eos_token_id
+    gpt2.generation_config.eos_token_id = likely
+    try:
+        plain = stochastic_beam_search(gpt2, ids, k=8, max_new_tokens=3, top_k=3, seed=0)
+        stopped = stochastic_beam_search(gpt2, ids, k=8, max_new_tokens=3, top_k=3, seed=0,
+                                         eos_token_id=gpt2.generation_config.eos_token_id)
+    finally:
+        gpt2.generation_config.eos_token_id = saved
+    assert bool((plain.lengths == 3).all())
+    ended = stopped.lengths < 3
+    assert bool(ended.any())
+    last = stopped.sequences[..., 2:].gather(2, (stopped.lengths - 1)[..., None])[..., 0]
+    assert bool((last[ended] == likely).all())
+
+
+def test_model_errors(gpt2):
+    ids = torch.tensor([[5, 6]])
     with pytest.raises(ValueError, match=r"attention_mask must have the shape of input_ids"):
         stochastic_beam_search(gpt2, ids, torch.ones(1, 3), k=2, max_new_tokens=3)
     with pytest.raises(ValueError, match=r"a seed tensor must have shape \[1\]"):
@@ -123,11 +140,86 @@ def test_bad_prompts_are_refused_before_the_model_runs(gpt2):
         with pytest.raises(ValueError, match=r"attention_mask must hold only 0"):
             stochastic_beam_search(gpt2, ids, torch.full_like(ids, 2), k=2, max_new_tokens=2,
                                    seed=0)
-        with pytest.raises(ValueError, match=r"max_new_tokens must lie in \[1, "):
+        with pytest.raises(ValueError, match=r"max_new_tokens must lie in \[0, 2147483647\], "
+                                             r"got -1"):
+            stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=-1, seed=0)
+        with pytest.raises(ValueError, match=r"k must lie in \[1, 1\]: with max_new_tokens=0"):
             stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=0, seed=0)
+        with pytest.raises(ValueError, match=r"eos_token_id must lie in \[0, 64\)"):
+            stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=2, seed=0, eos_token_id=64)
+        with pytest.raises(ValueError, match=r"pad_token_id must lie in \[0, 64\)"):
+            stochastic_beam_search(gpt2, ids, k=2, max_new_tokens=2, seed=0, pad_token_id=64)
     finally:
         hook.remove()
     assert calls == []
+
+
+def test_zero_new_tokens_return_the_prompt_without_running_the_model(gpt2, bart):
+    """max_new_tokens=0, as in generate: the prompt (decoder-only) or the decoder start
+    token (encoder-decoder), the one continuation of no tokens, with k=1."""
+    ids = torch.tensor([[0, 5, 6], [7, 8, 9]])
+    mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    calls = []
+    hooks = [m.register_forward_pre_hook(lambda module, args: calls.append(1))
+             for m in (gpt2, bart, bart.get_encoder())]
+    try:
+        out = stochastic_beam_search(gpt2, ids, mask, k=1, max_new_tokens=0,
+                                     seed=torch.tensor([1, 2]))
+        assert torch.equal(out.sequences, ids[:, None, :])
+        assert torch.equal(out.lengths, torch.zeros(2, 1, dtype=torch.int64))
+        coded = stochastic_beam_search(bart, ids, k=1, max_new_tokens=0, seed=0)
+        assert torch.equal(coded.sequences, torch.full((2, 1, 1), 2))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == []
+
+
+class PastKeyValues(torch.nn.Module):
+    """The test GPT-2 behind a forward that takes and returns its cache as
+    `past_key_values`, as transformers releases before 5.25 name it."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache=None, return_dict=None):
+        out = self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                         position_ids=position_ids, cache=past_key_values, use_cache=use_cache)
+        return transformers.utils.ModelOutput(logits=out.logits, past_key_values=out.cache)
+
+
+class NoCache(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.config = inner.config
+
+    def forward(self, input_ids, attention_mask=None):
+        return torch.zeros(*input_ids.shape, V)
+
+
+def test_the_cache_keyword_is_found_as_generate_finds_it(gpt2):
+    """A model whose forward takes `past_key_values` decodes as with `cache`; one that
+    takes neither is the ValueError generate gives, before the model runs."""
+    ids = torch.tensor([[0, 5, 6], [7, 8, 9]])
+    mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    settings = dict(k=3, max_new_tokens=4, top_k=10, seed=torch.tensor([3, 4]))
+    direct = stochastic_beam_search(gpt2, ids, mask, **settings)
+    wrapped = stochastic_beam_search(PastKeyValues(gpt2), ids, mask, **settings)
+    assert_same_search(direct, wrapped)
+    with pytest.raises(ValueError, match=r"stochastic_beam_search needs a model with a KV "
+                                         r"cache: NoCache.forward"):
+        stochastic_beam_search(NoCache(gpt2), ids, mask, **settings)
+
+
+def test_prompt_positions_count_each_rows_own_tokens():
+    from gumbelkit.integrations.transformers._model import prompt_positions
+
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1]])
+    assert prompt_positions(mask).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4],
+                                               [0, 0, 0, 0, 0]]
 
 
 def test_benchmark_smoke_run(capsys, monkeypatch):

@@ -189,6 +189,18 @@ def test_zero_new_tokens_returns_the_prompt(model):
     assert out.logprobs is None
 
 
+def test_output_is_a_named_tuple(model):
+    """Like the library's other results (QuantizerOutput, RouterOutput): fields by name,
+    by index and by unpacking, in the documented order."""
+    from gumbelkit.integrations.transformers import GenerationOutput
+
+    out = generate(model, torch.tensor([[3, 4]]), max_new_tokens=2, seed=0,
+                   return_logprobs=True)
+    assert isinstance(out, tuple) and GenerationOutput._fields == ("sequences", "logprobs")
+    sequences, logprobs = out
+    assert sequences is out.sequences and logprobs is out[1]
+
+
 # ----------------------------------------------------------------- the LogitsProcessor
 
 def test_logits_processor_gives_generates_tokens(model):

@@ -331,7 +331,11 @@ def test_eos_ids_as_tensors_equal_ints_and_lists():
     (dict(k=65), r"k must lie in \[1, 64\]: a vocabulary of 4 tokens has 64 sequences of at "
                  r"most max_len=3 tokens, got k=65"),
     (dict(k=0), r"k must lie in \[1, inf\), got 0"),
-    (dict(max_len=0), r"max_len must lie in \[1, 2147483647\], got 0"),
+    (dict(max_len=-1), r"max_len must lie in \[0, 2147483647\], got -1"),
+    (dict(max_len=0), r"k must lie in \[1, 1\]: with max_len=0 the only sequence is the "
+                      r"empty continuation, got k=2"),
+    (dict(eos_token_id=[1, 4]), r"eos_token_id must lie in \[0, 4\) \(step_fn's vocabulary\), "
+                                r"got 4"),
     (dict(temperature=0.0), r"temperature must be > 0 and finite .* got 0.0 in row 0"),
     (dict(temperature=torch.tensor([1.0, -1.0])), r"temperature must be >= 0 and finite"),
     (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
@@ -352,6 +356,59 @@ def test_bad_arguments_are_value_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         stochastic_beam_search(counting, prefixes(2), **args)
     assert len(calls) <= 1  # raised before any search step (k's range needs V: one call)
+
+
+def test_eos_outside_the_vocabulary_is_refused_before_any_noise(monkeypatch):
+    """An EOS id >= V could never end a sequence: a ValueError after the first logits,
+    before the search draws its noise or calls step_fn again."""
+    from gumbelkit.kernels import ops
+
+    drawn = []
+    monkeypatch.setattr(ops, "draw_noise", lambda *args, **kwargs: drawn.append(1))
+    calls = []
+
+    def counting(tokens, parents):
+        calls.append(parents)
+        return tree_model(tokens, parents)
+
+    with pytest.raises(ValueError, match=r"eos_token_id must lie in \[0, 4\) .*got 7"):
+        stochastic_beam_search(counting, prefixes(2), k=2, max_len=L, seed=0,
+                               eos_token_id=torch.tensor([EOS, 7]))
+    assert calls == [None] and drawn == []
+
+
+def test_max_len_zero_returns_the_prefixes_without_calling_step_fn():
+    """The one sequence of no tokens: the prefix, log p = 0, the root's Gumbel(0) as its
+    score (the best score of a longer search with the same seed), threshold -inf."""
+    calls = []
+
+    def counting(tokens, parents):
+        calls.append(parents)
+        return tree_model(tokens, parents)
+
+    seeds = torch.tensor([3, 4])
+    start = torch.tensor([[0], [1]])
+    out = stochastic_beam_search(counting, start, k=1, max_len=0, seed=seeds, eos_token_id=EOS)
+    assert calls == []
+    assert torch.equal(out.sequences, start[:, None, :])
+    assert torch.equal(out.lengths, torch.zeros(2, 1, dtype=torch.int64))
+    assert torch.equal(out.logprobs, torch.zeros(2, 1, dtype=torch.float64))
+    assert bool((out.threshold == -math.inf).all())
+    longer = stochastic_beam_search(tree_model, start, k=1, max_len=L, seed=seeds)
+    assert torch.equal(out.perturbed, longer.perturbed)
+
+
+def test_output_is_a_named_tuple():
+    """Like the library's other results (QuantizerOutput, RouterOutput): fields by name,
+    by index and by unpacking, in the documented order."""
+    from gumbelkit.sampling import BeamSearchOutput
+
+    out = stochastic_beam_search(tree_model, prefixes(1), k=2, max_len=L, seed=0)
+    assert isinstance(out, tuple) and isinstance(out, BeamSearchOutput)
+    assert BeamSearchOutput._fields == ("sequences", "lengths", "logprobs", "perturbed",
+                                        "threshold")
+    sequences, lengths, *_ = out
+    assert sequences is out.sequences and lengths is out[1]
 
 
 def test_bad_prefix_and_step_outputs_are_errors():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -51,8 +51,7 @@ by ``parents`` and feeds only the last token. Returns floating ``[N, V]``.
 """
 
 
-@dataclass(frozen=True)
-class BeamSearchOutput:
+class BeamSearchOutput(NamedTuple):
     """What :func:`stochastic_beam_search` drew, best perturbed score first.
 
     Attributes:
@@ -237,9 +236,12 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
             first logits, checked before any noise is drawn); a batch row
             with fewer than ``k`` sequences of nonzero probability (masks,
             filters, EOS) is a ``ValueError`` after the search.
-        max_len: tokens to generate at most, in ``[1, 2**31)``.
-        eos_token_id: the token that ends a sequence (>= 0), a sequence or
-            0-d/1-D integer tensor of such tokens, or None.
+        max_len: tokens to generate at most, in ``[0, 2**31)``; 0 returns the
+            prefixes (the one sequence of no tokens, so ``k = 1``, with the
+            root's ``Gumbel(0)`` as its score) without calling ``step_fn``.
+        eos_token_id: the token that ends a sequence (in ``[0, V)``, checked
+            against the first logits before any noise is drawn), a sequence
+            or 0-d/1-D integer tensor of such tokens, or None.
         pad_token_id: the token written after a sequence's end in
             ``sequences`` (>= 0; default the first ``eos_token_id``, else 0);
             ``step_fn`` is given the finished sequence's EOS instead.
@@ -273,7 +275,7 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
         raise ValueError(f"prefix must have shape [batch, length] with batch >= 1, got "
                          f"{tuple(prefix.shape)}")
     check_int_range(k, "k", 1)
-    check_int_range(max_len, "max_len", 1, MAX_POSITION - 1)
+    check_int_range(max_len, "max_len", 0, MAX_POSITION - 1)
     eos = _token_list(eos_token_id, "eos_token_id")
     _check_int(pad_token_id, "pad_token_id")
     batch, device = prefix.shape[0], prefix.device
@@ -290,12 +292,23 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
     step_distribution = _StepDistribution(ctl, k)
 
     tokens = prefix.to(torch.int64)
-    logits = _call(step_fn, tokens, None, batch, None, 0)
-    vocab = logits.shape[1]
-    space = _space_size(vocab, max_len, k + 1)
-    if k > space:
-        raise ValueError(f"k must lie in [1, {space}]: a vocabulary of {vocab} tokens has "
-                         f"{space} sequences of at most max_len={max_len} tokens, got k={k}")
+    if max_len == 0:
+        # one sequence (no tokens) whatever the vocabulary: step_fn is not called
+        if k > 1:
+            raise ValueError(f"k must lie in [1, 1]: with max_len=0 the only sequence is "
+                             f"the empty continuation, got k={k}")
+    else:
+        logits = _call(step_fn, tokens, None, batch, None, 0)
+        vocab = logits.shape[1]
+        space = _space_size(vocab, max_len, k + 1)
+        if k > space:
+            raise ValueError(f"k must lie in [1, {space}]: a vocabulary of {vocab} tokens has "
+                             f"{space} sequences of at most max_len={max_len} tokens, got "
+                             f"k={k}")
+        outside = [i for i in eos if i >= vocab]
+        if outside:
+            raise ValueError(f"eos_token_id must lie in [0, {vocab}) (step_fn's vocabulary), "
+                             f"got {outside[0]}")
 
     shared = None if own_seeds else _rng.Seed(scalar=int(seeds[0]) & 0xFFFFFFFFFFFFFFFF)
 
@@ -312,6 +325,8 @@ def stochastic_beam_search(step_fn: StepFn, prefix: torch.Tensor, k: int, max_le
     lengths = torch.zeros(batch, 1, dtype=torch.int64, device=device)
     threshold = torch.full((batch,), -math.inf, dtype=torch.float64, device=device)
     beams = 1
+    if max_len == 0:
+        return BeamSearchOutput(tokens[:, None, :], lengths, logp, perturbed, threshold)
     for step in range(max_len):
         step_logp, bad = step_distribution(logits, beams)
         live = (perturbed > -math.inf) & ~finished

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,43 +10,45 @@ import torch
 from ..._validate import check_int_range
 from ...sampling import beam_search
 from ...sampling._controls import MAX_POSITION, PerRow
-from ._generate import _check_ids, _vocab
+from ._generate import _check_ids, _end_ids, _vocab
+from ._model import cache_name, decoder_start, forward_names, prompt_positions, returned_cache
 
 __all__ = ["stochastic_beam_search"]
 
-
-def _takes(model: Any, name: str) -> bool:
-    return name in inspect.signature(model.forward).parameters
+_CALLER = "stochastic_beam_search"
 
 
 class _DecoderOnly:
     """``step_fn`` of a decoder-only model: the prompt once, then one token per
     row, the cache and the attention mask reordered by ``parents``."""
 
-    def __init__(self, model: Any, attention_mask: torch.Tensor) -> None:
+    def __init__(self, model: Any, attention_mask: torch.Tensor, names: set[str],
+                 cache_keyword: str) -> None:
         self.model = model
         self.mask = attention_mask
         self.cache = None
-        self.position_ids = _takes(model, "position_ids")
-        self.last_logits = _takes(model, "logits_to_keep")
+        self.cache_keyword = cache_keyword
+        self.position_ids = "position_ids" in names
+        self.last_logits = "logits_to_keep" in names
 
     def __call__(self, tokens: torch.Tensor, parents: torch.Tensor | None) -> torch.Tensor:
         if parents is None:
             ids, mask = tokens, self.mask
-            # left padding: positions count the real tokens, as generate() does
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            positions = prompt_positions(mask)
         else:
             self.cache.reorder_cache(parents)
             mask = torch.cat([self.mask[parents], self.mask.new_ones(len(parents), 1)], 1)
-            ids, positions = tokens[:, -1:], mask.sum(-1, keepdim=True) - 1
+            ids, positions = tokens[:, -1:], prompt_positions(mask)[:, -1:]
         self.mask = mask
-        kwargs = dict(input_ids=ids, attention_mask=mask, cache=self.cache, use_cache=True)
+        kwargs = dict(input_ids=ids, attention_mask=mask, use_cache=True)
+        if self.cache is not None:
+            kwargs[self.cache_keyword] = self.cache
         if self.position_ids:
             kwargs["position_ids"] = positions
         if self.last_logits:
             kwargs["logits_to_keep"] = 1
-        out = self.model(**kwargs)
-        self.cache = out.cache
+        out = self.model(**kwargs, return_dict=True)
+        self.cache = returned_cache(self.model, out, self.cache_keyword, _CALLER)
         return out.logits[:, -1]
 
 
@@ -55,12 +56,14 @@ class _EncoderDecoder:
     """``step_fn`` of an encoder-decoder model: the encoder once; the decoder one
     token per row, its cache and the encoder states gathered by ``parents``."""
 
-    def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    def __init__(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 cache_keyword: str) -> None:
         self.model = model
         self.input_ids = input_ids
         self.encoder_mask = attention_mask
         self.rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         self.cache = None
+        self.cache_keyword = cache_keyword
 
     def __call__(self, tokens: torch.Tensor, parents: torch.Tensor | None) -> torch.Tensor:
         if parents is None:  # the first call: the search has checked its arguments
@@ -70,17 +73,12 @@ class _EncoderDecoder:
             self.cache.reorder_cache(parents)
             self.rows = self.rows[parents]
         hidden = self.encoded.last_hidden_state[self.rows]
+        cache = {} if self.cache is None else {self.cache_keyword: self.cache}
         out = self.model(encoder_outputs=(hidden,), attention_mask=self.encoder_mask[self.rows],
                          decoder_input_ids=tokens if parents is None else tokens[:, -1:],
-                         cache=self.cache, use_cache=True)
-        self.cache = out.cache
+                         use_cache=True, return_dict=True, **cache)
+        self.cache = returned_cache(self.model, out, self.cache_keyword, _CALLER)
         return out.logits[:, -1]
-
-
-def _generation_setting(model: Any, name: str) -> Any:
-    config = getattr(model, "generation_config", None)
-    value = getattr(config, name, None)
-    return value if value is not None else getattr(model.config, name, None)
 
 
 def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
@@ -115,11 +113,17 @@ def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
         attention_mask: ``[B, P]`` of 0 (padding) and 1 (default: all ones);
             decoder-only prompts must be left-padded.
         k: sequences per prompt; see the sampling function.
-        max_new_tokens: tokens to generate at most, in ``[1, 2**31)``.
-        eos_token_id: the token(s) that end a sequence; default the model's
-            ``generation_config.eos_token_id``.
-        pad_token_id: written after a sequence's end; default the model's
-            ``generation_config.pad_token_id``, else the first EOS id.
+        max_new_tokens: tokens to generate at most, in ``[0, 2**31)``; 0
+            returns the prompt without running the model, as
+            :func:`~gumbelkit.integrations.transformers.generate` does (its
+            one continuation is the empty one, so ``k`` must be 1).
+        eos_token_id: an id or a list of ids in ``[0, vocab)`` that end a
+            sequence (None: every sequence has ``max_new_tokens`` tokens,
+            whatever the model's ``generation_config`` says), as
+            in :func:`~gumbelkit.integrations.transformers.generate`. Pass
+            ``model.generation_config.eos_token_id`` for a checkpoint's own.
+        pad_token_id: the id in ``[0, vocab)`` written after a sequence's end;
+            defaults to the first ``eos_token_id``.
         temperature, top_k, top_p, min_p, seed, generator: as in
             :func:`gumbelkit.sampling.stochastic_beam_search` (per prompt).
 
@@ -151,25 +155,25 @@ def stochastic_beam_search(model: Any, input_ids: torch.Tensor,
     # the model runs before the search checks its first logits: ids outside the
     # vocabulary, or right padding that a decoder-only model would continue, are
     # refused here, as generate() refuses them
-    _check_ids(input_ids, attention_mask, _vocab(model), decoder_only=not encoder_decoder)
-    check_int_range(max_new_tokens, "max_new_tokens", 1, MAX_POSITION - 1)
-    if eos_token_id is None:
-        eos_token_id = _generation_setting(model, "eos_token_id")
-    if pad_token_id is None:
-        pad_token_id = _generation_setting(model, "pad_token_id")
+    vocab = _vocab(model)
+    _check_ids(input_ids, attention_mask, vocab, decoder_only=not encoder_decoder)
+    check_int_range(max_new_tokens, "max_new_tokens", 0, MAX_POSITION - 1)
+    check_int_range(k, "k", 1)
+    if max_new_tokens == 0 and k > 1:
+        raise ValueError(f"k must lie in [1, 1]: with max_new_tokens=0 the only continuation "
+                         f"is the empty one, got k={k}")
+    eos, pad_token_id = _end_ids(eos_token_id, pad_token_id, vocab)
+    names = forward_names(model)
+    cache_keyword = cache_name(model, names, _CALLER)
     with torch.no_grad():
         if encoder_decoder:
-            start = _generation_setting(model, "decoder_start_token_id")
-            if start is None:
-                raise ValueError("an encoder-decoder model needs decoder_start_token_id in its "
-                                 "config or generation_config")
-            step_fn = _EncoderDecoder(model, input_ids, attention_mask)
-            prefix = torch.full((input_ids.shape[0], 1), start, dtype=torch.int64,
-                                device=input_ids.device)
+            step_fn = _EncoderDecoder(model, input_ids, attention_mask, cache_keyword)
+            prefix = torch.full((input_ids.shape[0], 1), decoder_start(model),
+                                dtype=torch.int64, device=input_ids.device)
         else:
-            step_fn = _DecoderOnly(model, attention_mask)
+            step_fn = _DecoderOnly(model, attention_mask, names, cache_keyword)
             prefix = input_ids
         return beam_search.stochastic_beam_search(
-            step_fn, prefix, k, max_new_tokens, eos_token_id=eos_token_id,
+            step_fn, prefix, k, max_new_tokens, eos_token_id=eos,
             pad_token_id=pad_token_id, temperature=temperature, top_k=top_k, top_p=top_p,
             min_p=min_p, seed=seed, generator=generator)

@@ -3,15 +3,21 @@ drawing every token with ``gumbelkit.sampling.sample``."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from ..._validate import check_int_range
 from ...sampling import sample
 from ...sampling._controls import MAX_POSITION, PerRow
+from ._model import (
+    cache_name,
+    decoder_start,
+    forward_names,
+    prompt_positions,
+    returned_cache,
+)
 from ._seeds import GenerationSeed, fix_seed
 
 __all__ = ["GenerationOutput", "generate"]
@@ -19,8 +25,7 @@ __all__ = ["GenerationOutput", "generate"]
 TokenIds = int | Sequence[int] | torch.Tensor | None
 
 
-@dataclass(frozen=True)
-class GenerationOutput:
+class GenerationOutput(NamedTuple):
     """What :func:`generate` returns.
 
     Attributes:
@@ -40,20 +45,6 @@ class GenerationOutput:
     logprobs: torch.Tensor | None
 
 
-def _forward_names(model: torch.nn.Module) -> set[str]:
-    return set(inspect.signature(model.forward).parameters)
-
-
-def _cache_name(model: torch.nn.Module, names: set[str]) -> str:
-    """The keyword under which ``model.forward`` takes its KV cache."""
-    for name in ("cache", "past_key_values"):  # transformers >= 5.25, earlier releases
-        if name in names:
-            return name
-    raise ValueError(f"generate needs a model with a KV cache: {type(model).__name__}.forward "
-                     f"takes neither `cache` nor `past_key_values` (its arguments: "
-                     f"{sorted(names)})")
-
-
 def _token_ids(value: TokenIds, name: str, vocab: int) -> list[int]:
     """None, an int, or a sequence / 1-D tensor of ints, as a list of ids in [0, vocab)."""
     if value is None:
@@ -71,6 +62,19 @@ def _token_ids(value: TokenIds, name: str, vocab: int) -> list[int]:
             raise ValueError(f"{name} must lie in [0, {vocab}) (the model's vocabulary), "
                              f"got {i}")
     return ids
+
+
+def _end_ids(eos_token_id: TokenIds, pad_token_id: int | None,
+             vocab: int) -> tuple[list[int], int | None]:
+    """The end ids (none: no row ends early) and the pad id (default the first end id),
+    checked against the vocabulary."""
+    eos = _token_ids(eos_token_id, "eos_token_id", vocab)
+    if pad_token_id is None:
+        return eos, eos[0] if eos else None
+    if isinstance(pad_token_id, torch.Tensor) or not isinstance(pad_token_id, int):
+        raise TypeError(f"pad_token_id must be an int or None, got {pad_token_id!r}")
+    _token_ids(pad_token_id, "pad_token_id", vocab)
+    return eos, pad_token_id
 
 
 def _check_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -106,15 +110,6 @@ def _check_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
             raise ValueError(f"a decoder-only model continues each row after its last column, "
                              f"so prompts must be left-padded: attention_mask[:, -1] is 0 in "
                              f"rows {right[:5]}")
-
-
-def _decoder_start(model: torch.nn.Module) -> int:
-    for config in (getattr(model, "generation_config", None), model.config):
-        start = getattr(config, "decoder_start_token_id", None)
-        if start is not None:
-            return int(start)
-    raise ValueError(f"{type(model).__name__} is an encoder-decoder model without a "
-                     f"decoder_start_token_id in its generation_config or config")
 
 
 def _vocab(model: torch.nn.Module) -> int:
@@ -169,7 +164,8 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor,
         generator: the source of drawn seeds; with an int or tensor ``seed`` a
             ``ValueError``.
         eos_token_id: an id or a list of ids in ``[0, vocab)`` that end a row
-            (None: every row runs ``max_new_tokens`` steps). Pass
+            (None: every row runs ``max_new_tokens`` steps, whatever the model's
+            ``generation_config`` says). Pass
             ``model.generation_config.eos_token_id`` for a checkpoint's own.
         pad_token_id: the id written after a row's end; defaults to the first
             ``eos_token_id``.
@@ -191,20 +187,14 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor,
         >>> out.sequences.shape, torch.equal(out.sequences[1:], alone.sequences)
         (torch.Size([2, 7]), True)
     """
-    names = _forward_names(model)
-    cache_name = _cache_name(model, names)
+    names = forward_names(model)
+    cache_keyword = cache_name(model, names, "generate")
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     vocab = _vocab(model)
     _check_ids(input_ids, attention_mask, vocab, decoder_only=not encoder_decoder)
     check_int_range(max_new_tokens, "max_new_tokens", 0, MAX_POSITION)
     rows, device = input_ids.shape[0], input_ids.device
-    eos = _token_ids(eos_token_id, "eos_token_id", vocab)
-    if pad_token_id is None:
-        pad_token_id = eos[0] if eos else None
-    elif isinstance(pad_token_id, torch.Tensor) or not isinstance(pad_token_id, int):
-        raise TypeError(f"pad_token_id must be an int or None, got {pad_token_id!r}")
-    else:
-        _token_ids(pad_token_id, "pad_token_id", vocab)
+    eos, pad_token_id = _end_ids(eos_token_id, pad_token_id, vocab)
     fixed = fix_seed(seed, generator, rows)
     if isinstance(fixed, torch.Tensor):
         fixed = fixed.to(device)
@@ -213,7 +203,7 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor,
     # before the model runs.
     sample(torch.zeros(rows, 1, device=device), **controls, seed=fixed, positions=0,
            return_logprobs=return_logprobs)
-    start = _decoder_start(model) if encoder_decoder else None
+    start = decoder_start(model) if encoder_decoder else None
     if max_new_tokens == 0:
         prefix = input_ids if start is None else torch.full((rows, 1), start, device=device)
         return GenerationOutput(prefix.to(torch.int64), torch.empty(
@@ -233,9 +223,7 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor,
         mask = attention_mask
         positions = None
         if "position_ids" in names:
-            ones = torch.ones_like(input_ids) if mask is None else mask.to(torch.int64)
-            # Left padding: each row's tokens at the positions they have alone.
-            positions = (ones.cumsum(-1) - 1).masked_fill(ones == 0, 0)
+            positions = prompt_positions(torch.ones_like(input_ids) if mask is None else mask)
         if mask is not None and bool((mask == 1).all()):
             mask = None  # the model's fast path for unpadded batches, as in model.generate
         sequences = input_ids.to(torch.int64)
@@ -247,12 +235,9 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor,
     new_tokens, logprobs = [], []
     cache = None
     for step in range(max_new_tokens):
-        outputs = model(**step_input, **kwargs, **({cache_name: cache} if cache is not None
+        outputs = model(**step_input, **kwargs, **({cache_keyword: cache} if cache is not None
                                                    else {}), return_dict=True)
-        cache = outputs.get(cache_name)
-        if cache is None:
-            raise ValueError(f"{type(model).__name__} returned no KV cache "
-                             f"(outputs.{cache_name} is None); generate needs one")
+        cache = returned_cache(model, outputs, cache_keyword, "generate")
         logits = outputs.logits[:, -1]
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()
