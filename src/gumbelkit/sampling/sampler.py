@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -22,8 +21,7 @@ _REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class SamplerOutput:
+class SamplerOutput(NamedTuple):
     """What the sampler drew.
 
     Attributes:
