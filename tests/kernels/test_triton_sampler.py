@@ -51,7 +51,10 @@ FORMS = {form.name: form for form in triton_sampler.specializations()}
 
 
 def test_every_logit_dtype_has_a_form():
-    assert sorted(FORMS) == ["sample[bf16]", "sample[fp16]", "sample[fp32]", "sample[fp64]"]
+    dtypes = ["bf16", "fp16", "fp32", "fp64"]
+    assert sorted(FORMS) == sorted(
+        [f"{kernel}[{dtype}]" for kernel in ("sample", "sample-split", "sample-race-segment")
+         for dtype in dtypes] + ["sample-race-reduce[fp32]", "sample-race-reduce[fp64]"])
     assert all(form.exact and form.options == triton_kernels.COMPILE_OPTIONS
                for form in FORMS.values())
 
@@ -68,10 +71,14 @@ def test_compiles_ahead_of_time_without_inexact_instructions(arch, name):
     ptx = triton.compile(source, target=GPUTarget("cuda", arch, 32),
                          options=form.options).asm["ptx"]
     assert f".target sm_{arch}" in ptx
-    # z = x / T and the noise's divisions: correctly rounded
-    assert re.search(r"\bdiv\.rn\.f64\b", ptx)
-    if not form.constexprs["IS_F64"]:
-        assert re.search(r"\bdiv\.rn\.f32\b", ptx)
+    # z = x / T, the noise's and the logarithm's divisions: correctly rounded (the
+    # reduction of the split race divides nothing, its segment pass in the compute dtype)
+    if form.fn is not triton_sampler._race_reduce_kernel:
+        is_f64 = form.constexprs["IS_F64"]
+        if is_f64 or form.fn is triton_sampler._sample_kernel:
+            assert re.search(r"\bdiv\.rn\.f64\b", ptx)
+        if not is_f64:
+            assert re.search(r"\bdiv\.rn\.f32\b", ptx)
     for inexact in ("div.approx", "div.full", "lg2.approx", "ex2.approx", "fma.rn"):
         assert inexact not in ptx, f"{inexact} in the PTX for sm_{arch} {name}"
 
@@ -104,6 +111,47 @@ def test_launch_reads_nothing_back(monkeypatch):
     assert tokens.shape == (3, 2) and lp.shape == (3, 2) and status.shape == (3,)
     ((grid, args, kwargs),) = launches
     assert grid == (3,) and kwargs["enable_fp_fusion"] is False and kwargs["IS_F64"] is False
+    assert kwargs["RACE"] is True
+
+
+def test_split_launch_reads_nothing_back(monkeypatch):
+    """A small batch of long rows races in segments: the whole-row kernel without its
+    race, then per token a segment pass over (rows x segments) and a reduction, a
+    number of launches fixed by the shapes, none reading anything back."""
+    launches = []
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append((self.name, grid, kwargs))
+
+    for name in ("_sample_kernel", "_race_segment_kernel", "_race_reduce_kernel"):
+        monkeypatch.setattr(triton_sampler, name, Recorder(name))
+    x = torch.randn(2, 128_000, dtype=torch.bfloat16)
+    ctl = _row_controls(2)
+    with no_host_reads():
+        tokens, lp, status = triton_sampler.sample(x, *ctl, 2, True)
+    assert tokens.shape == (2, 2) and lp.shape == (2, 2) and status.shape == (2,)
+    segments, seg_cols = triton_sampler._segments(2, 128_000, 2)
+    assert segments > 1 and seg_cols % triton_sampler.BLOCK == 0
+    assert (segments - 1) * seg_cols < 128_000 <= segments * seg_cols
+    assert [(name, grid) for name, grid, _ in launches] == [
+        ("_sample_kernel", (2,)),
+        ("_race_segment_kernel", (2, segments)), ("_race_reduce_kernel", (2,)),
+        ("_race_segment_kernel", (2, segments)), ("_race_reduce_kernel", (2,))]
+    assert launches[0][2]["RACE"] is False
+    assert all(kwargs["enable_fp_fusion"] is False for _, _, kwargs in launches)
+
+
+def test_race_splits_only_small_batches_of_long_rows():
+    assert triton_sampler._segments(1, 128_000, 1)[0] > 1
+    assert triton_sampler._segments(1, triton_sampler.SPLIT_MIN_COLS - 1, 1) == (
+        1, triton_sampler.SPLIT_MIN_COLS - 1)
+    assert triton_sampler._segments(triton_sampler.TARGET_PROGRAMS, 128_000, 1)[0] == 1
+    assert triton_sampler._segments(1, 128_000, triton_sampler.SPLIT_MAX_N + 1)[0] == 1
+    assert triton_sampler._segments(1, 128_000, 1)[0] <= triton_sampler.MAX_SEGMENTS
 
 
 @pytest.fixture

@@ -190,11 +190,87 @@ def op_cases(failures: list[str], device: str = "cpu") -> None:
     compare("empty batch", torch.zeros(0, 9), _controls_for(0), 2, failures, device=device)
 
 
+def split_cases(failures: list[str]) -> None:
+    """The split race (segment programs and a second-stage reduction) on small rows,
+    with the split thresholds lowered; each case checks that its rows do split."""
+    saved = (triton_sampler.SPLIT_MIN_COLS, triton_sampler.SEGMENT_COLS)
+    triton_sampler.SPLIT_MIN_COLS, triton_sampler.SEGMENT_COLS = 16, 8
+
+    def split(name: str, x: torch.Tensor, ctl: _controls.Controls, n: int, block: int,
+              logprobs: bool = True) -> None:
+        triton_sampler.BLOCK = block
+        segments, _ = triton_sampler._segments(x.shape[0], x.shape[1], n)
+        if segments < 2:
+            failures.append(f"split {name}: not split ({segments} segment)")
+        compare(f"split {name}", x, ctl, n, failures, logprobs=logprobs, block=block)
+
+    try:
+        gen = torch.Generator().manual_seed(2)
+        rows, vocab = 10, 200
+        x = torch.randn(rows, vocab, generator=gen) * 3
+        ctl = _controls_for(
+            rows,
+            temperature=torch.tensor([0.7, 1.0, 1.3, 0.9, 0.8, 1.1, 0.6, 1.0, 0.0, 0.0]),
+            top_k=torch.tensor([0, 20, 0, 0, 15, 30, 0, 25, 0, 5]),
+            top_p=torch.tensor([1.0, 1.0, 0.8, 1.0, 0.9, 1.0, 0.7, 0.85, 1.0, 0.5]),
+            min_p=torch.tensor([0.0, 0.0, 0.0, 0.05, 0.0, 0.02, 0.1, 0.03, 0.0, 0.2]))
+        split("controls n=1", x, ctl, 1, 32)
+        split("controls n=3 without logprobs", x, ctl, 3, 16, logprobs=False)
+        split("controls float64", x.double(), ctl, 2, 32)
+
+        # ties across segment boundaries (segments of 8 columns here): equal logits on
+        # a few levels, greedy rows whose maxima lie in different segments, an all-equal
+        # greedy row (winners 0, 1, 2, ...), all with several tokens per row
+        levels = torch.randint(0, 4, (8, 40), generator=gen).float() * 0.5
+        levels[5] = 0.0
+        levels[5, [7, 8, 23, 31, 32]] = 1.0
+        levels[6] = 1.0
+        ctl = _controls_for(
+            8, temperature=torch.tensor([1.0, 1.0, 1.0, 0.5, 1.0, 0.0, 0.0, 0.0]),
+            top_k=torch.tensor([3, 10, 0, 0, 7, 0, 0, 0]),
+            top_p=torch.tensor([1.0, 1.0, 0.3, 0.6, 0.5, 1.0, 1.0, 1.0]),
+            log_min_p=torch.tensor([-INF, -INF, -INF, -INF, -1.0, -INF, -INF, -INF]))
+        split("tied levels n=4", levels, ctl, 4, 8)
+
+        # -inf masks (a segment with no kept token), finfo.min, and invalid rows
+        special = torch.zeros(6, 40)
+        special[1] = 2.5
+        special[2, ::2] = -INF
+        special[3, :35] = -INF
+        special[4, 5:] = torch.finfo(torch.float32).min
+        special[5, 1:] = torch.finfo(torch.float32).min
+        special[5, 0] = 1.0
+        ctl = _controls_for(6, temperature=torch.tensor([1.0, 0.5, 1.0, 2.0, 0.5, 1.0]),
+                            top_k=torch.tensor([3, 0, 4, 2, 0, 0]),
+                            top_p=torch.tensor([1.0, 0.5, 0.9, 1.0, 1.0, 0.9]),
+                            min_p=torch.tensor([0.0, 0.0, 0.1, 0.0, 0.5, 0.0]))
+        split("equal and masked rows n=3", special, ctl, 3, 8)
+        bad = torch.randn(7, 32, generator=gen)
+        bad[0, 4] = math.nan
+        bad[1, 9] = INF
+        bad[2] = -INF
+        bad[3, 2] = 3e38
+        bad[4, 2:] = -INF
+        bad[5, 1:] = -INF
+        ctl = _controls_for(7, temperature=torch.tensor([1.0, 1.0, 1.0, 0.5, 1.0, 0.0, 1.0]),
+                            top_k=torch.tensor([0, 0, 0, 0, 0, 0, 1]))
+        split("invalid rows n=2", bad, ctl, 2, 8)
+
+        # beyond SPLIT_MAX_N tokens per row, and from TARGET_PROGRAMS rows, the race
+        # stays in one program per row
+        if triton_sampler._segments(1, 200, triton_sampler.SPLIT_MAX_N + 1)[0] != 1 or \
+                triton_sampler._segments(triton_sampler.TARGET_PROGRAMS, 200, 1)[0] != 1:
+            failures.append("split: too many tokens or rows still split")
+    finally:
+        triton_sampler.SPLIT_MIN_COLS, triton_sampler.SEGMENT_COLS = saved
+
+
 def main() -> int:
     assert os.environ.get("TRITON_INTERPRET") == "1" and ops._TRITON_ON_CPU
     failures: list[str] = []
     exp_case(failures)
     op_cases(failures)
+    split_cases(failures)
     gen = torch.Generator().manual_seed(1)
 
     # the public functions on the Triton route: flagged rows, non-blocking mode

@@ -40,24 +40,35 @@ only when its preceding mass ``B`` lies within ``2 (V - 1) 2**-53 S`` of
 logarithm, fdlibm's ``_log_f64``, differ from the CPU's by a few ulp of
 float64).
 
-One program per row: the passes (scan, at most 16 passes for top-k and 17 for
-top-p, 32 and 33 for float64, one count, ``n`` race passes) each read the row
-in blocks of ``BLOCK`` columns. A block that cannot change a pass's result is
-skipped after its comparisons: its ``exp`` in the top-p passes when it holds no
-top-k survivor above the lowest tested key (it would add ``+0``), its noise in
-the race when it holds no kept token or ``fl(max z + 23.5)`` is below the best
-score so far (every Gumbel value is below 22.87).
+One program per row (but see the split race below): the passes (scan, at most
+16 passes for top-k and 17 for top-p, 32 and 33 for float64, one count, ``n``
+race passes) each read the row in blocks of ``BLOCK`` columns. A block that
+cannot change a pass's result is skipped after its comparisons: its ``exp`` in
+the top-p passes when it holds no top-k survivor above the lowest tested key (it
+would add ``+0``), its noise in the race when it holds no kept token or
+``fl(max z + 23.5)`` is below the best score so far (every Gumbel value is below
+22.87).
 
-Why one program per row, as a first design: the searches are loops whose
-length depends on the data, which one program runs without a host round trip
-(so the launch depends on shapes only and captures in a CUDA graph), and the
-top-p search needs ``B(t)`` to be one monotone function of ``t``, which one
-program summing its blocks in a fixed order gives directly. Splitting a row
-across programs needs a barrier between the steps, which Triton has not, so one
-launch per step (a fixed number: 16 and 17 for float32) with a second-stage
-reduction of the programs' partial counts and sums in a fixed order; that is
-what remains for small batches of long rows, where one program per row leaves
-most of the GPU idle.
+Split race: in a batch of fewer than ``TARGET_PROGRAMS`` rows of at least
+``SPLIT_MIN_COLS`` columns, drawing at most ``SPLIT_MAX_N`` tokens per row,
+``_sample_kernel`` (``RACE=False``) stops after the count and writes the row's
+thresholds to a device buffer; then per token ``_race_segment_kernel`` (grid
+rows x segments, segments a multiple of ``BLOCK`` columns) finds each
+segment's best ``(score, index)`` after the previous winner and
+``_race_reduce_kernel`` takes the row's best (equal scores: lowest index),
+writes the token and records it for the next pass. Scores are the same bits
+and the reduction an exact comparison, so the tokens are those of the unsplit
+race; the ``1 + 2 n`` launches and their grids follow from the shapes.
+
+Why the searches stay one program per row: they are loops whose length
+depends on the data, which one program runs without a host round trip (so the
+launch depends on shapes only and captures in a CUDA graph), and the top-p
+search needs ``B(t)`` to be one monotone function of ``t``, which one program
+summing its blocks in a fixed order gives directly. Splitting them across
+programs needs a barrier between the steps, which Triton has not, so one launch
+per step (a fixed number: 16 and 17 for float32) with a second-stage reduction
+of the programs' partial counts and sums in a fixed order; that is what
+remains for small batches of long rows.
 
 ``TRITON_INTERPRET=1`` runs the same kernel on CPU tensors, which is how the
 tests check the bits without a GPU.
@@ -80,6 +91,15 @@ from .triton_kernels import (
 # columns per block of a pass (a multiple of 4: one Philox counter per 4 columns);
 # the tests lower it so that small rows take several blocks
 BLOCK = 1024
+# the race of a row of at least SPLIT_MIN_COLS columns is split into segments of at
+# least SEGMENT_COLS columns (at most MAX_SEGMENTS, one program each) when the batch
+# has fewer than TARGET_PROGRAMS rows and at most SPLIT_MAX_N tokens are drawn per
+# row; the tests lower the column counts so that small rows split
+SPLIT_MIN_COLS = 8192
+SEGMENT_COLS = 2048
+TARGET_PROGRAMS = 128
+MAX_SEGMENTS = 64
+SPLIT_MAX_N = 16
 
 # status codes of sampler_reference / csrc/sampler.c
 _OK = tl.constexpr(0)
@@ -239,10 +259,14 @@ def _gumbel_block(start, s0, s1, key_lo, key_hi, IS_F64: tl.constexpr, BLOCK: tl
 
 @triton.jit(do_not_specialize=["V", "n", "want_lp"])
 def _sample_kernel(x_ptr, stride, V, temp_ptr, top_k_ptr, top_p_ptr, log_min_p_ptr, seeds_ptr,
-                   keys_ptr, n, tokens_ptr, lp_ptr, status_ptr, want_lp,
-                   IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+                   keys_ptr, n, tokens_ptr, lp_ptr, status_ptr, want_lp, fstate_ptr, istate_ptr,
+                   IS_F64: tl.constexpr, BLOCK: tl.constexpr, RACE: tl.constexpr):
     """One row of ``gumbelkit::sample``: ``n`` tokens, their log-probabilities (when
-    ``want_lp``) and the row's status."""
+    ``want_lp``) and the row's status. Without ``RACE`` (split rows) it stops before
+    the race and writes the row's thresholds to ``fstate`` (float64 ``[rows, 6]``:
+    v_k, m, max x, log S_kept, log ties, previous winner's score) and ``istate``
+    (int64 ``[rows, 2]``: the top-p key, previous winner's index) for
+    ``_race_segment_kernel`` and ``_race_reduce_kernel``."""
     row = tl.program_id(0).to(tl.int64)
     row_ptr = x_ptr + row * stride
     T = tl.load(temp_ptr + row)
@@ -341,14 +365,96 @@ def _sample_kernel(x_ptr, stride, V, temp_ptr, top_k_ptr, top_p_ptr, log_min_p_p
     status = tl.where((status == _OK) & (kept_count < n), _TOO_FEW, status)
     tl.store(status_ptr + row, status.to(tl.int8))
 
-    # the race: pass j takes the best (score desc, index asc) of the kept tokens worse
-    # than winner j - 1; score = fl(z + G), or the logit for greedy rows
+    log_mass = _log_f64(mass)
+    log_ties = _log_f64(ties.to(tl.float64))
+    if not RACE:
+        # float32 values widen to float64 exactly, so the split race reads the same bits
+        tl.store(fstate_ptr + row * 6 + 0, vk.to(tl.float64))
+        tl.store(fstate_ptr + row * 6 + 1, m)
+        tl.store(fstate_ptr + row * 6 + 2, xmax.to(tl.float64))
+        tl.store(fstate_ptr + row * 6 + 3, log_mass)
+        tl.store(fstate_ptr + row * 6 + 4, log_ties)
+        tl.store(fstate_ptr + row * 6 + 5, inf)
+        tl.store(istate_ptr + row * 2 + 0, p_key)
+        tl.store(istate_ptr + row * 2 + 1, -1)
+    else:
+        _race_row(row_ptr, V, div_t, m, vk, p_key, log_min_p, seed, rkey, greedy, status, xmax,
+                  log_mass, log_ties, n, tokens_ptr + row * n, lp_ptr + row * n, want_lp,
+                  IS_F64, BLOCK)
+
+
+@triton.jit
+def _seed_words(seed, rkey):
+    """The Philox key words of a row: the seed's halves and the row key's halves."""
     s0 = (seed & 0xFFFFFFFF).to(tl.uint32)
     s1 = ((seed >> 32) & 0xFFFFFFFF).to(tl.uint32)
     key_lo = (rkey & 0xFFFFFFFF).to(tl.uint32)
     key_hi = ((rkey >> 32) & 0xFFFFFFFF).to(tl.uint32)
-    log_mass = _log_f64(mass)
-    log_ties = _log_f64(ties.to(tl.float64))
+    return s0, s1, key_lo, key_hi
+
+
+@triton.jit
+def _race_pass(row_ptr, lo, hi, div_t, m, vk, p_key, log_min_p, greedy, s0, s1, key_lo, key_hi,
+               prev_score, prev_index, IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """One race pass over columns ``lo .. hi`` (``lo`` a multiple of ``BLOCK``): the best
+    ``(score desc, index asc)`` of the kept tokens worse than ``(prev_score,
+    prev_index)``, as ``(score, index, z)``; ``(-inf, -1, 0)`` when there is none.
+    score = fl(z + G), or the logit for greedy rows."""
+    inf = float("inf")
+    best_score = tl.full([], -inf, dtype=tl.float64 if IS_F64 else tl.float32)
+    best_index = tl.full([], -1, dtype=tl.int64)
+    best_z = tl.zeros([], dtype=tl.float64 if IS_F64 else tl.float32)
+    for start in range(lo, hi, BLOCK):
+        x, z, key, cols, inside = _block(row_ptr, start, hi, div_t, IS_F64, BLOCK)
+        d = z.to(tl.float64) - m
+        kept = inside & (z > -inf)
+        kept = tl.where(greedy, kept, kept & (z >= vk) & (key >= p_key) & (d >= log_min_p))
+        # skip the noise of a block with no kept token, or whose every score
+        # fl(z + G) <= fl(max z + 23.5) is below the best so far (G < 22.87)
+        zb = tl.max(tl.where(kept, z, -inf), axis=0)
+        bound = tl.where(greedy, zb, zb + 23.5)
+        if (zb > -inf) & (bound >= best_score):
+            if greedy:
+                score = z
+            else:
+                score = z + _gumbel_block(start, s0, s1, key_lo, key_hi, IS_F64, BLOCK)
+            idx = cols.to(tl.int64)
+            after = (score < prev_score) | ((score == prev_score) & (idx > prev_index))
+            take = kept & after
+            top = tl.max(tl.where(take, score, -inf), axis=0)
+            first = tl.min(tl.where(take & (score == top), idx, hi), axis=0)
+            # an equal score in a later block has a larger index
+            if top > best_score:
+                best_score = top
+                best_index = first
+                best_z = tl.sum(tl.where(take & (idx == first), z, 0.0), axis=0)
+    return best_score, best_index, best_z
+
+
+@triton.jit
+def _store_winner(tokens_ptr, lp_ptr, j, index, z, greedy, status, xmax, m, log_mass, log_ties,
+                  want_lp, IS_F64: tl.constexpr):
+    """Token ``j`` of a row and (when ``want_lp``) its log-probability."""
+    inf = float("inf")
+    tl.store(tokens_ptr + j, index)
+    if want_lp != 0:
+        lp = tl.where(greedy, tl.where(z == xmax, 0.0 - log_ties, -inf),
+                      (z.to(tl.float64) - m) - log_mass)
+        lp = tl.where(status == _OK, lp, -inf)
+        if IS_F64:
+            tl.store(lp_ptr + j, lp)
+        else:
+            tl.store(lp_ptr + j, lp.to(tl.float32))
+
+
+@triton.jit
+def _race_row(row_ptr, V, div_t, m, vk, p_key, log_min_p, seed, rkey, greedy, status, xmax,
+              log_mass, log_ties, n, tokens_ptr, lp_ptr, want_lp,
+              IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """The race of one unsplit row: pass j takes the best (score desc, index asc) of the
+    kept tokens worse than winner j - 1."""
+    inf = float("inf")
+    s0, s1, key_lo, key_hi = _seed_words(seed, rkey)
     prev_score = tl.full([], inf, dtype=tl.float64 if IS_F64 else tl.float32)
     prev_index = tl.full([], -1, dtype=tl.int64)
     for j in range(n):
@@ -356,42 +462,81 @@ def _sample_kernel(x_ptr, stride, V, temp_ptr, top_k_ptr, top_p_ptr, log_min_p_p
         best_index = tl.full([], -1, dtype=tl.int64)
         best_z = tl.zeros([], dtype=tl.float64 if IS_F64 else tl.float32)
         if status == _OK:
-            for start in range(0, V, BLOCK):
-                x, z, key, cols, inside = _block(row_ptr, start, V, div_t, IS_F64, BLOCK)
-                d = z.to(tl.float64) - m
-                kept = inside & (z > -inf)
-                kept = tl.where(greedy, kept,
-                                kept & (z >= vk) & (key >= p_key) & (d >= log_min_p))
-                # skip the noise of a block with no kept token, or whose every score
-                # fl(z + G) <= fl(max z + 23.5) is below the best so far (G < 22.87)
-                zb = tl.max(tl.where(kept, z, -inf), axis=0)
-                bound = tl.where(greedy, zb, zb + 23.5)
-                if (zb > -inf) & (bound >= best_score):
-                    if greedy:
-                        score = z
-                    else:
-                        score = z + _gumbel_block(start, s0, s1, key_lo, key_hi, IS_F64, BLOCK)
-                    idx = cols.to(tl.int64)
-                    after = (score < prev_score) | ((score == prev_score) & (idx > prev_index))
-                    take = kept & after
-                    top = tl.max(tl.where(take, score, -inf), axis=0)
-                    first = tl.min(tl.where(take & (score == top), idx, V), axis=0)
-                    # an equal score in a later block has a larger index
-                    if top > best_score:
-                        best_score = top
-                        best_index = first
-                        best_z = tl.sum(tl.where(take & (idx == first), z, 0.0), axis=0)
-        tl.store(tokens_ptr + row * n + j, best_index)
-        if want_lp != 0:
-            lp = tl.where(greedy, tl.where(best_z == xmax, 0.0 - log_ties, -inf),
-                          (best_z.to(tl.float64) - m) - log_mass)
-            lp = tl.where(status == _OK, lp, -inf)
-            if IS_F64:
-                tl.store(lp_ptr + row * n + j, lp)
-            else:
-                tl.store(lp_ptr + row * n + j, lp.to(tl.float32))
+            best_score, best_index, best_z = _race_pass(
+                row_ptr, 0, V, div_t, m, vk, p_key, log_min_p, greedy, s0, s1, key_lo, key_hi,
+                prev_score, prev_index, IS_F64, BLOCK)
+        _store_winner(tokens_ptr, lp_ptr, j, best_index, best_z, greedy, status, xmax, m,
+                      log_mass, log_ties, want_lp, IS_F64)
         prev_score = best_score
         prev_index = best_index
+
+
+@triton.jit(do_not_specialize=["V", "seg_cols", "segments"])
+def _race_segment_kernel(x_ptr, stride, V, seg_cols, segments, temp_ptr, log_min_p_ptr,
+                         seeds_ptr, keys_ptr, status_ptr, fstate_ptr, istate_ptr, seg_score_ptr,
+                         seg_index_ptr, seg_z_ptr, IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """One race pass of a split row over one segment (grid: rows x segments): the
+    segment's best ``(score, index, z)`` after the previous winner in ``fstate`` /
+    ``istate``, scores and z widened to float64 (exactly)."""
+    row = tl.program_id(0).to(tl.int64)
+    seg = tl.program_id(1)
+    row_ptr = x_ptr + row * stride
+    T = tl.load(temp_ptr + row)
+    if IS_F64:
+        T = T.to(tl.float64)
+    greedy = T == 0.0
+    div_t = tl.where(greedy, 1.0, T)
+    cd = tl.float64 if IS_F64 else tl.float32
+    vk = tl.load(fstate_ptr + row * 6 + 0).to(cd)
+    m = tl.load(fstate_ptr + row * 6 + 1)
+    prev_score = tl.load(fstate_ptr + row * 6 + 5).to(cd)
+    p_key = tl.load(istate_ptr + row * 2 + 0)
+    prev_index = tl.load(istate_ptr + row * 2 + 1)
+    s0, s1, key_lo, key_hi = _seed_words(tl.load(seeds_ptr + row), tl.load(keys_ptr + row))
+    lo = seg.to(tl.int64) * seg_cols
+    hi = tl.minimum(lo + seg_cols, V)
+    best_score = tl.full([], -float("inf"), dtype=cd)
+    best_index = tl.full([], -1, dtype=tl.int64)
+    best_z = tl.zeros([], dtype=cd)
+    if tl.load(status_ptr + row) == _OK:
+        best_score, best_index, best_z = _race_pass(
+            row_ptr, lo, hi, div_t, m, vk, p_key, tl.load(log_min_p_ptr + row), greedy, s0, s1,
+            key_lo, key_hi, prev_score, prev_index, IS_F64, BLOCK)
+    out = row * segments + seg
+    tl.store(seg_score_ptr + out, best_score.to(tl.float64))
+    tl.store(seg_index_ptr + out, best_index)
+    tl.store(seg_z_ptr + out, best_z.to(tl.float64))
+
+
+@triton.jit(do_not_specialize=["segments", "n", "j", "want_lp"])
+def _race_reduce_kernel(temp_ptr, status_ptr, fstate_ptr, istate_ptr, seg_score_ptr,
+                        seg_index_ptr, seg_z_ptr, segments, n, j, tokens_ptr, lp_ptr, want_lp,
+                        IS_F64: tl.constexpr, SEGS: tl.constexpr):
+    """The second stage of a split race pass (one program per row): the best
+    ``(score desc, index asc)`` of the row's segments is winner ``j``; writes token
+    ``j``, its log-probability, and the winner to ``fstate`` / ``istate`` for pass
+    ``j + 1``."""
+    row = tl.program_id(0).to(tl.int64)
+    segs = tl.arange(0, SEGS)
+    inside = segs < segments
+    base = row * segments
+    score = tl.load(seg_score_ptr + base + segs, mask=inside, other=-float("inf"))
+    index = tl.load(seg_index_ptr + base + segs, mask=inside, other=-1)
+    z = tl.load(seg_z_ptr + base + segs, mask=inside, other=0.0)
+    top = tl.max(score, axis=0)
+    found = inside & (score == top) & (index >= 0)
+    best_index = tl.min(tl.where(found, index, 0x7FFFFFFFFFFFFFFF), axis=0)
+    best_index = tl.where(top > -float("inf"), best_index, -1)
+    best_z = tl.sum(tl.where(found & (index == best_index), z, 0.0), axis=0)
+    T = tl.load(temp_ptr + row)
+    status = tl.load(status_ptr + row).to(tl.int32)
+    cd = tl.float64 if IS_F64 else tl.float32
+    state = fstate_ptr + row * 6
+    _store_winner(tokens_ptr + row * n, lp_ptr + row * n, j, best_index, best_z.to(cd),
+                  T == 0.0, status, tl.load(state + 2).to(cd), tl.load(state + 1),
+                  tl.load(state + 3), tl.load(state + 4), want_lp, IS_F64)
+    tl.store(fstate_ptr + row * 6 + 5, top)
+    tl.store(istate_ptr + row * 2 + 1, best_index)
 
 
 def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
@@ -402,8 +547,9 @@ def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
     status [B] int8)`` for ``[B, V]`` float32/bfloat16/float16/float64 logits and the
     ``[B]`` controls of ``sampling._controls.Controls``, on the logits' device.
 
-    Reads nothing back to the host (the launch depends on shapes only), so it can be
-    captured in a CUDA graph. float64 logits compute in float64, the others in float32.
+    Reads nothing back to the host (the launches depend on shapes only: one, or
+    ``1 + 2 n`` when ``_segments`` splits the race), so it can be captured in a CUDA
+    graph. float64 logits compute in float64, the others in float32.
     """
     if x.dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
         raise ValueError(f"logits must be float32, bfloat16, float16 or float64, got {x.dtype}")
@@ -426,26 +572,82 @@ def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
     seeds = seeds.to(device, torch.int64).contiguous()
     keys = keys.to(device, torch.int64).contiguous()
     lp_out = lp if logprobs else torch.empty((1,), dtype=cd, device=device)
+    is_f64 = x.dtype == torch.float64
+    segments, seg_cols = _segments(rows, vocab, n)
+    fstate = torch.empty((rows if segments > 1 else 1, 6), dtype=torch.float64, device=device)
+    istate = torch.empty((rows if segments > 1 else 1, 2), dtype=torch.int64, device=device)
     _sample_kernel[(rows,)](x, x.stride(0), vocab, temperature, top_k, top_p, log_min_p, seeds,
-                            keys, n, tokens, lp_out, status, int(logprobs),
-                            IS_F64=x.dtype == torch.float64, BLOCK=BLOCK, **COMPILE_OPTIONS)
+                            keys, n, tokens, lp_out, status, int(logprobs), fstate, istate,
+                            IS_F64=is_f64, BLOCK=BLOCK, RACE=segments == 1, **COMPILE_OPTIONS)
+    if segments > 1:
+        seg_score = torch.empty((rows, segments), dtype=torch.float64, device=device)
+        seg_index = torch.empty((rows, segments), dtype=torch.int64, device=device)
+        seg_z = torch.empty((rows, segments), dtype=torch.float64, device=device)
+        for j in range(n):
+            _race_segment_kernel[(rows, segments)](
+                x, x.stride(0), vocab, seg_cols, segments, temperature, log_min_p, seeds, keys,
+                status, fstate, istate, seg_score, seg_index, seg_z, IS_F64=is_f64, BLOCK=BLOCK,
+                **COMPILE_OPTIONS)
+            _race_reduce_kernel[(rows,)](
+                temperature, status, fstate, istate, seg_score, seg_index, seg_z, segments, n, j,
+                tokens, lp_out, int(logprobs), IS_F64=is_f64, SEGS=MAX_SEGMENTS,
+                **COMPILE_OPTIONS)
     return tokens, lp, status
+
+
+def _segments(rows: int, vocab: int, n: int) -> tuple[int, int]:
+    """(segments per row, columns per segment) of the race, from shapes only: a row of
+    at least ``SPLIT_MIN_COLS`` columns in a batch of fewer than ``TARGET_PROGRAMS``
+    rows races in segments of at least ``SEGMENT_COLS`` columns (a multiple of
+    ``BLOCK``, so every block starts on a Philox counter), at most ``MAX_SEGMENTS``;
+    ``n`` passes above ``SPLIT_MAX_N`` stay unsplit (each pass costs two launches)."""
+    if rows >= TARGET_PROGRAMS or vocab < SPLIT_MIN_COLS or n > SPLIT_MAX_N:
+        return 1, vocab
+    segments = min(MAX_SEGMENTS, triton.cdiv(TARGET_PROGRAMS, rows), vocab // SEGMENT_COLS)
+    if segments < 2:
+        return 1, vocab
+    seg_cols = triton.cdiv(triton.cdiv(vocab, segments), BLOCK) * BLOCK
+    segments = triton.cdiv(vocab, seg_cols)
+    return segments, seg_cols
 
 
 _TRITON_DTYPES = {"fp32": False, "bf16": False, "fp16": False, "fp64": True}
 
 
 def specializations() -> list[Specialization]:
-    """Every form of the sampler kernel that ``sample`` launches (one per logit dtype)."""
+    """Every form of the sampler kernels that ``sample`` launches, per logit dtype: the
+    whole-row kernel with its race (``sample``) and without it (``sample-split``), and
+    the split race's segment pass and reduction (one form per compute dtype)."""
     forms = []
+    row_args = {"stride": "i64", "V": "i32", "temp_ptr": "*fp32", "top_k_ptr": "*i64",
+                "top_p_ptr": "*fp64", "log_min_p_ptr": "*fp64", "seeds_ptr": "*i64",
+                "keys_ptr": "*i64", "n": "i32", "tokens_ptr": "*i64"}
     for dtype, is_f64 in _TRITON_DTYPES.items():
         compute = "fp64" if is_f64 else "fp32"
+        for name, race in (("sample", True), ("sample-split", False)):
+            forms.append(Specialization(
+                name=f"{name}[{dtype}]", fn=_sample_kernel,
+                signature={"x_ptr": f"*{dtype}", **row_args, "lp_ptr": f"*{compute}",
+                           "status_ptr": "*i8", "want_lp": "i32", "fstate_ptr": "*fp64",
+                           "istate_ptr": "*i64", "IS_F64": "constexpr", "BLOCK": "constexpr",
+                           "RACE": "constexpr"},
+                constexprs={"IS_F64": is_f64, "BLOCK": BLOCK, "RACE": race}))
         forms.append(Specialization(
-            name=f"sample[{dtype}]", fn=_sample_kernel,
-            signature={"x_ptr": f"*{dtype}", "stride": "i64", "V": "i32", "temp_ptr": "*fp32",
-                       "top_k_ptr": "*i64", "top_p_ptr": "*fp64", "log_min_p_ptr": "*fp64",
-                       "seeds_ptr": "*i64", "keys_ptr": "*i64", "n": "i32",
-                       "tokens_ptr": "*i64", "lp_ptr": f"*{compute}", "status_ptr": "*i8",
-                       "want_lp": "i32", "IS_F64": "constexpr", "BLOCK": "constexpr"},
+            name=f"sample-race-segment[{dtype}]", fn=_race_segment_kernel,
+            signature={"x_ptr": f"*{dtype}", "stride": "i64", "V": "i32", "seg_cols": "i32",
+                       "segments": "i32", "temp_ptr": "*fp32", "log_min_p_ptr": "*fp64",
+                       "seeds_ptr": "*i64", "keys_ptr": "*i64", "status_ptr": "*i8",
+                       "fstate_ptr": "*fp64", "istate_ptr": "*i64", "seg_score_ptr": "*fp64",
+                       "seg_index_ptr": "*i64", "seg_z_ptr": "*fp64", "IS_F64": "constexpr",
+                       "BLOCK": "constexpr"},
             constexprs={"IS_F64": is_f64, "BLOCK": BLOCK}))
+    for compute, is_f64 in (("fp32", False), ("fp64", True)):
+        forms.append(Specialization(
+            name=f"sample-race-reduce[{compute}]", fn=_race_reduce_kernel,
+            signature={"temp_ptr": "*fp32", "status_ptr": "*i8", "fstate_ptr": "*fp64",
+                       "istate_ptr": "*i64", "seg_score_ptr": "*fp64", "seg_index_ptr": "*i64",
+                       "seg_z_ptr": "*fp64", "segments": "i32", "n": "i32", "j": "i32",
+                       "tokens_ptr": "*i64", "lp_ptr": f"*{compute}", "want_lp": "i32",
+                       "IS_F64": "constexpr", "SEGS": "constexpr"},
+            constexprs={"IS_F64": is_f64, "SEGS": MAX_SEGMENTS}))
     return forms
