@@ -72,6 +72,16 @@ def _philox4x32_10(c0, c1, c2, c3, k0, k1):
 
 
 @triton.jit
+def _div(a, b, IS_F64: tl.constexpr):
+    """``fl(a / b)``, correctly rounded (Triton's plain float32 ``/`` is approximate;
+    float64 ``/`` is already ``div.rn.f64``, which the precise form does not accept)."""
+    if IS_F64:
+        return a / b
+    else:
+        return tl.fdiv(a, b, ieee_rounding=True)
+
+
+@triton.jit
 def _log_f32(x):
     """``gk_log_f32``: fdlibm's reduction and polynomial, float32."""
     ix = x.to(tl.int32, bitcast=True) + (0x3F800000 - 0x3F3504F3)

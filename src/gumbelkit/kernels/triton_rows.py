@@ -25,7 +25,13 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_kernels import COMPILE_OPTIONS, Specialization, _noise_from_word, _philox4x32_10
+from .triton_kernels import (
+    COMPILE_OPTIONS,
+    Specialization,
+    _div,
+    _noise_from_word,
+    _philox4x32_10,
+)
 
 # tiles (rows per program, columns per step): short rows, long rows
 SHORT_TILE = (16, 64)
@@ -60,15 +66,6 @@ _SEED_FLAGS = ["seed_stride", "key_stride", "row_keys"]
 
 
 # ------------------------------------------------------------ jit helpers
-
-
-@triton.jit
-def _div(a, b, IS_F64: tl.constexpr):
-    """a / b correctly rounded (Triton's plain float32 ``/`` is approximate)."""
-    if IS_F64:
-        return a / b
-    else:
-        return tl.fdiv(a, b, ieee_rounding=True)
 
 
 @triton.jit

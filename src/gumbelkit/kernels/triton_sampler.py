@@ -83,6 +83,7 @@ import triton.language as tl
 from .triton_kernels import (
     COMPILE_OPTIONS,
     Specialization,
+    _div,
     _log_f64,
     _noise_from_word,
     _philox4x32_10,
@@ -176,15 +177,6 @@ def _from_key(k, IS_F64: tl.constexpr):
 def _mid(lo, hi):
     """floor((lo + hi) / 2) without overflow."""
     return (lo >> 1) + (hi >> 1) + (lo & hi & 1)
-
-
-@triton.jit
-def _div(x, t, IS_F64: tl.constexpr):
-    """``fl(x / t)``, correctly rounded."""
-    if IS_F64:
-        return x / t
-    else:
-        return tl.fdiv(x, t, ieee_rounding=True)
 
 
 @triton.jit
