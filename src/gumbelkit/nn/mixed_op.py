@@ -9,6 +9,7 @@ from torch import nn
 
 from .._rng import check_seed_source
 from ..schedules import Schedule
+from ._dispatch import groups
 from .gumbel_softmax import GumbelSoftmax
 from .temperature import LearnableTemperature
 
@@ -212,16 +213,9 @@ class MixedOp(nn.Module):
             return self._run(self.derive_index(), x, (-1, *x.shape[1:]), rows=0)
         weights = self.sampler(self.logits.expand(n, -1), seed=seed, generator=generator)
         index = weights.detach().argmax(-1)
-        order = torch.argsort(index, stable=True)
-        counts = torch.bincount(index, minlength=len(self.candidates)).tolist()
         output = None
-        start = 0
-        for k, count in enumerate(counts):
-            if count == 0:
-                continue
-            rows = order[start:start + count]
-            start += count
-            out = self._run(k, x.index_select(0, rows), (-1, *x.shape[1:]), rows=count)
+        for k, rows in groups(index, len(self.candidates)):
+            out = self._run(k, x.index_select(0, rows), (-1, *x.shape[1:]), rows=len(rows))
             weight = weights[rows, k].to(out.dtype).reshape(-1, *([1] * (out.dim() - 1)))
             if output is None:
                 output = out.new_zeros((n, *out.shape[1:]))

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .._validate import check_int_range
+from ._dispatch import groups
 from .router import GumbelRouter, RouterOutput
 
 ACTIVATIONS = {"gelu": nn.functional.gelu, "relu": nn.functional.relu}
@@ -88,15 +89,8 @@ class MoE(nn.Module):
         weight_of = routed.weights.reshape(-1, self.n_experts).gather(
             -1, routed.indices.reshape(-1, k)).reshape(-1)
         token_of = torch.arange(tokens.shape[0], device=x.device).repeat_interleave(k)
-        order = torch.argsort(expert_of, stable=True)
-        counts = torch.bincount(expert_of, minlength=self.n_experts).tolist()
         output = torch.zeros_like(tokens)
-        start = 0
-        for e, count in enumerate(counts):
-            if count == 0:
-                continue
-            slot = order[start:start + count]
-            start += count
+        for e, slot in groups(expert_of, self.n_experts):
             rows = token_of[slot]
             contribution = self.expert(e, tokens.index_select(0, rows)) * weight_of[slot, None]
             output = output.index_add(0, rows, contribution.to(output.dtype))
