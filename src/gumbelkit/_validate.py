@@ -300,7 +300,7 @@ def check_temperature_range(tau: Temperature, dtype: torch.dtype, name: str = "t
         bad = ~(torch.isfinite(rounded) & (rounded > 0))
         fail_if(bad, lambda: _range_message(name, dtype, float(tau.detach()[first_index(bad)]),
                                             f" at index {first_index(bad)}"),
-                f"{name} must be > 0 and finite in {_dtype_name(dtype)}")
+                f"{name} must be > 0 and finite in {dtype_name(dtype)}")
         return
     if dtype == torch.float64:
         return
@@ -313,11 +313,12 @@ def check_temperature_range(tau: Temperature, dtype: torch.dtype, name: str = "t
 
 def _range_message(name: str, dtype: torch.dtype, value: float, where: str) -> str:
     low, high = _SMALLEST_POSITIVE[dtype], torch.finfo(dtype).max
-    return (f"{name} must be > 0 and finite in {_dtype_name(dtype)}, the dtype the op "
+    return (f"{name} must be > 0 and finite in {dtype_name(dtype)}, the dtype the op "
             f"computes in: it must lie in [{low:.6g}, {high:.6g}], got {value:g}{where}")
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype) -> str:
+    """``float32`` for ``torch.float32``: a dtype as error messages name it."""
     return str(dtype).removeprefix("torch.")
 
 
@@ -328,7 +329,7 @@ def overflow_message(row: int, batch_shape: tuple[int, ...], dim: int, largest: 
     high = torch.finfo(dtype).max
     return (f"logits / temperature overflow in {_row_name(row, batch_shape)} "
             f"(along dim={dim}): its largest logit {largest:g} divided by tau={tau:g} "
-            f"is beyond the range of {_dtype_name(dtype)}; |logits / tau| must stay "
+            f"is beyond the range of {dtype_name(dtype)}; |logits / tau| must stay "
             f"below {high:.6g} (rescale the logits or raise tau)")
 
 

@@ -38,6 +38,7 @@ from ._validate import (
     check_int_range,
     check_temperature,
     check_temperature_range,
+    dtype_name,
     fail_if,
     first_index,
 )
@@ -85,7 +86,7 @@ def _check_overflow(scaled: torch.Tensor, tau: Temperature) -> None:
     have no Sinkhorn normalisation (``inf - inf`` in the first row step)."""
     bad = ~torch.isfinite(scaled.detach())
     shown = f"{float(tau):g}" if not isinstance(tau, torch.Tensor) else "its tau"
-    fail_if(bad, lambda: f"log_alpha / tau overflows {str(scaled.dtype).removeprefix('torch.')} "
+    fail_if(bad, lambda: f"log_alpha / tau overflows {dtype_name(scaled.dtype)} "
             f"at index {first_index(bad)} (tau={shown}): |log_alpha / tau| must stay below "
             f"{torch.finfo(scaled.dtype).max:.6g}; rescale the scores or raise tau",
             "log_alpha / tau overflows")

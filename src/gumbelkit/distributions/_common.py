@@ -19,6 +19,7 @@ from .._validate import (
     check_probs,
     check_temperature,
     check_unit_interval,
+    dtype_name,
     fail_if,
     first_index,
 )
@@ -93,14 +94,10 @@ def batch_temperature(temperature: Temperature, batch_shape: torch.Size,
             if isinstance(temperature, torch.Tensor) and temperature.dim() > 0 else temperature
         finfo = torch.finfo(dtype)
         raise ValueError(f"logits / temperature overflow: temperature {float(given):.6g} does not "
-                         f"fit {_dtype_name(dtype)}, the dtype the distribution computes in "
+                         f"fit {dtype_name(dtype)}, the dtype the distribution computes in "
                          f"(allowed: {finfo.smallest_normal * finfo.eps:.6g} <= temperature <= "
                          f"{finfo.max:.6g})")
     return converted.expand(batch_shape)
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
 
 
 def check_scaled_range(logits: torch.Tensor, temperature: torch.Tensor, categorical: bool,
@@ -129,7 +126,7 @@ def check_scaled_range(logits: torch.Tensor, temperature: torch.Tensor, categori
         index = first_index(bad)
         return (f"logits / temperature overflow: |logits| = {float(magnitude[index]):.6g} with "
                 f"temperature {float(tau[index]):.6g} (at index {index}) overflows "
-                f"{_dtype_name(dtype)} in the {what}; allowed: (|logits| + {NOISE_BOUND:g}) / "
+                f"{dtype_name(dtype)} in the {what}; allowed: (|logits| + {NOISE_BOUND:g}) / "
                 f"temperature <= {largest:.6g}"
                 + (" (logits normalised to logsumexp 0 per row)" if categorical else ""))
 

@@ -7,7 +7,7 @@ from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
 from .._autograd import divide_by_temperature
-from .._validate import Temperature, fail_if, first_index
+from .._validate import Temperature, dtype_name, fail_if, first_index
 from ._base import DirectRelaxation
 from ._common import (
     SeedLike,
@@ -48,7 +48,7 @@ def exp_concrete_log_density(logits: torch.Tensor, temperature: torch.Tensor,
         return (f"temperature * log-sample overflow in log_prob: temperature "
                 f"{float(tau.detach().expand_as(x)[index]):.6g} times x = "
                 f"{float(x.detach()[index]):.6g} (at index {index}) overflows "
-                f"{str(dtype).removeprefix('torch.')}; allowed: |temperature * x| <= "
+                f"{dtype_name(dtype)}; allowed: |temperature * x| <= "
                 f"{torch.finfo(dtype).max:.6g}")
 
     fail_if(overflow, message, "temperature * log-sample overflow in log_prob")

@@ -7,7 +7,7 @@ from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
 from .._autograd import divide_by_temperature
-from .._validate import Temperature, check_unit_interval, fail_if, first_index
+from .._validate import Temperature, check_unit_interval, dtype_name, fail_if, first_index
 from ._base import DirectRelaxation
 from ._common import (
     Parameter,
@@ -126,7 +126,7 @@ class LogitBinaryConcrete(DirectRelaxation):
             tau = self.temperature.detach().expand(x.shape)[index]
             return (f"logits / temperature overflow: (logits + logit(q)) = "
                     f"{float(numerator):.6g} over temperature {float(tau):.6g} (at index "
-                    f"{index}) overflows {str(x.dtype).removeprefix('torch.')}; allowed: "
+                    f"{index}) overflows {dtype_name(x.dtype)}; allowed: "
                     f"|logits + logit(q)| / temperature <= {torch.finfo(x.dtype).max:.6g}")
 
         fail_if(overflow, message, "logits / temperature overflow")
