@@ -52,24 +52,28 @@ def test_an_exact_form_compiles_without_inexact_instructions():
 def test_forms_cover_every_launch_choice():
     """Every tile the launchers choose, for every dtype they read, has its forms;
     the forward kernels are exact, the backward ones (tl.log) are not."""
-    tiles = {triton_rows._tile(cols) for cols in (1, triton_rows.SHORT_COLS,
-                                                  triton_rows.SHORT_COLS + 1, 10**6)}
-    assert tiles == {triton_rows.SHORT_TILE, triton_rows.LONG_TILE}
+    for dtype, short in ((torch.float32, triton_rows.SHORT_TILE),
+                         (torch.float64, triton_rows.SHORT_TILE_F64)):
+        tiles = {triton_rows._tile(cols, dtype) for cols in (1, triton_rows.SHORT_COLS,
+                                                             triton_rows.SHORT_COLS + 1, 10**6)}
+        assert tiles == {short, triton_rows.LONG_TILE}
     for rows, cols in ((1, 1), (1, 128000), (10**5, 128000), (3, 100)):
-        tile = triton_rows._tile(cols)
+        tile = triton_rows._tile(cols, torch.float32)
         segments, seg_cols = triton_rows._segments(rows, cols, tile)
         assert 1 <= segments <= triton_rows.MAX_SEGMENTS
         assert seg_cols % 4 == 0 or segments == 1
         assert (segments - 1) * seg_cols < cols <= segments * seg_cols
     for cols in (65, 40):
-        name = "x".join(str(n) for n in triton_rows._tile(cols))
-        for dtype in ("fp32", "bf16", "fp16", "fp64"):
-            assert FORMS[f"softmax_stats[{dtype}, {name}]"].exact
-            assert FORMS[f"concrete[{dtype}, {name}]"].exact
-        for dtype in ("fp32", "fp64"):
-            assert FORMS[f"softmax_finish[{dtype}, {name}]"].exact
-            assert not FORMS[f"softmax_grad[{dtype}, {name}]"].exact
-            assert not FORMS[f"concrete_backward[{dtype}, {name}]"].exact
+        for compute, x_dtypes in ((torch.float32, ("fp32", "bf16", "fp16")),
+                                  (torch.float64, ("fp64",))):
+            name = "x".join(str(n) for n in triton_rows._tile(cols, compute))
+            for dtype in x_dtypes:
+                assert FORMS[f"softmax_stats[{dtype}, {name}]"].exact
+                assert FORMS[f"concrete[{dtype}, {name}]"].exact
+            ct = x_dtypes[0]
+            assert FORMS[f"softmax_finish[{ct}, {name}]"].exact
+            assert not FORMS[f"softmax_grad[{ct}, {name}]"].exact
+            assert not FORMS[f"concrete_backward[{ct}, {name}]"].exact
     assert len(FORMS) == 32
 
 

@@ -33,8 +33,11 @@ from .triton_kernels import (
     _philox4x32_10,
 )
 
-# tiles (rows per program, columns per step): short rows, long rows
+# tiles (rows per program, columns per step): short rows, long rows; float64 short
+# rows take four rows a program (sixteen rows of float64 noise spill registers in
+# the statistics kernel: 1200 bytes a thread on sm_90)
 SHORT_TILE = (16, 64)
+SHORT_TILE_F64 = (4, 64)
 LONG_TILE = (1, 1024)
 # rows of at most this many columns take the short tile
 SHORT_COLS = SHORT_TILE[1]
@@ -59,8 +62,6 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> 
     return torch.empty(shape, dtype=dtype, device=device)
 
 
-_TRITON_DTYPES = {torch.float32: "fp32", torch.float64: "fp64", torch.bfloat16: "bf16",
-                  torch.float16: "fp16"}
 # runtime flags and strides the JIT would otherwise compile a variant for when 1
 _SEED_FLAGS = ["seed_stride", "key_stride", "row_keys"]
 
@@ -238,8 +239,11 @@ def _softmax_finish_kernel(tau_ptr, tau_stride, s_ptr, y_ptr, index_ptr, state_p
                      mask=live)
 
 
-def _tile(cols: int) -> tuple[int, int]:
-    return SHORT_TILE if cols <= SHORT_COLS else LONG_TILE
+def _tile(cols: int, dtype: torch.dtype) -> tuple[int, int]:
+    """The tile of rows of ``cols`` columns computed in ``dtype``."""
+    if cols > SHORT_COLS:
+        return LONG_TILE
+    return SHORT_TILE_F64 if dtype == torch.float64 else SHORT_TILE
 
 
 def _segments(rows: int, cols: int, tile: tuple[int, int]) -> tuple[int, int]:
@@ -293,7 +297,7 @@ def softmax_rows(x: torch.Tensor, tau: torch.Tensor, seeds: torch.Tensor, keys: 
     arg = _empty((rows,), torch.int64, device)
     if rows == 0:
         return y, soft, arg, _empty_status(device)
-    tile = _tile(cols)
+    tile = _tile(cols, dtype)
     segments, seg_cols = _segments(rows, cols, tile)
     programs = triton.cdiv(rows, tile[0]) * segments
     stats = rows * segments
@@ -388,7 +392,7 @@ def softmax_backward_rows(grad: torch.Tensor, soft: torch.Tensor, tau: torch.Ten
     grad = grad.to(dtype)
     tau = tau.to(dtype)
     tau_stride = 0 if tau.shape[0] == 1 else tau.stride(0)
-    tile = _tile(cols)
+    tile = _tile(cols, dtype)
     segments, seg_cols = _segments(rows, cols, tile)
     programs = triton.cdiv(rows, tile[0]) * segments
     dot = _empty((rows * segments,), dtype, device)
@@ -465,7 +469,7 @@ def concrete_rows(x: torch.Tensor, tau: torch.Tensor, seeds: torch.Tensor, keys:
     soft = _empty((rows, cols) if with_soft else (0,), dtype, device)
     if rows == 0 or cols == 0:
         return y, soft, torch.tensor(-1, device=device)
-    tile = _tile(cols)
+    tile = _tile(cols, dtype)
     programs = triton.cdiv(rows, tile[0]) * triton.cdiv(cols, tile[1])
     nan = _empty((programs,), torch.int64, device)
     tau = tau.to(dtype)
@@ -523,7 +527,7 @@ def concrete_backward_rows(grad: torch.Tensor, saved: torch.Tensor, tau: torch.T
         return gx, gtau
     grad = grad.to(dtype)
     tau = tau.to(dtype)
-    tile = _tile(cols)
+    tile = _tile(cols, dtype)
     programs = triton.cdiv(rows, tile[0]) * triton.cdiv(cols, tile[1])
     _concrete_backward_kernel[(programs,)](
         grad, grad.stride(0), grad.stride(1), saved, saved.stride(0), saved.stride(1), tau,
@@ -551,51 +555,58 @@ def specializations() -> list[Specialization]:
     The forward kernels, which form the noise, are ``exact``; the backward ones
     take ``tl.log`` of the saved sample and are not."""
     forms = []
-    for tile in (SHORT_TILE, LONG_TILE):
-        shape = {"ROWS": tile[0], "BLOCK": tile[1]}
-        name = f"{tile[0]}x{tile[1]}"
-        for x_dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
-            xt = _TRITON_DTYPES[x_dtype]
-            ct = "fp64" if x_dtype == torch.float64 else "fp32"
-            seeds = {"seeds_ptr": "*i64", "keys_ptr": "*i64"}
-            forms.append(Specialization(
-                name=f"softmax_stats[{xt}, {name}]", fn=_softmax_stats_kernel,
-                signature=_signature(_softmax_stats_kernel, {
-                    "x_ptr": f"*{xt}", "tau_ptr": f"*{ct}", "s_ptr": f"*{ct}",
-                    "smax_ptr": f"*{ct}", "ssum_ptr": f"*{ct}", "sarg_ptr": "*i64",
-                    "sbad_ptr": "*i32", **seeds}),
-                constexprs={"IS_F64": ct == "fp64", **shape}))
-            forms.append(Specialization(
-                name=f"concrete[{xt}, {name}]", fn=_concrete_kernel,
-                signature=_signature(_concrete_kernel, {
-                    "x_ptr": f"*{xt}", "tau_ptr": f"*{ct}", "y_ptr": f"*{ct}",
-                    "soft_ptr": f"*{ct}", "nan_ptr": "*i64", "stretch_ptr": f"*{ct}",
-                    **seeds}),
-                constexprs={"IS_F64": ct == "fp64", **shape}))
-        for ct in ("fp32", "fp64"):
-            constexprs = {"IS_F64": ct == "fp64", **shape}
-            forms.append(Specialization(
-                name=f"softmax_finish[{ct}, {name}]", fn=_softmax_finish_kernel,
-                signature=_signature(_softmax_finish_kernel, {
-                    "tau_ptr": f"*{ct}", "s_ptr": f"*{ct}", "y_ptr": f"*{ct}",
-                    "index_ptr": "*i64", "state_ptr": "*i8", "smax_ptr": f"*{ct}",
-                    "ssum_ptr": f"*{ct}", "sarg_ptr": "*i64", "sbad_ptr": "*i32"}),
-                constexprs={**constexprs, "SEGS": MAX_SEGMENTS}))
-            forms.append(Specialization(
-                name=f"softmax_dot[{ct}, {name}]", fn=_softmax_dot_kernel,
-                signature=_signature(_softmax_dot_kernel, {
-                    "g_ptr": f"*{ct}", "y_ptr": f"*{ct}", "dot_ptr": f"*{ct}"}),
-                constexprs=constexprs))
-            forms.append(Specialization(
-                name=f"softmax_grad[{ct}, {name}]", fn=_softmax_grad_kernel,
-                signature=_signature(_softmax_grad_kernel, {
-                    "g_ptr": f"*{ct}", "y_ptr": f"*{ct}", "tau_ptr": f"*{ct}",
-                    "dot_ptr": f"*{ct}", "gx_ptr": f"*{ct}", "gtau_ptr": f"*{ct}"}),
-                constexprs={**constexprs, "SEGS": MAX_SEGMENTS}, exact=False))
-            forms.append(Specialization(
-                name=f"concrete_backward[{ct}, {name}]", fn=_concrete_backward_kernel,
-                signature=_signature(_concrete_backward_kernel, {
-                    "g_ptr": f"*{ct}", "s_ptr": f"*{ct}", "tau_ptr": f"*{ct}",
-                    "gx_ptr": f"*{ct}", "gtau_ptr": f"*{ct}", "stretch_ptr": f"*{ct}"}),
-                constexprs=constexprs, exact=False))
+    for ct, tiles in (("fp32", (SHORT_TILE, LONG_TILE)), ("fp64", (SHORT_TILE_F64, LONG_TILE))):
+        x_dtypes = ("fp32", "bf16", "fp16") if ct == "fp32" else ("fp64",)
+        for tile in tiles:
+            forms += _tile_forms(ct, x_dtypes, tile)
+    return forms
+
+
+def _tile_forms(ct: str, x_dtypes: tuple[str, ...], tile: tuple[int, int]
+                ) -> list[Specialization]:
+    """The forms of every row kernel computing in ``ct`` on ``tile``, the forward ones
+    for each logit dtype of ``x_dtypes``."""
+    shape = {"ROWS": tile[0], "BLOCK": tile[1]}
+    name = f"{tile[0]}x{tile[1]}"
+    constexprs = {"IS_F64": ct == "fp64", **shape}
+    seeds = {"seeds_ptr": "*i64", "keys_ptr": "*i64"}
+    forms = []
+    for xt in x_dtypes:
+        forms.append(Specialization(
+            name=f"softmax_stats[{xt}, {name}]", fn=_softmax_stats_kernel,
+            signature=_signature(_softmax_stats_kernel, {
+                "x_ptr": f"*{xt}", "tau_ptr": f"*{ct}", "s_ptr": f"*{ct}",
+                "smax_ptr": f"*{ct}", "ssum_ptr": f"*{ct}", "sarg_ptr": "*i64",
+                "sbad_ptr": "*i32", **seeds}),
+            constexprs=constexprs))
+        forms.append(Specialization(
+            name=f"concrete[{xt}, {name}]", fn=_concrete_kernel,
+            signature=_signature(_concrete_kernel, {
+                "x_ptr": f"*{xt}", "tau_ptr": f"*{ct}", "y_ptr": f"*{ct}",
+                "soft_ptr": f"*{ct}", "nan_ptr": "*i64", "stretch_ptr": f"*{ct}", **seeds}),
+            constexprs=constexprs))
+    forms.append(Specialization(
+        name=f"softmax_finish[{ct}, {name}]", fn=_softmax_finish_kernel,
+        signature=_signature(_softmax_finish_kernel, {
+            "tau_ptr": f"*{ct}", "s_ptr": f"*{ct}", "y_ptr": f"*{ct}", "index_ptr": "*i64",
+            "state_ptr": "*i8", "smax_ptr": f"*{ct}", "ssum_ptr": f"*{ct}",
+            "sarg_ptr": "*i64", "sbad_ptr": "*i32"}),
+        constexprs={**constexprs, "SEGS": MAX_SEGMENTS}))
+    forms.append(Specialization(
+        name=f"softmax_dot[{ct}, {name}]", fn=_softmax_dot_kernel,
+        signature=_signature(_softmax_dot_kernel, {
+            "g_ptr": f"*{ct}", "y_ptr": f"*{ct}", "dot_ptr": f"*{ct}"}),
+        constexprs=constexprs))
+    forms.append(Specialization(
+        name=f"softmax_grad[{ct}, {name}]", fn=_softmax_grad_kernel,
+        signature=_signature(_softmax_grad_kernel, {
+            "g_ptr": f"*{ct}", "y_ptr": f"*{ct}", "tau_ptr": f"*{ct}", "dot_ptr": f"*{ct}",
+            "gx_ptr": f"*{ct}", "gtau_ptr": f"*{ct}"}),
+        constexprs={**constexprs, "SEGS": MAX_SEGMENTS}, exact=False))
+    forms.append(Specialization(
+        name=f"concrete_backward[{ct}, {name}]", fn=_concrete_backward_kernel,
+        signature=_signature(_concrete_backward_kernel, {
+            "g_ptr": f"*{ct}", "s_ptr": f"*{ct}", "tau_ptr": f"*{ct}", "gx_ptr": f"*{ct}",
+            "gtau_ptr": f"*{ct}", "stretch_ptr": f"*{ct}"}),
+        constexprs=constexprs, exact=False))
     return forms
