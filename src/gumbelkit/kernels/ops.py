@@ -14,6 +14,11 @@ Gumbel-Softmax and ``[rows, cols]`` of any strides (broadcast views welcome)
 for the Concrete ops; ``seeds`` is ``[rows]`` or ``[1]``; ``keys`` is
 ``[rows]``, ``[1]`` or ``[0]`` (then the row key is the row index). Outputs
 are contiguous in the compute dtype: float64 for float64 inputs, else float32.
+
+The ``cuda`` kernels are Triton launchers registered on these opaque ops rather
+than ``torch.library.triton_op`` bodies: traced into, Inductor would recompile
+them without ``enable_fp_fusion=False`` and the noise bits would change
+(docs/architecture.md, "The op boundary").
 """
 
 from __future__ import annotations
