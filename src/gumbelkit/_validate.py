@@ -121,8 +121,17 @@ def check_logits(logits: torch.Tensor, dim: int = -1, *, masked_ok: bool = True,
     if logits.numel() == 0 or not scan:
         return dim
     moved = logits.detach().movedim(dim, -1)
-    batch_shape = tuple(moved.shape[:-1])
-    flat = moved.reshape(-1, moved.shape[-1])
+    check_logit_rows(moved.reshape(-1, moved.shape[-1]), tuple(moved.shape[:-1]), dim,
+                     masked_ok=masked_ok)
+    return dim
+
+
+def check_logit_rows(flat: torch.Tensor, batch_shape: tuple[int, ...], dim: int, *,
+                     masked_ok: bool = True) -> None:
+    """The value checks of :func:`check_logits` on ``[rows, categories]`` logits whose
+    rows are the flattened ``batch_shape`` and whose categories lie along ``dim`` of
+    the caller's tensor (which the messages name): NaN or +inf first, then a row of
+    -inf only (with ``masked_ok``; without it any -inf), as the C kernels report them."""
     bad = torch.isnan(flat).any(-1) | (flat == math.inf).any(-1)
     fail_if(bad, lambda: bad_logits_message("nan", first_index(bad)[0], batch_shape, dim),
             "logits contain NaN or +inf")
@@ -136,7 +145,6 @@ def check_logits(logits: torch.Tensor, dim: int = -1, *, masked_ok: bool = True,
         fail_if(rows, lambda: f"logits contain -inf in "
                 f"{_row_name(first_index(rows)[0], batch_shape)}; this function needs finite "
                 f"logits", "logits contain -inf")
-    return dim
 
 
 def check_binary_logits(logits: torch.Tensor) -> None:

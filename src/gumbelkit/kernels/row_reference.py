@@ -11,13 +11,11 @@ indices and one-hots exactly.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from .. import _rng
-from .._validate import bad_logits_message, overflow_message
+from .._validate import check_logit_rows, overflow_message
 
 # mode of the Concrete kernels
 BINARY_SOFT, BINARY_HARD, HARD_CONCRETE = 0, 1, 2
@@ -43,18 +41,6 @@ def _noise(kind: str, x: Tensor, seeds: Tensor, keys: Tensor, dtype: torch.dtype
                       row_keys=keys)
 
 
-def _check_rows(x: Tensor, batch_shape: list[int], dim: int) -> None:
-    """The C kernels' row checks, in their order: NaN or +inf, then all -inf."""
-    bad = torch.isnan(x).any(-1) | (x == math.inf).any(-1)
-    if bool(bad.any()):
-        row = int(bad.nonzero()[0, 0])
-        raise ValueError(bad_logits_message("nan", row, tuple(batch_shape), dim))
-    empty = (x == -math.inf).all(-1)
-    if bool(empty.any()):
-        row = int(empty.nonzero()[0, 0])
-        raise ValueError(bad_logits_message("empty", row, tuple(batch_shape), dim))
-
-
 def gumbel_softmax_rows(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, hard: bool,
                         save_soft: bool, batch_shape: list[int],
                         dim: int) -> tuple[Tensor, Tensor]:
@@ -63,7 +49,7 @@ def gumbel_softmax_rows(x: Tensor, tau: Tensor, seeds: Tensor, keys: Tensor, har
     save_soft``, else empty."""
     dtype = compute_dtype(x.dtype)
     z = x.detach().to(dtype)
-    _check_rows(z, batch_shape, dim)
+    check_logit_rows(z, tuple(batch_shape), dim)
     z = z + _noise("gumbel", x, seeds, keys, dtype)
     t = tau.detach().to(dtype).expand(z.shape[0])[:, None]
     top = z.amax(-1, keepdim=True)
@@ -102,7 +88,7 @@ def gumbel_max_rows(x: Tensor, seeds: Tensor, keys: Tensor, batch_shape: list[in
     """``argmax(x + G)`` per row (the first on ties), int64 ``[rows]``."""
     dtype = compute_dtype(x.dtype)
     z = x.detach().to(dtype)
-    _check_rows(z, batch_shape, dim)
+    check_logit_rows(z, tuple(batch_shape), dim)
     return (z + _noise("gumbel", x, seeds, keys, dtype)).argmax(-1)
 
 
