@@ -26,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import _rng
 from ._lib import KINDS
 
 # Philox counters (4 columns each) per program
@@ -56,17 +57,25 @@ class Specialization:
     options: dict[str, object] = field(default_factory=lambda: dict(COMPILE_OPTIONS))
 
 
+# the Philox multipliers, Weyl increments and rounds of _rng (and csrc/noise.h)
+_M0 = tl.constexpr(_rng.PHILOX_M0)
+_M1 = tl.constexpr(_rng.PHILOX_M1)
+_W0 = tl.constexpr(_rng.PHILOX_W0)
+_W1 = tl.constexpr(_rng.PHILOX_W1)
+_ROUNDS = tl.constexpr(_rng.PHILOX_ROUNDS)
+
+
 @triton.jit
 def _philox4x32_10(c0, c1, c2, c3, k0, k1):
     """Philox4x32-10 on uint32 tensors (``_rng.philox4x32``, ``gk_philox4x32_10``)."""
-    for r in tl.static_range(10):
+    for r in tl.static_range(_ROUNDS):
         if r > 0:
-            k0 = k0 + 0x9E3779B9
-            k1 = k1 + 0xBB67AE85
-        hi0 = tl.umulhi(c0, 0xD2511F53)
-        lo0 = c0 * 0xD2511F53
-        hi1 = tl.umulhi(c2, 0xCD9E8D57)
-        lo1 = c2 * 0xCD9E8D57
+            k0 = k0 + _W0
+            k1 = k1 + _W1
+        hi0 = tl.umulhi(c0, _M0)
+        lo0 = c0 * _M0
+        hi1 = tl.umulhi(c2, _M1)
+        lo1 = c2 * _M1
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
     return c0, c1, c2, c3
 
