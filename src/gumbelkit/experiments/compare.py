@@ -264,24 +264,27 @@ def _worker(conn: Any, stop: Any, threads: int) -> None:
     """Train the runs sent over ``conn`` one at a time; reply (index, status, payload).
 
     The parent starts workers with SIGINT ignored, so a Ctrl-C during start-up
-    cannot kill one mid-import; the default handler is restored here, and the
-    ``stop`` event catches a Ctrl-C that came before it was.
+    cannot kill one mid-import, and a worker ignores it between runs too: it is
+    interruptible (the default handler, which ``train`` turns into a checkpoint
+    and :class:`Interrupted`) only while a run trains. A Ctrl-C reaches a busy
+    worker twice (the terminal signals the whole group, and the parent forwards
+    it to the workers it is waiting for), and the second must not cut the reply
+    short: the parent would read a closed pipe as a dead worker. The ``stop``
+    event catches a Ctrl-C that came before a run started.
     """
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     from .training import Interrupted, train
 
     set_threads(threads)
     while True:
         try:
             task = conn.recv()
-        except KeyboardInterrupt:
-            continue
         except EOFError:
             return
         if task is None:
             return
         index, config, folder = task
         try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             if stop.is_set():
                 reply: tuple = (index, "skipped", None)
             else:
@@ -292,9 +295,10 @@ def _worker(conn: Any, stop: Any, threads: int) -> None:
             reply = (index, "stopped", None)
         except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
             reply = (index, "error", str(exc) or type(exc).__name__)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             conn.send(reply)
-        except (KeyboardInterrupt, BrokenPipeError):
+        except BrokenPipeError:
             return
 
 
