@@ -21,7 +21,7 @@ import torch
 
 from gumbelkit.experiments.compare import compare_methods, t_quantile_975
 from gumbelkit.experiments.report import describe_tau
-from gumbelkit.experiments.training import Run, TrainConfig
+from gumbelkit.experiments.training import Interrupted, Run, TrainConfig, train
 
 _SCRIPT = Path(sys.executable).with_name("gumbelkit")  # the installed console script
 GUMBELKIT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "gumbelkit"]
@@ -82,6 +82,22 @@ def test_runs_of_one_seed_start_from_the_same_weights():
     assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
     other = initial("st", 1)
     assert not all(torch.equal(a[k], other[k]) for k in a)
+
+
+def test_a_run_stops_when_asked_between_steps(tmp_path):
+    """How compare's parent stops its workers' runs (no second signal): ``stop`` is asked
+    between steps, and a True answer checkpoints like a Ctrl-C."""
+    asked = []
+
+    def stop() -> bool:
+        asked.append(len(asked))
+        return len(asked) > 3
+
+    config = TrainConfig(estimator="st", hidden=16, steps=100, eval_every=0)
+    with pytest.raises(Interrupted) as stopped:
+        train(config, tmp_path / "run", stop=stop)
+    assert stopped.value.step == 3 and len(asked) == 4
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 3
 
 
 def test_describe_tau_names_the_protocol():

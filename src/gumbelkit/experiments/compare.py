@@ -266,11 +266,12 @@ def _worker(conn: Any, stop: Any, threads: int) -> None:
     The parent starts workers with SIGINT ignored, so a Ctrl-C during start-up
     cannot kill one mid-import, and a worker ignores it between runs too: it is
     interruptible (the default handler, which ``train`` turns into a checkpoint
-    and :class:`Interrupted`) only while a run trains. A Ctrl-C reaches a busy
-    worker twice (the terminal signals the whole group, and the parent forwards
-    it to the workers it is waiting for), and the second must not cut the reply
-    short: the parent would read a closed pipe as a dead worker. The ``stop``
-    event catches a Ctrl-C that came before a run started.
+    and :class:`Interrupted`) only while a run trains, so a repeated Ctrl-C cannot
+    cut a reply short (the parent would read the closed pipe as a dead worker).
+    The parent stops the runs through the ``stop`` event, not by signalling the
+    workers: ``train`` asks it between steps (a run then checkpoints as on a
+    signal), and a run not started yet is skipped. A terminal's Ctrl-C reaches
+    the workers as well, and either way each run stops once.
     """
     from .training import Interrupted, train
 
@@ -288,7 +289,7 @@ def _worker(conn: Any, stop: Any, threads: int) -> None:
             if stop.is_set():
                 reply: tuple = (index, "skipped", None)
             else:
-                reply = (index, "done", train(config, folder)[0])
+                reply = (index, "done", train(config, folder, stop=stop.is_set)[0])
         except Interrupted as exc:
             reply = (index, "stopped", exc.step)
         except KeyboardInterrupt:
@@ -372,13 +373,7 @@ def _train_all(configs: list[TrainConfig], folders: list[Path], jobs: int, threa
     finally:
         signal.signal(signal.SIGTERM, previous_term)
         progress.close()
-        stop.set()
-        for process, conn in workers:
-            if conn in busy and process.pid is not None:
-                try:
-                    os.kill(process.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
+        stop.set()  # the busy workers' runs stop at their next step, with a checkpoint
         try:
             deadline = time.monotonic() + 60
             while busy and time.monotonic() < deadline:

@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,8 +260,10 @@ class Run:
         with open(self.out / "metrics.jsonl", "w") as handle:
             handle.writelines(json.dumps(line) + "\n" for line in lines)
 
-    def fit(self, *, resume: bool = False, progress: bool = False) -> RunResult:
-        """Train to ``config.steps``; on a signal, checkpoint and raise :class:`Interrupted`."""
+    def fit(self, *, resume: bool = False, progress: bool = False,
+            stop: Callable[[], bool] | None = None) -> RunResult:
+        """Train to ``config.steps``; on a signal, or once ``stop()`` returns True (it is
+        asked between steps), checkpoint and raise :class:`Interrupted`."""
         config, ctx, r = self.config, self.ctx, self.result
         if self.out is not None and ctx.main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -280,7 +282,7 @@ class Run:
         try:
             with stop_on_signals() as caught:
                 while r.step < config.steps:
-                    if ctx.any(bool(caught)):
+                    if ctx.any(bool(caught) or (stop is not None and stop())):
                         self.save()
                         raise Interrupted(caught[0] if caught else signal.SIGTERM, r.step,
                                           self.out)
@@ -335,10 +337,11 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
 
 def train(config: TrainConfig, out: Path | None = None, *, resume: bool = False,
           progress: bool = False, ctx: Dist | None = None,
-          data: tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None = None
-          ) -> tuple[RunResult, Run]:
+          data: tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None = None,
+          stop: Callable[[], bool] | None = None) -> tuple[RunResult, Run]:
     """Build a :class:`Run`, train it, and return its result and the run (for reporting).
 
-    ``data`` is ``load_dataset(config.data)`` when the caller has already loaded it."""
+    ``data`` is ``load_dataset(config.data)`` when the caller has already loaded it;
+    ``stop`` is :meth:`Run.fit`'s."""
     run = Run(config, out, ctx, data)
-    return run.fit(resume=resume, progress=progress), run
+    return run.fit(resume=resume, progress=progress, stop=stop), run
