@@ -9,15 +9,14 @@ the tokens of ``sampler_reference``'s definition and races them by
 
 * **top-k**: the k-th largest logit ``L`` by a search over the order-preserving
   integer keys of the logits (``count(key >= t) >= k``, three keys tested per
-  counting pass); ``fl32(x / T)`` is
-  monotone, so ``v_k = fl32(L / T)`` is the k-th largest z and top-k keeps
-  ``z >= v_k``.
+  counting pass, sixteen per step on split rows); ``fl32(x / T)`` is monotone,
+  so ``v_k = fl32(L / T)`` is the k-th largest z and top-k keeps ``z >= v_k``.
 * **top-p**: the tie-inclusive nucleus is ``z >= z*`` with ``z*`` the smallest z
   whose preceding mass ``B(z) = sum_{kept j, z_j > z} w_j`` is below ``p S``.
   ``B(t)`` is non-increasing in the key ``t``, and computed in one fixed order
-  (the same blocks and the same in-block reduction for every ``t``; rounding is
-  monotone, so the computed ``B`` is too), so the same search over z's keys
-  finds ``z*``.
+  (the same blocks and the same in-block reduction for every ``t``, on split
+  rows the same segments too; rounding is monotone, so the computed ``B`` is
+  too), so the same search over z's keys finds ``z*``.
 * **min-p**: ``(double) z - m >= log(min_p)``, as on the CPU.
 * **race**: the ``n`` best ``(key desc, index asc)`` of the kept tokens, one pass
   per token (each pass the best of those worse than the previous winner), the
@@ -40,35 +39,57 @@ only when its preceding mass ``B`` lies within ``2 (V - 1) 2**-53 S`` of
 logarithm, fdlibm's ``_log_f64``, differ from the CPU's by a few ulp of
 float64).
 
-One program per row (but see the split race below): the passes (scan, at most
+Unsplit rows, one program each (``_sample_kernel``): the passes (scan, at most
 16 passes for top-k and 17 for top-p, 32 and 33 for float64, one count, ``n``
-race passes) each read the row in blocks of ``BLOCK`` columns. A block that
+race passes) each read the row in blocks of ``BLOCK`` columns; the searches test
+three keys per pass and stop when they have found their key. A block that
 cannot change a pass's result is skipped after its comparisons: its ``exp`` in
 the top-p passes when it holds no top-k survivor above the lowest tested key (it
 would add ``+0``), its noise in the race when it holds no kept token or
 ``fl(max z + 23.5)`` is below the best score so far (every Gumbel value is below
 22.87).
 
-Split race: in a batch of fewer than ``TARGET_PROGRAMS`` rows of at least
-``SPLIT_MIN_COLS`` columns, drawing at most ``SPLIT_MAX_N`` tokens per row,
-``_sample_kernel`` (``RACE=False``) stops after the count and writes the row's
-thresholds to a device buffer; then per token ``_race_segment_kernel`` (grid
-rows x segments, segments a multiple of ``BLOCK`` columns) finds each
-segment's best ``(score, index)`` after the previous winner and
-``_race_reduce_kernel`` takes the row's best (equal scores: lowest index),
-writes the token and records it for the next pass. Scores are the same bits
-and the reduction an exact comparison, so the tokens are those of the unsplit
-race; the ``1 + 2 n`` launches and their grids follow from the shapes.
+Split rows: in a batch of fewer than ``TARGET_PROGRAMS`` rows of at least
+``SPLIT_MIN_COLS`` columns, drawing at most ``SPLIT_MAX_N`` tokens per row
+(``_segments``), every pass runs on rows x segments programs (segments a
+multiple of ``BLOCK`` columns), each writing its segment's partial results to
+``part`` (float64 ``[rows, segments, 16]``), followed by a second stage of one
+program per row that combines them in segment order and keeps the row's state
+in ``fstate`` / ``istate`` between launches (Triton has no barrier across
+programs, so every step is a launch of its own):
 
-Why the searches stay one program per row: they are loops whose length
-depends on the data, which one program runs without a host round trip (so the
-launch depends on shapes only and captures in a CUDA graph), and the top-p
-search needs ``B(t)`` to be one monotone function of ``t``, which one program
-summing its blocks in a fixed order gives directly. Splitting them across
-programs needs a barrier between the steps, which Triton has not, so one launch
-per step (a fixed number: 16 and 17 for float32) with a second-stage reduction
-of the programs' partial counts and sums in a fixed order; that is what
-remains for small batches of long rows.
+* ``_scan_segment_kernel`` / ``_scan_reduce_kernel``: max and min x, NaN and
+  +inf, the count of x > -inf; then the status, ``m`` and the top-k search's
+  start;
+* ``_search_segment_kernel`` / ``_search_reduce_kernel``, per search a fixed
+  ``search_steps`` steps (8 for float32 keys, 16 for float64): each step tests
+  16 keys ``t_i = lo + floor(i (hi - lo) / 16)`` of ``(lo, hi]`` at once and
+  keeps the part where the test turns true, so 8 (16) steps narrow any
+  interval of float32 (float64) keys to one key, whatever the data; a row with
+  nothing to search (filter off, greedy or invalid row, or already found) has
+  ``lo + 1 >= hi`` and its programs return at once. Top-k counts
+  ``key(x) >= t`` (integers: exact in any order). Top-p sums ``w`` over the
+  top-k survivors with ``key(z) > t``: each segment accumulates every key's
+  sum element-wise over its blocks in turn into a ``[BLOCK, 16]`` tensor and
+  reduces it along the block axis once (``tl.sum``: every column of the
+  blocked layout is reduced by the same tree), and the second stage adds the
+  segments in order, so ``B(t)`` is the same sum of the same terms in the
+  same order for every ``t``, one monotone non-increasing function of ``t``
+  (rounding is monotone and a term leaving the sum becomes ``+0``), and the
+  search is well defined; ``S = B(key(v_k) - 1)`` is lane 0 of the first step.
+  Its order is not the unsplit kernel's, so top-p keeps the exception above;
+* ``_count_segment_kernel`` / ``_count_reduce_kernel``: the kept tokens'
+  count (too few: ``_TOO_FEW``), mass and ties;
+* per token, ``_race_segment_kernel`` finds each segment's best
+  ``(score, index)`` after the previous winner and ``_race_reduce_kernel``
+  takes the row's best (equal scores: lowest index), writes the token and
+  records it for the next pass. Scores are the same bits and the reduction an
+  exact comparison, so the tokens are those of the unsplit race.
+
+So a split sample takes ``launches(rows, V, n, dtype) = 2 (2 + 2
+search_steps + n)`` launches (38 for ``[1, 128000]`` float32 logits and one
+token, whatever the filters), their grids fixed by the shapes: nothing is read
+back to the host and the launch captures in a CUDA graph.
 
 ``TRITON_INTERPRET=1`` runs the same kernel on CPU tensors, which is how the
 tests check the bits without a GPU.
@@ -93,10 +114,10 @@ from .triton_kernels import (
 # columns per block of a pass (a multiple of 4: one Philox counter per 4 columns);
 # the tests lower it so that small rows take several blocks
 BLOCK = 1024
-# the race of a row of at least SPLIT_MIN_COLS columns is split into segments of at
-# least SEGMENT_COLS columns (at most MAX_SEGMENTS, one program each) when the batch
-# has fewer than TARGET_PROGRAMS rows and at most SPLIT_MAX_N tokens are drawn per
-# row; the tests lower the column counts so that small rows split
+# every pass over a row of at least SPLIT_MIN_COLS columns is split into segments of
+# at least SEGMENT_COLS columns (at most MAX_SEGMENTS, one program each) when the
+# batch has fewer than TARGET_PROGRAMS rows and at most SPLIT_MAX_N tokens are drawn
+# per row; the tests lower the column counts so that small rows split
 SPLIT_MIN_COLS = 8192
 SEGMENT_COLS = 2048
 TARGET_PROGRAMS = 128
@@ -570,9 +591,11 @@ def _search_segment_kernel(x_ptr, stride, V, seg_cols, segments, temp_ptr, fstat
     """One step of a split search over one segment (grid: rows x segments), at the
     ``_PARTS`` keys ``t`` of ``_points(lo, hi)`` (nothing when ``lo + 1 >= hi``): top-k
     counts the logits with ``key(x) >= t``, top-p sums ``w`` over the top-k survivors
-    with ``key(z) > t`` (each key's sum over the segment's blocks in turn, each block
-    reduced by the same ``tl.sum``: one fixed order for every ``t``), in
-    ``part[row, segment, :]``."""
+    with ``key(z) > t``, in ``part[row, segment, :]``. Each key's terms are added
+    element-wise over the blocks in turn into column ``i`` of a ``[BLOCK, _PARTS]``
+    tensor, reduced along the block axis once at the end: every column of the blocked
+    layout is reduced by the same tree, so a key's sum is the same function of the key
+    in every lane and step."""
     row, row_ptr, lo_col, hi_col = _segment(x_ptr, stride, V, seg_cols)
     lo = tl.load(istate_ptr + row * _ISTATE + 2)
     hi = tl.load(istate_ptr + row * _ISTATE + 3)
