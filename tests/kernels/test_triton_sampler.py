@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from gumbelkit.kernels import ops, sampler_reference
 from gumbelkit.sampling import _controls
@@ -164,6 +165,15 @@ def test_split_launch_reads_nothing_back(monkeypatch, dtype):
     searches = [kwargs for name, _, kwargs in recorder.launches if name.startswith("_search")]
     assert [kwargs["TOP_P"] for kwargs in searches] == [False] * 2 * steps + [True] * 2 * steps
     assert all(kwargs["enable_fp_fusion"] is False for _, _, kwargs in recorder.launches)
+    # and it traces with fake tensors: the same launches
+    launched = list(recorder.launches)
+    recorder.launches.clear()
+    with FakeTensorMode() as mode:
+        tokens, lp, status = triton_sampler.sample(
+            mode.from_tensor(x), *(mode.from_tensor(c) for c in ctl), 2, True)
+    assert tokens.shape == (2, 2) and lp.shape == (2, 2) and status.shape == (2,)
+    assert [(name, grid) for name, grid, _ in recorder.launches] == [
+        (name, grid) for name, grid, _ in launched]
 
 
 def test_launches_of_one_long_row():

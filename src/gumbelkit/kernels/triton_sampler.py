@@ -893,9 +893,16 @@ def search_steps(dtype: torch.dtype) -> int:
 
 def launches(rows: int, vocab: int, n: int, dtype: torch.dtype) -> int:
     """Kernel launches of ``sample`` for ``[rows, vocab]`` logits of ``dtype`` and ``n``
-    tokens per row: 1 unsplit; split, two per pass (segments, then reduction): the
-    first pass, ``search_steps`` for top-k and for top-p, the count and ``n`` race
-    passes."""
+    tokens per row (``rows, vocab, n >= 0``): 0 for an empty batch, 1 unsplit; split
+    (``_segments``), two per pass (segments, then reduction), ``2 (2 + 2 steps + n)``:
+    the first pass, ``steps = search_steps(dtype)`` for top-k and as many for top-p,
+    the count and ``n`` race passes, whatever the controls.
+
+    >>> launches(1, 128_000, 1, torch.float32)  # a [1, 128000] row, one token
+    38
+    >>> launches(256, 128_000, 1, torch.float32)  # enough rows: one program per row
+    1
+    """
     if rows == 0:
         return 0
     if _segments(rows, vocab, n)[0] == 1:
