@@ -591,7 +591,7 @@ def _search_segment_kernel(x_ptr, stride, V, seg_cols, segments, temp_ptr, fstat
     """One step of a split search over one segment (grid: rows x segments), at the
     ``_PARTS`` keys ``t`` of ``_points(lo, hi)`` (nothing when ``lo + 1 >= hi``): top-k
     counts the logits with ``key(x) >= t``, top-p sums ``w`` over the top-k survivors
-    with ``key(z) > t``, in ``part[row, segment, :]``. Each key's terms are added
+    with ``key(z) > t``, in ``part[row, segment, :]``. Each key's masses are added
     element-wise over the blocks in turn into column ``i`` of a ``[BLOCK, _PARTS]``
     tensor, reduced along the block axis once at the end: every column of the blocked
     layout is reduced by the same tree, so a key's sum is the same function of the key
@@ -621,12 +621,14 @@ def _search_segment_kernel(x_ptr, stride, V, seg_cols, segments, temp_ptr, fstat
                     mass += tl.where(key[:, None] > ts[None, :], w[:, None], 0.0)
             tl.store(out, tl.sum(mass, axis=0))
         else:
-            count = tl.zeros([BLOCK, _PARTS], dtype=tl.int32)
+            # counts are exact in any order: reduced per block (a [BLOCK, _PARTS]
+            # accumulator spills on sm_90)
+            count = tl.zeros([_PARTS], dtype=tl.int32)
             for start in range(lo_col, hi_col, BLOCK):
                 x, z, key, cols, inside = _block(row_ptr, start, hi_col, 1.0, IS_F64, BLOCK)
                 key = tl.where(inside, key, lowest)
-                count += (key[:, None] >= ts[None, :]).to(tl.int32)
-            tl.store(out, tl.sum(count, axis=0).to(tl.float64))
+                count += tl.sum((key[:, None] >= ts[None, :]).to(tl.int32), axis=0)
+            tl.store(out, count.to(tl.float64))
 
 
 @triton.jit(do_not_specialize=["segments", "j", "steps"])
