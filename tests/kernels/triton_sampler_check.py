@@ -5,8 +5,10 @@ Run by ``test_triton_sampler.py`` in a subprocess with ``TRITON_INTERPRET=1`` an
 ``torch.ops.gumbelkit.sample`` on CPU tensors runs the Triton kernel in Triton's
 interpreter. Every case compares tokens and status bit for bit, and
 log-probabilities to float32 rounding (float64 rows to 1e-12), with both the C
-kernel (float32/bfloat16/float16 logits) and the PyTorch reference. Prints one
-line per mismatch and exits 1 if there is any.
+kernel (float32/bfloat16/float16 logits) and the PyTorch reference; the split
+cases (every pass on segment programs, thresholds lowered so that short rows
+split) also with the unsplit kernel. Prints one line per mismatch and exits 1 if
+there is any.
 """
 
 from __future__ import annotations
