@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from gumbelkit.kernels import ops, sampler_reference
 from gumbelkit.sampling import _controls
@@ -52,11 +53,21 @@ FORMS = {form.name: form for form in triton_sampler.specializations()}
 
 def test_every_logit_dtype_has_a_form():
     dtypes = ["bf16", "fp16", "fp32", "fp64"]
+    segment = ["sample", "sample-scan-segment", "sample-topk-segment", "sample-topp-segment",
+               "sample-count-segment", "sample-race-segment"]
+    reduce = ["sample-scan-reduce", "sample-topk-reduce", "sample-topp-reduce",
+              "sample-race-reduce"]
     assert sorted(FORMS) == sorted(
-        [f"{kernel}[{dtype}]" for kernel in ("sample", "sample-split", "sample-race-segment")
-         for dtype in dtypes] + ["sample-race-reduce[fp32]", "sample-race-reduce[fp64]"])
+        [f"{kernel}[{dtype}]" for kernel in segment for dtype in dtypes]
+        + [f"{kernel}[{compute}]" for kernel in reduce for compute in ("fp32", "fp64")]
+        + ["sample-count-reduce"])
     assert all(form.exact and form.options == triton_kernels.COMPILE_OPTIONS
                for form in FORMS.values())
+
+
+# the forms that divide: z = x / T (and the logarithm's division in the whole-row kernel)
+DIVIDES = ("sample[", "sample-topp-segment", "sample-count-segment", "sample-race-segment",
+           "sample-scan-reduce", "sample-topk-reduce")
 
 
 @pytest.mark.slow
@@ -71,9 +82,8 @@ def test_compiles_ahead_of_time_without_inexact_instructions(arch, name):
     ptx = triton.compile(source, target=GPUTarget("cuda", arch, 32),
                          options=form.options).asm["ptx"]
     assert f".target sm_{arch}" in ptx
-    # z = x / T, the noise's and the logarithm's divisions: correctly rounded (the
-    # reduction of the split race divides nothing, its segment pass in the compute dtype)
-    if form.fn is not triton_sampler._race_reduce_kernel:
+    # the divisions are correctly rounded, in the compute dtype
+    if name.startswith(DIVIDES):
         is_f64 = form.constexprs["IS_F64"]
         if is_f64 or form.fn is triton_sampler._sample_kernel:
             assert re.search(r"\bdiv\.rn\.f64\b", ptx)
@@ -94,42 +104,49 @@ def test_launch_rejects_an_integer_dtype():
         triton_sampler.sample(torch.zeros(2, 3, dtype=torch.int32), *_row_controls(2), 1, False)
 
 
+class _Recorder:
+    """Stands in for ``wrap_triton``: records ``(kernel name, grid, keyword arguments)``
+    of every launch and runs nothing."""
+
+    def __init__(self):
+        self.launches = []
+
+    def __call__(self, kernel):
+        recorder = self
+
+        class Launch:
+            def __getitem__(self, grid):
+                return lambda *args, **kwargs: recorder.launches.append(
+                    (kernel.__name__, grid, kwargs))
+
+        return Launch()
+
+
 def test_launch_reads_nothing_back(monkeypatch):
     """The launcher's arguments depend on shapes only: with every host read of a
     tensor forbidden it still launches (recorded here: no kernel runs)."""
-    launches = []
-
-    class Recorder:
-        def __getitem__(self, grid):
-            return lambda *args, **kwargs: launches.append((grid, args, kwargs))
-
-    monkeypatch.setattr(triton_sampler, "_sample_kernel", Recorder())
+    recorder = _Recorder()
+    monkeypatch.setattr(triton_sampler, "wrap_triton", recorder)
     x = torch.randn(3, 40, dtype=torch.bfloat16)
     ctl = _row_controls(3)
     with no_host_reads():
         tokens, lp, status = triton_sampler.sample(x, *ctl, 2, True)
     assert tokens.shape == (3, 2) and lp.shape == (3, 2) and status.shape == (3,)
-    ((grid, args, kwargs),) = launches
-    assert grid == (3,) and kwargs["enable_fp_fusion"] is False and kwargs["IS_F64"] is False
-    assert kwargs["RACE"] is True
+    ((name, grid, kwargs),) = recorder.launches
+    assert name == "_sample_kernel" and grid == (3,)
+    assert kwargs["enable_fp_fusion"] is False and kwargs["IS_F64"] is False
+    assert triton_sampler.launches(3, 40, 2, torch.bfloat16) == 1
 
 
-def test_split_launch_reads_nothing_back(monkeypatch):
-    """A small batch of long rows races in segments: the whole-row kernel without its
-    race, then per token a segment pass over (rows x segments) and a reduction, a
-    number of launches fixed by the shapes, none reading anything back."""
-    launches = []
-
-    class Recorder:
-        def __init__(self, name):
-            self.name = name
-
-        def __getitem__(self, grid):
-            return lambda *args, **kwargs: launches.append((self.name, grid, kwargs))
-
-    for name in ("_sample_kernel", "_race_segment_kernel", "_race_reduce_kernel"):
-        monkeypatch.setattr(triton_sampler, name, Recorder(name))
-    x = torch.randn(2, 128_000, dtype=torch.bfloat16)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_split_launch_reads_nothing_back(monkeypatch, dtype):
+    """A small batch of long rows runs every pass on (rows x segments) programs, each
+    followed by a reduction per row: the first pass, a fixed number of steps per
+    search (8 for 32-bit keys, 16 for 64-bit ones), the count and per token a race
+    pass, a number of launches fixed by the shapes, none reading anything back."""
+    recorder = _Recorder()
+    monkeypatch.setattr(triton_sampler, "wrap_triton", recorder)
+    x = torch.randn(2, 128_000, dtype=dtype)
     ctl = _row_controls(2)
     with no_host_reads():
         tokens, lp, status = triton_sampler.sample(x, *ctl, 2, True)
@@ -137,12 +154,33 @@ def test_split_launch_reads_nothing_back(monkeypatch):
     segments, seg_cols = triton_sampler._segments(2, 128_000, 2)
     assert segments > 1 and seg_cols % triton_sampler.BLOCK == 0
     assert (segments - 1) * seg_cols < 128_000 <= segments * seg_cols
-    assert [(name, grid) for name, grid, _ in launches] == [
-        ("_sample_kernel", (2,)),
-        ("_race_segment_kernel", (2, segments)), ("_race_reduce_kernel", (2,)),
-        ("_race_segment_kernel", (2, segments)), ("_race_reduce_kernel", (2,))]
-    assert launches[0][2]["RACE"] is False
-    assert all(kwargs["enable_fp_fusion"] is False for _, _, kwargs in launches)
+    steps = 16 if dtype == torch.float64 else 8
+    split, rows = (2, segments), (2,)
+    expected = [("_scan_segment_kernel", split), ("_scan_reduce_kernel", rows)]
+    expected += [("_search_segment_kernel", split), ("_search_reduce_kernel", rows)] * 2 * steps
+    expected += [("_count_segment_kernel", split), ("_count_reduce_kernel", rows)]
+    expected += [("_race_segment_kernel", split), ("_race_reduce_kernel", rows)] * 2
+    assert [(name, grid) for name, grid, _ in recorder.launches] == expected
+    assert triton_sampler.launches(2, 128_000, 2, dtype) == len(expected)
+    searches = [kwargs for name, _, kwargs in recorder.launches if name.startswith("_search")]
+    assert [kwargs["TOP_P"] for kwargs in searches] == [False] * 2 * steps + [True] * 2 * steps
+    assert all(kwargs["enable_fp_fusion"] is False for _, _, kwargs in recorder.launches)
+    # and it traces with fake tensors: the same launches
+    launched = list(recorder.launches)
+    recorder.launches.clear()
+    with FakeTensorMode() as mode:
+        tokens, lp, status = triton_sampler.sample(
+            mode.from_tensor(x), *(mode.from_tensor(c) for c in ctl), 2, True)
+    assert tokens.shape == (2, 2) and lp.shape == (2, 2) and status.shape == (2,)
+    assert [(name, grid) for name, grid, _ in recorder.launches] == [
+        (name, grid) for name, grid, _ in launched]
+
+
+def test_launches_of_one_long_row():
+    """[1, 128000] float32 logits, one token: 38 launches (2 for the first pass, 16 per
+    search, 2 for the count, 2 for the race)."""
+    assert triton_sampler.launches(1, 128_000, 1, torch.float32) == 38
+    assert triton_sampler.launches(1, 128_000, 1, torch.float64) == 70
 
 
 def test_race_splits_only_small_batches_of_long_rows():

@@ -5,8 +5,10 @@ Run by ``test_triton_sampler.py`` in a subprocess with ``TRITON_INTERPRET=1`` an
 ``torch.ops.gumbelkit.sample`` on CPU tensors runs the Triton kernel in Triton's
 interpreter. Every case compares tokens and status bit for bit, and
 log-probabilities to float32 rounding (float64 rows to 1e-12), with both the C
-kernel (float32/bfloat16/float16 logits) and the PyTorch reference. Prints one
-line per mismatch and exits 1 if there is any.
+kernel (float32/bfloat16/float16 logits) and the PyTorch reference; the split
+cases (every pass on segment programs, thresholds lowered so that short rows
+split) also with the unsplit kernel. Prints one line per mismatch and exits 1 if
+there is any.
 """
 
 from __future__ import annotations
@@ -191,48 +193,72 @@ def op_cases(failures: list[str], device: str = "cpu") -> None:
 
 
 def split_cases(failures: list[str]) -> None:
-    """The split race (segment programs and a second-stage reduction) on small rows,
-    with the split thresholds lowered; each case checks that its rows do split."""
+    """Split rows (every pass on segment programs with a second-stage reduction) on
+    small rows, with the split thresholds lowered: each case checks that its rows do
+    split and compares with the unsplit kernel as well as with the CPU path."""
     saved = (triton_sampler.SPLIT_MIN_COLS, triton_sampler.SEGMENT_COLS)
-    triton_sampler.SPLIT_MIN_COLS, triton_sampler.SEGMENT_COLS = 16, 8
 
     def split(name: str, x: torch.Tensor, ctl: _controls.Controls, n: int, block: int,
               logprobs: bool = True) -> None:
+        triton_sampler.SPLIT_MIN_COLS, triton_sampler.SEGMENT_COLS = saved
+        triton_sampler.BLOCK = 64  # one block per row: the quickest unsplit run
+        tokens, lp, status = torch.ops.gumbelkit.sample(x, *ctl, n, logprobs)
+        triton_sampler.SPLIT_MIN_COLS, triton_sampler.SEGMENT_COLS = 16, 16
         triton_sampler.BLOCK = block
         segments, _ = triton_sampler._segments(x.shape[0], x.shape[1], n)
         if segments < 2:
             failures.append(f"split {name}: not split ({segments} segment)")
         compare(f"split {name}", x, ctl, n, failures, logprobs=logprobs, block=block)
+        got = torch.ops.gumbelkit.sample(x, *ctl, n, logprobs)
+        rtol = 1e-12 if x.dtype == torch.float64 else 1e-5
+        if not (torch.equal(got[0], tokens) and torch.equal(got[2], status)
+                and _lp_close(got[1], lp, rtol)):
+            failures.append(f"split {name} [unsplit Triton] {got} != {(tokens, lp, status)}")
 
     try:
         gen = torch.Generator().manual_seed(2)
-        rows, vocab = 10, 200
+        # per-row controls: each filter alone and combined, off, at its extremes (k = 1,
+        # k >= the row, a tiny p), and greedy rows (filters ignored)
+        rows, vocab = 8, 40
         x = torch.randn(rows, vocab, generator=gen) * 3
         ctl = _controls_for(
-            rows,
-            temperature=torch.tensor([0.7, 1.0, 1.3, 0.9, 0.8, 1.1, 0.6, 1.0, 0.0, 0.0]),
-            top_k=torch.tensor([0, 20, 0, 0, 15, 30, 0, 25, 0, 5]),
-            top_p=torch.tensor([1.0, 1.0, 0.8, 1.0, 0.9, 1.0, 0.7, 0.85, 1.0, 0.5]),
-            min_p=torch.tensor([0.0, 0.0, 0.0, 0.05, 0.0, 0.02, 0.1, 0.03, 0.0, 0.2]))
-        split("controls n=1", x, ctl, 1, 32)
-        split("controls n=3 without logprobs", x, ctl, 3, 16, logprobs=False)
-        split("controls float64", x.double(), ctl, 2, 32)
+            rows, temperature=torch.tensor([0.7, 1.0, 1.3, 0.9, 0.8, 1.1, 0.0, 0.0]),
+            top_k=torch.tensor([0, 20, 1, 0, 15, 60, 0, 5]),
+            top_p=torch.tensor([1.0, 0.8, 1.0, 0.02, 0.9, 0.7, 1.0, 0.5]),
+            min_p=torch.tensor([0.0, 0.0, 0.0, 0.05, 0.02, 0.1, 0.0, 0.2]))
+        split("controls n=3", x, ctl, 3, 8)
+        few = [1, 3, 4, 7]
+        split("controls bfloat16 without logprobs", x[few].to(torch.bfloat16),
+              _controls.Controls(*(c[few] for c in ctl)), 1, 8, logprobs=False)
 
-        # ties across segment boundaries (segments of 8 columns here): equal logits on
-        # a few levels, greedy rows whose maxima lie in different segments, an all-equal
-        # greedy row (winners 0, 1, 2, ...), all with several tokens per row
+        # float64 (keys of 64 bits: twice the search steps), with a NaN row and a row
+        # with too few tokens
+        x64 = x[[1, 4, 5]].double()
+        x64[1, 7] = math.nan
+        x64[2, 3:] = -INF
+        split("controls float64", x64, _controls.Controls(*(c[[1, 4, 5]] for c in ctl)), 4,
+              8)
+
+        # ties across segment boundaries (segments of 8 columns here): equal logits on a
+        # few levels, so the k-th largest logit, the top-p boundary group and min-p's cut
+        # lie in groups spread over several segments; greedy rows whose maxima lie in
+        # different segments, an all-equal greedy row (winners 0, 1, 2, ...); a top-p
+        # row whose nucleus is half of 8 equal maxima beside logits whose w is 0
         levels = torch.randint(0, 4, (8, 40), generator=gen).float() * 0.5
         levels[5] = 0.0
         levels[5, [7, 8, 23, 31, 32]] = 1.0
         levels[6] = 1.0
+        levels[7] = -1000.0
+        levels[7, [3, 8, 9, 15, 16, 24, 33, 39]] = 0.0
         ctl = _controls_for(
-            8, temperature=torch.tensor([1.0, 1.0, 1.0, 0.5, 1.0, 0.0, 0.0, 0.0]),
+            8, temperature=torch.tensor([1.0, 1.0, 1.0, 0.5, 1.0, 0.0, 0.0, 1.0]),
             top_k=torch.tensor([3, 10, 0, 0, 7, 0, 0, 0]),
-            top_p=torch.tensor([1.0, 1.0, 0.3, 0.6, 0.5, 1.0, 1.0, 1.0]),
-            log_min_p=torch.tensor([-INF, -INF, -INF, -INF, -1.0, -INF, -INF, -INF]))
+            top_p=torch.tensor([1.0, 0.6, 0.3, 0.6, 0.5, 1.0, 1.0, 0.5]),
+            log_min_p=torch.tensor([-INF, -INF, -INF, -1.0, -1.0, -INF, -INF, -INF]))
         split("tied levels n=4", levels, ctl, 4, 8)
 
-        # -inf masks (a segment with no kept token), finfo.min, and invalid rows
+        # -inf masks (a segment with no kept token), finfo.min, and invalid rows: NaN,
+        # +inf, all -inf, overflowing x / T, too few tokens (sampled and greedy)
         special = torch.zeros(6, 40)
         special[1] = 2.5
         special[2, ::2] = -INF
@@ -253,11 +279,12 @@ def split_cases(failures: list[str]) -> None:
         bad[4, 2:] = -INF
         bad[5, 1:] = -INF
         ctl = _controls_for(7, temperature=torch.tensor([1.0, 1.0, 1.0, 0.5, 1.0, 0.0, 1.0]),
-                            top_k=torch.tensor([0, 0, 0, 0, 0, 0, 1]))
+                            top_k=torch.tensor([0, 0, 0, 0, 3, 0, 1]),
+                            top_p=torch.tensor([0.9, 1.0, 0.9, 1.0, 0.9, 1.0, 0.9]))
         split("invalid rows n=2", bad, ctl, 2, 8)
 
-        # beyond SPLIT_MAX_N tokens per row, and from TARGET_PROGRAMS rows, the race
-        # stays in one program per row
+        # beyond SPLIT_MAX_N tokens per row, and from TARGET_PROGRAMS rows, rows stay
+        # in one program each
         if triton_sampler._segments(1, 200, triton_sampler.SPLIT_MAX_N + 1)[0] != 1 or \
                 triton_sampler._segments(triton_sampler.TARGET_PROGRAMS, 200, 1)[0] != 1:
             failures.append("split: too many tokens or rows still split")

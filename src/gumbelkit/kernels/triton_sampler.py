@@ -9,15 +9,14 @@ the tokens of ``sampler_reference``'s definition and races them by
 
 * **top-k**: the k-th largest logit ``L`` by a search over the order-preserving
   integer keys of the logits (``count(key >= t) >= k``, three keys tested per
-  counting pass); ``fl32(x / T)`` is
-  monotone, so ``v_k = fl32(L / T)`` is the k-th largest z and top-k keeps
-  ``z >= v_k``.
+  counting pass, sixteen per step on split rows); ``fl32(x / T)`` is monotone,
+  so ``v_k = fl32(L / T)`` is the k-th largest z and top-k keeps ``z >= v_k``.
 * **top-p**: the tie-inclusive nucleus is ``z >= z*`` with ``z*`` the smallest z
   whose preceding mass ``B(z) = sum_{kept j, z_j > z} w_j`` is below ``p S``.
   ``B(t)`` is non-increasing in the key ``t``, and computed in one fixed order
-  (the same blocks and the same in-block reduction for every ``t``; rounding is
-  monotone, so the computed ``B`` is too), so the same search over z's keys
-  finds ``z*``.
+  (the same blocks and the same in-block reduction for every ``t``, on split
+  rows the same segments too; rounding is monotone, so the computed ``B`` is
+  too), so the same search over z's keys finds ``z*``.
 * **min-p**: ``(double) z - m >= log(min_p)``, as on the CPU.
 * **race**: the ``n`` best ``(key desc, index asc)`` of the kept tokens, one pass
   per token (each pass the best of those worse than the previous winner), the
@@ -40,35 +39,57 @@ only when its preceding mass ``B`` lies within ``2 (V - 1) 2**-53 S`` of
 logarithm, fdlibm's ``_log_f64``, differ from the CPU's by a few ulp of
 float64).
 
-One program per row (but see the split race below): the passes (scan, at most
+Unsplit rows, one program each (``_sample_kernel``): the passes (scan, at most
 16 passes for top-k and 17 for top-p, 32 and 33 for float64, one count, ``n``
-race passes) each read the row in blocks of ``BLOCK`` columns. A block that
+race passes) each read the row in blocks of ``BLOCK`` columns; the searches test
+three keys per pass and stop when they have found their key. A block that
 cannot change a pass's result is skipped after its comparisons: its ``exp`` in
 the top-p passes when it holds no top-k survivor above the lowest tested key (it
 would add ``+0``), its noise in the race when it holds no kept token or
 ``fl(max z + 23.5)`` is below the best score so far (every Gumbel value is below
 22.87).
 
-Split race: in a batch of fewer than ``TARGET_PROGRAMS`` rows of at least
-``SPLIT_MIN_COLS`` columns, drawing at most ``SPLIT_MAX_N`` tokens per row,
-``_sample_kernel`` (``RACE=False``) stops after the count and writes the row's
-thresholds to a device buffer; then per token ``_race_segment_kernel`` (grid
-rows x segments, segments a multiple of ``BLOCK`` columns) finds each
-segment's best ``(score, index)`` after the previous winner and
-``_race_reduce_kernel`` takes the row's best (equal scores: lowest index),
-writes the token and records it for the next pass. Scores are the same bits
-and the reduction an exact comparison, so the tokens are those of the unsplit
-race; the ``1 + 2 n`` launches and their grids follow from the shapes.
+Split rows: in a batch of fewer than ``TARGET_PROGRAMS`` rows of at least
+``SPLIT_MIN_COLS`` columns, drawing at most ``SPLIT_MAX_N`` tokens per row
+(``_segments``), every pass runs on rows x segments programs (segments a
+multiple of ``BLOCK`` columns), each writing its segment's partial results to
+``part`` (float64 ``[rows, segments, 16]``), followed by a second stage of one
+program per row that combines them in segment order and keeps the row's state
+in ``fstate`` / ``istate`` between launches (Triton has no barrier across
+programs, so every step is a launch of its own):
 
-Why the searches stay one program per row: they are loops whose length
-depends on the data, which one program runs without a host round trip (so the
-launch depends on shapes only and captures in a CUDA graph), and the top-p
-search needs ``B(t)`` to be one monotone function of ``t``, which one program
-summing its blocks in a fixed order gives directly. Splitting them across
-programs needs a barrier between the steps, which Triton has not, so one launch
-per step (a fixed number: 16 and 17 for float32) with a second-stage reduction
-of the programs' partial counts and sums in a fixed order; that is what
-remains for small batches of long rows.
+* ``_scan_segment_kernel`` / ``_scan_reduce_kernel``: max and min x, NaN and
+  +inf, the count of x > -inf; then the status, ``m`` and the top-k search's
+  start;
+* ``_search_segment_kernel`` / ``_search_reduce_kernel``, per search a fixed
+  ``search_steps`` steps (8 for float32 keys, 16 for float64): each step tests
+  16 keys ``t_i = lo + floor(i (hi - lo) / 16)`` of ``(lo, hi]`` at once and
+  keeps the part where the test turns true, so 8 (16) steps narrow any
+  interval of float32 (float64) keys to one key, whatever the data; a row with
+  nothing to search (filter off, greedy or invalid row, or already found) has
+  ``lo + 1 >= hi`` and its programs return at once. Top-k counts
+  ``key(x) >= t`` (integers: exact in any order). Top-p sums ``w`` over the
+  top-k survivors with ``key(z) > t``: each segment accumulates every key's
+  sum element-wise over its blocks in turn into a ``[BLOCK, 16]`` tensor and
+  reduces it along the block axis once (``tl.sum``: every column of the
+  blocked layout is reduced by the same tree), and the second stage adds the
+  segments in order, so ``B(t)`` is the same sum of the same terms in the
+  same order for every ``t``, one monotone non-increasing function of ``t``
+  (rounding is monotone and a term leaving the sum becomes ``+0``), and the
+  search is well defined; ``S = B(key(v_k) - 1)`` is lane 0 of the first step.
+  Its order is not the unsplit kernel's, so top-p keeps the exception above;
+* ``_count_segment_kernel`` / ``_count_reduce_kernel``: the kept tokens'
+  count (too few: ``_TOO_FEW``), mass and ties;
+* per token, ``_race_segment_kernel`` finds each segment's best
+  ``(score, index)`` after the previous winner and ``_race_reduce_kernel``
+  takes the row's best (equal scores: lowest index), writes the token and
+  records it for the next pass. Scores are the same bits and the reduction an
+  exact comparison, so the tokens are those of the unsplit race.
+
+So a split sample takes ``launches(rows, V, n, dtype) = 2 (2 + 2
+search_steps + n)`` launches (38 for ``[1, 128000]`` float32 logits and one
+token, whatever the filters), their grids fixed by the shapes: nothing is read
+back to the host and the launch captures in a CUDA graph.
 
 ``TRITON_INTERPRET=1`` runs the same kernel on CPU tensors, which is how the
 tests check the bits without a GPU.
@@ -79,6 +100,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from torch.library import wrap_triton
 
 from .triton_kernels import (
     COMPILE_OPTIONS,
@@ -92,15 +114,17 @@ from .triton_kernels import (
 # columns per block of a pass (a multiple of 4: one Philox counter per 4 columns);
 # the tests lower it so that small rows take several blocks
 BLOCK = 1024
-# the race of a row of at least SPLIT_MIN_COLS columns is split into segments of at
-# least SEGMENT_COLS columns (at most MAX_SEGMENTS, one program each) when the batch
-# has fewer than TARGET_PROGRAMS rows and at most SPLIT_MAX_N tokens are drawn per
-# row; the tests lower the column counts so that small rows split
+# every pass over a row of at least SPLIT_MIN_COLS columns is split into segments of
+# at least SEGMENT_COLS columns (at most MAX_SEGMENTS, one program each) when the
+# batch has fewer than TARGET_PROGRAMS rows and at most SPLIT_MAX_N tokens are drawn
+# per row; the tests lower the column counts so that small rows split
 SPLIT_MIN_COLS = 8192
 SEGMENT_COLS = 2048
 TARGET_PROGRAMS = 128
 MAX_SEGMENTS = 64
 SPLIT_MAX_N = 16
+# columns per block of a split search step, which tests 16 keys on each column at once
+SEARCH_BLOCK = 256
 
 # status codes of sampler_reference / csrc/sampler.c
 _OK = tl.constexpr(0)
@@ -108,6 +132,14 @@ _BAD_LOGIT = tl.constexpr(1)
 _NO_TOKEN = tl.constexpr(2)
 _OVERFLOW = tl.constexpr(3)
 _TOO_FEW = tl.constexpr(4)
+
+# the state of a split row between launches: fstate (float64) holds v_k, m, max x,
+# log S_kept, log ties, the previous winner's score and the top-p target p S; istate
+# (int64) the top-p key, the previous winner's index and a search's (lo, hi]; part holds
+# the _PARTS partial results of each (row, segment) of a pass
+_FSTATE = tl.constexpr(7)
+_ISTATE = tl.constexpr(4)
+_PARTS = tl.constexpr(16)
 
 # gk_exp_nonpos's Taylor coefficients (1/13! first), as the C compiler folds them
 _E13 = tl.constexpr(1.0 / 6227020800.0)
@@ -249,16 +281,66 @@ def _gumbel_block(start, s0, s1, key_lo, key_hi, IS_F64: tl.constexpr, BLOCK: tl
     return _noise_from_word(words, 0, IS_F64)
 
 
+@triton.jit
+def _scan(row_ptr, lo, hi, IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """The first pass over columns ``lo .. hi`` of a row: the largest and smallest logit
+    (NaN aside), whether any is NaN or +inf, and how many are > -inf."""
+    inf = float("inf")
+    xmax = tl.full([], -inf, dtype=tl.float64 if IS_F64 else tl.float32)
+    xmin = tl.full([], inf, dtype=tl.float64 if IS_F64 else tl.float32)
+    bad = tl.zeros([], dtype=tl.int32)
+    nfinite = tl.zeros([], dtype=tl.int32)
+    for start in range(lo, hi, BLOCK):
+        x, z, key, cols, inside = _block(row_ptr, start, hi, 1.0, IS_F64, BLOCK)
+        nan = x != x
+        bad = tl.maximum(bad, tl.max((inside & (nan | (x == inf))).to(tl.int32), axis=0))
+        nfinite += tl.sum((inside & (x > -inf)).to(tl.int32), axis=0)
+        xmax = tl.maximum(xmax, tl.max(tl.where(inside & ~nan, x, -inf), axis=0))
+        xmin = tl.minimum(xmin, tl.min(tl.where(inside & ~nan, x, inf), axis=0))
+    return xmax, xmin, bad, nfinite
+
+
+@triton.jit
+def _row_status(xmax, bad, nfinite, T, IS_F64: tl.constexpr):
+    """From the first pass of a row: whether it is greedy (``T = 0``), the divisor of its
+    logits, ``zmax = fl(max x / T)``, ``m`` (``zmax`` in float64) and its status."""
+    inf = float("inf")
+    greedy = T == 0.0
+    div_t = tl.where(greedy, 1.0, T)  # greedy rows rank the logits themselves
+    zmax = _div(xmax, div_t, IS_F64)
+    m = zmax.to(tl.float64)
+    status = tl.where(bad != 0, _BAD_LOGIT, tl.where(nfinite == 0, _NO_TOKEN, _OK))
+    status = tl.where((status == _OK) & ((zmax == inf) | (zmax == -inf)), _OVERFLOW, status)
+    return greedy, div_t, zmax, m, status
+
+
+@triton.jit
+def _kept(row_ptr, lo, hi, div_t, m, vk, p_key, log_min_p, greedy, xmax, want_lp,
+          IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """The last pass before the race over columns ``lo .. hi``: how many tokens are kept,
+    their mass ``sum w`` (when ``want_lp``) and (greedy rows) how many equal ``max x``."""
+    inf = float("inf")
+    kept_count = tl.zeros([], dtype=tl.int32)
+    mass = tl.zeros([], dtype=tl.float64)
+    ties = tl.zeros([], dtype=tl.int32)
+    for start in range(lo, hi, BLOCK):
+        x, z, key, cols, inside = _block(row_ptr, start, hi, div_t, IS_F64, BLOCK)
+        d = z.to(tl.float64) - m
+        kept = inside & (z > -inf)
+        kept = tl.where(greedy, kept, kept & (z >= vk) & (key >= p_key) & (d >= log_min_p))
+        kept_count += tl.sum(kept.to(tl.int32), axis=0)
+        ties += tl.sum((inside & (x == xmax)).to(tl.int32), axis=0)
+        if (want_lp != 0) & (tl.max(kept.to(tl.int32), axis=0) > 0):
+            mass += tl.sum(tl.where(kept, _exp_nonpos(d), 0.0), axis=0)
+    return kept_count, mass, ties
+
+
 @triton.jit(do_not_specialize=["V", "n", "want_lp"])
 def _sample_kernel(x_ptr, stride, V, temp_ptr, top_k_ptr, top_p_ptr, log_min_p_ptr, seeds_ptr,
-                   keys_ptr, n, tokens_ptr, lp_ptr, status_ptr, want_lp, fstate_ptr, istate_ptr,
-                   IS_F64: tl.constexpr, BLOCK: tl.constexpr, RACE: tl.constexpr):
-    """One row of ``gumbelkit::sample``: ``n`` tokens, their log-probabilities (when
-    ``want_lp``) and the row's status. Without ``RACE`` (split rows) it stops before
-    the race and writes the row's thresholds to ``fstate`` (float64 ``[rows, 6]``:
-    v_k, m, max x, log S_kept, log ties, previous winner's score) and ``istate``
-    (int64 ``[rows, 2]``: the top-p key, previous winner's index) for
-    ``_race_segment_kernel`` and ``_race_reduce_kernel``."""
+                   keys_ptr, n, tokens_ptr, lp_ptr, status_ptr, want_lp,
+                   IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """One row of ``gumbelkit::sample`` in one program: ``n`` tokens, their
+    log-probabilities (when ``want_lp``) and the row's status."""
     row = tl.program_id(0).to(tl.int64)
     row_ptr = x_ptr + row * stride
     T = tl.load(temp_ptr + row)
@@ -271,25 +353,8 @@ def _sample_kernel(x_ptr, stride, V, temp_ptr, top_k_ptr, top_p_ptr, log_min_p_p
         T = T.to(tl.float64)
     inf = float("inf")
 
-    # pass 1: largest and smallest logit (NaN aside), NaN / +inf, how many are > -inf
-    xmax = tl.full([], -inf, dtype=tl.float64 if IS_F64 else tl.float32)
-    xmin = tl.full([], inf, dtype=tl.float64 if IS_F64 else tl.float32)
-    bad = tl.zeros([], dtype=tl.int32)
-    nfinite = tl.zeros([], dtype=tl.int32)
-    for start in range(0, V, BLOCK):
-        x, z, key, cols, inside = _block(row_ptr, start, V, 1.0, IS_F64, BLOCK)
-        nan = x != x
-        bad = tl.maximum(bad, tl.max((inside & (nan | (x == inf))).to(tl.int32), axis=0))
-        nfinite += tl.sum((inside & (x > -inf)).to(tl.int32), axis=0)
-        xmax = tl.maximum(xmax, tl.max(tl.where(inside & ~nan, x, -inf), axis=0))
-        xmin = tl.minimum(xmin, tl.min(tl.where(inside & ~nan, x, inf), axis=0))
-
-    greedy = T == 0.0
-    div_t = tl.where(greedy, 1.0, T)  # greedy rows rank the logits themselves
-    zmax = _div(xmax, div_t, IS_F64)
-    m = zmax.to(tl.float64)
-    status = tl.where(bad != 0, _BAD_LOGIT, tl.where(nfinite == 0, _NO_TOKEN, _OK))
-    status = tl.where((status == _OK) & ((zmax == inf) | (zmax == -inf)), _OVERFLOW, status)
+    xmax, xmin, bad, nfinite = _scan(row_ptr, 0, V, IS_F64, BLOCK)
+    greedy, div_t, zmax, m, status = _row_status(xmax, bad, nfinite, T, IS_F64)
     sampling = (status == _OK) & ~greedy
 
     # top-k: the k-th largest logit L by a search over keys, v_k = fl(L / T); both
@@ -341,38 +406,14 @@ def _sample_kernel(x_ptr, stride, V, temp_ptr, top_k_ptr, top_p_ptr, log_min_p_p
                 lo = t3
         p_key = hi
 
-    # the kept tokens: how many, their mass, and (greedy) how many share the maximum
-    kept_count = tl.zeros([], dtype=tl.int32)
-    mass = tl.zeros([], dtype=tl.float64)
-    ties = tl.zeros([], dtype=tl.int32)
-    for start in range(0, V, BLOCK):
-        x, z, key, cols, inside = _block(row_ptr, start, V, div_t, IS_F64, BLOCK)
-        d = z.to(tl.float64) - m
-        kept = inside & (z > -inf)
-        kept = tl.where(greedy, kept, kept & (z >= vk) & (key >= p_key) & (d >= log_min_p))
-        kept_count += tl.sum(kept.to(tl.int32), axis=0)
-        ties += tl.sum((inside & (x == xmax)).to(tl.int32), axis=0)
-        if (want_lp != 0) & (tl.max(kept.to(tl.int32), axis=0) > 0):
-            mass += tl.sum(tl.where(kept, _exp_nonpos(d), 0.0), axis=0)
+    kept_count, mass, ties = _kept(row_ptr, 0, V, div_t, m, vk, p_key, log_min_p, greedy, xmax,
+                                   want_lp, IS_F64, BLOCK)
     status = tl.where((status == _OK) & (kept_count < n), _TOO_FEW, status)
     tl.store(status_ptr + row, status.to(tl.int8))
+    _race_row(row_ptr, V, div_t, m, vk, p_key, log_min_p, seed, rkey, greedy, status, xmax,
+              _log_f64(mass), _log_f64(ties.to(tl.float64)), n, tokens_ptr + row * n,
+              lp_ptr + row * n, want_lp, IS_F64, BLOCK)
 
-    log_mass = _log_f64(mass)
-    log_ties = _log_f64(ties.to(tl.float64))
-    if not RACE:
-        # float32 values widen to float64 exactly, so the split race reads the same bits
-        tl.store(fstate_ptr + row * 6 + 0, vk.to(tl.float64))
-        tl.store(fstate_ptr + row * 6 + 1, m)
-        tl.store(fstate_ptr + row * 6 + 2, xmax.to(tl.float64))
-        tl.store(fstate_ptr + row * 6 + 3, log_mass)
-        tl.store(fstate_ptr + row * 6 + 4, log_ties)
-        tl.store(fstate_ptr + row * 6 + 5, inf)
-        tl.store(istate_ptr + row * 2 + 0, p_key)
-        tl.store(istate_ptr + row * 2 + 1, -1)
-    else:
-        _race_row(row_ptr, V, div_t, m, vk, p_key, log_min_p, seed, rkey, greedy, status, xmax,
-                  log_mass, log_ties, n, tokens_ptr + row * n, lp_ptr + row * n, want_lp,
-                  IS_F64, BLOCK)
 
 
 @triton.jit
@@ -463,6 +504,245 @@ def _race_row(row_ptr, V, div_t, m, vk, p_key, log_min_p, seed, rkey, greedy, st
         prev_index = best_index
 
 
+@triton.jit
+def _segment(x_ptr, stride, V, seg_cols):
+    """The program's row (grid axis 0), a pointer to it, and the columns ``lo .. hi`` of
+    its segment (grid axis 1)."""
+    row = tl.program_id(0).to(tl.int64)
+    lo = tl.program_id(1).to(tl.int64) * seg_cols
+    return row, x_ptr + row * stride, lo, tl.minimum(lo + seg_cols, V)
+
+
+@triton.jit
+def _points(lo, hi):
+    """The ``_PARTS`` keys tested by one step of a split search: ``t_i = lo + floor(i (hi -
+    lo) / 16)`` for lanes ``i = 0 .. 15``, non-decreasing, ``t_0 = lo`` and ``t_15 < hi``
+    when ``lo < hi``; each part ``(t_i, t_(i+1)]`` (and ``(t_15, hi]``) holds at most
+    ``ceil((hi - lo) / 16)`` keys. The width (below ``2**64``) is taken as an unsigned
+    integer, and ``floor(i w / 16)`` as ``(w >> 4) i + ((w & 15) i >> 4)``, so nothing
+    overflows."""
+    lanes = tl.arange(0, _PARTS).to(tl.uint64)
+    width = (hi - lo).to(tl.uint64, bitcast=True)
+    step = (width >> 4) * lanes + (((width & 15) * lanes) >> 4)
+    return lo + step.to(tl.int64, bitcast=True)
+
+
+@triton.jit(do_not_specialize=["V", "seg_cols", "segments"])
+def _scan_segment_kernel(x_ptr, stride, V, seg_cols, segments, part_ptr,
+                         IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """The first pass of a split row over one segment (grid: rows x segments): max x,
+    min x, NaN / +inf and the count of x > -inf, widened to float64 (exactly) in
+    ``part[row, segment, 0:4]``."""
+    row, row_ptr, lo, hi = _segment(x_ptr, stride, V, seg_cols)
+    xmax, xmin, bad, nfinite = _scan(row_ptr, lo, hi, IS_F64, BLOCK)
+    out = part_ptr + (row * segments + tl.program_id(1)) * _PARTS
+    tl.store(out + 0, xmax.to(tl.float64))
+    tl.store(out + 1, xmin.to(tl.float64))
+    tl.store(out + 2, bad.to(tl.float64))
+    tl.store(out + 3, nfinite.to(tl.float64))
+
+
+@triton.jit(do_not_specialize=["segments"])
+def _scan_reduce_kernel(temp_ptr, top_k_ptr, status_ptr, fstate_ptr, istate_ptr, part_ptr,
+                        segments, IS_F64: tl.constexpr):
+    """The second stage of the first pass (one program per row): the row's status,
+    ``m`` and ``max x``, and the start of its top-k search (``v_k`` when the search is
+    already done; ``(lo, hi) = (0, 1)``, nothing to search, when top-k is off)."""
+    row = tl.program_id(0).to(tl.int64)
+    inf = float("inf")
+    cd = tl.float64 if IS_F64 else tl.float32
+    xmax = tl.full([], -inf, dtype=tl.float64)
+    xmin = tl.full([], inf, dtype=tl.float64)
+    bad = tl.zeros([], dtype=tl.float64)
+    nfinite = tl.zeros([], dtype=tl.float64)
+    for s in range(segments):
+        q = part_ptr + (row * segments + s) * _PARTS
+        xmax = tl.maximum(xmax, tl.load(q + 0))
+        xmin = tl.minimum(xmin, tl.load(q + 1))
+        bad = tl.maximum(bad, tl.load(q + 2))
+        nfinite += tl.load(q + 3)
+    xmax = xmax.to(cd)
+    xmin = xmin.to(cd)
+    nfinite = nfinite.to(tl.int32)
+    T = tl.load(temp_ptr + row)
+    if IS_F64:
+        T = T.to(tl.float64)
+    greedy, div_t, zmax, m, status = _row_status(xmax, bad.to(tl.int32), nfinite, T, IS_F64)
+    k = tl.load(top_k_ptr + row)
+    lo = tl.zeros([], dtype=tl.int64)
+    hi = lo + 1
+    vk = tl.full([], -inf, dtype=cd)
+    if (status == _OK) & ~greedy & (k > 0) & (k < nfinite):
+        lo = _key(xmin, IS_F64)  # count(key >= lo) >= k
+        hi = _key(xmax, IS_F64) + 1  # count(key >= hi) = 0 < k
+        vk = _div(_from_key(lo, IS_F64), T, IS_F64)
+    tl.store(status_ptr + row, status.to(tl.int8))
+    tl.store(fstate_ptr + row * _FSTATE + 0, vk.to(tl.float64))
+    tl.store(fstate_ptr + row * _FSTATE + 1, m)
+    tl.store(fstate_ptr + row * _FSTATE + 2, xmax.to(tl.float64))
+    tl.store(istate_ptr + row * _ISTATE + 2, lo)
+    tl.store(istate_ptr + row * _ISTATE + 3, hi)
+
+
+@triton.jit(do_not_specialize=["V", "seg_cols", "segments"])
+def _search_segment_kernel(x_ptr, stride, V, seg_cols, segments, temp_ptr, fstate_ptr,
+                           istate_ptr, part_ptr, IS_F64: tl.constexpr, BLOCK: tl.constexpr,
+                           TOP_P: tl.constexpr):
+    """One step of a split search over one segment (grid: rows x segments), at the
+    ``_PARTS`` keys ``t`` of ``_points(lo, hi)`` (nothing when ``lo + 1 >= hi``): top-k
+    counts the logits with ``key(x) >= t``, top-p sums ``w`` over the top-k survivors
+    with ``key(z) > t``, in ``part[row, segment, :]``. Each key's masses are added
+    element-wise over the blocks in turn into column ``i`` of a ``[BLOCK, _PARTS]``
+    tensor, reduced along the block axis once at the end: every column of the blocked
+    layout is reduced by the same tree, so a key's sum is the same function of the key
+    in every lane and step."""
+    row, row_ptr, lo_col, hi_col = _segment(x_ptr, stride, V, seg_cols)
+    lo = tl.load(istate_ptr + row * _ISTATE + 2)
+    hi = tl.load(istate_ptr + row * _ISTATE + 3)
+    if lo + 1 < hi:
+        lowest = -0x7FFFFFFFFFFFFFFF - 1
+        lanes = tl.arange(0, _PARTS)
+        ts = _points(lo, hi)
+        out = part_ptr + (row * segments + tl.program_id(1)) * _PARTS + lanes
+        if TOP_P:
+            T = tl.load(temp_ptr + row)
+            if IS_F64:
+                T = T.to(tl.float64)
+            state_f = fstate_ptr + row * _FSTATE
+            vk = tl.load(state_f + 0).to(tl.float64 if IS_F64 else tl.float32)
+            m = tl.load(state_f + 1)
+            mass = tl.zeros([BLOCK, _PARTS], dtype=tl.float64)
+            for start in range(lo_col, hi_col, BLOCK):
+                x, z, key, cols, inside = _block(row_ptr, start, hi_col, T, IS_F64, BLOCK)
+                # a block with no survivor above lo (the lowest key tested) would add +0
+                take = inside & (z > -float("inf")) & (z >= vk)
+                if tl.max(tl.where(take, key, lowest), axis=0) > lo:
+                    w = tl.where(take, _exp_nonpos(z.to(tl.float64) - m), 0.0)
+                    mass += tl.where(key[:, None] > ts[None, :], w[:, None], 0.0)
+            tl.store(out, tl.sum(mass, axis=0))
+        else:
+            # counts are exact in any order: reduced per block (a [BLOCK, _PARTS]
+            # accumulator spills on sm_90)
+            count = tl.zeros([_PARTS], dtype=tl.int32)
+            for start in range(lo_col, hi_col, BLOCK):
+                x, z, key, cols, inside = _block(row_ptr, start, hi_col, 1.0, IS_F64, BLOCK)
+                key = tl.where(inside, key, lowest)
+                count += tl.sum((key[:, None] >= ts[None, :]).to(tl.int32), axis=0)
+            tl.store(out, count.to(tl.float64))
+
+
+@triton.jit(do_not_specialize=["segments", "j", "steps"])
+def _search_reduce_kernel(temp_ptr, top_k_ptr, top_p_ptr, status_ptr, fstate_ptr, istate_ptr,
+                          part_ptr, segments, j, steps, IS_F64: tl.constexpr,
+                          TOP_P: tl.constexpr):
+    """The second stage of step ``j`` of ``steps`` of a split search (one program per
+    row): the segments' counts or sums added in segment order, then ``(lo, hi]``
+    narrowed to the part where the test turns true (top-k: ``count < k``; top-p:
+    ``B(t) < p S``, with ``S = B(lo)`` from step 0). Top-k keeps ``v_k`` in ``fstate``
+    and after its last step starts the top-p search; top-p keeps its key (``hi``)."""
+    row = tl.program_id(0).to(tl.int64)
+    inf = float("inf")
+    lowest = -0x7FFFFFFFFFFFFFFF - 1
+    cd = tl.float64 if IS_F64 else tl.float32
+    state_f = fstate_ptr + row * _FSTATE
+    state_i = istate_ptr + row * _ISTATE
+    T = tl.load(temp_ptr + row)
+    if IS_F64:
+        T = T.to(tl.float64)
+    lo = tl.load(state_i + 2)
+    hi = tl.load(state_i + 3)
+    if lo + 1 < hi:
+        lanes = tl.arange(0, _PARTS)
+        total = tl.zeros([_PARTS], dtype=tl.float64)
+        for s in range(segments):
+            total += tl.load(part_ptr + (row * segments + s) * _PARTS + lanes)
+        if TOP_P:
+            if j == 0:
+                target = tl.load(top_p_ptr + row) * tl.max(tl.where(lanes == 0, total, -inf),
+                                                           axis=0)
+                tl.store(state_f + 6, target)
+            else:
+                target = tl.load(state_f + 6)
+            below = total < target
+        else:
+            below = total < tl.load(top_k_ptr + row).to(tl.float64)
+        # lane 0 is lo, where the test is false; the first lane where it is true (the
+        # test is monotone) ends the new (lo, hi], or none does and hi stays
+        first = tl.min(tl.where(below & (lanes > 0), lanes, _PARTS), axis=0)
+        ts = _points(lo, hi)
+        lo = tl.max(tl.where(lanes == first - 1, ts, lowest), axis=0)
+        hi = tl.where(first < _PARTS, tl.max(tl.where(lanes == first, ts, lowest), axis=0), hi)
+        tl.store(state_i + 2, lo)
+        tl.store(state_i + 3, hi)
+        if TOP_P:
+            tl.store(state_i + 0, hi)
+        else:
+            tl.store(state_f + 0, _div(_from_key(lo, IS_F64), T, IS_F64).to(tl.float64))
+    if not TOP_P:
+        if j == steps - 1:
+            # top-p: the smallest key t of z with B(t) < p S, between key(v_k) - 1
+            # (B = S: not below p S) and key(zmax) (B = 0 < p S); kept: key(z) >= t
+            p_lo = tl.zeros([], dtype=tl.int64)
+            p_hi = p_lo + 1
+            p_key = _key(tl.full([], -inf, dtype=cd), IS_F64)
+            status = tl.load(status_ptr + row).to(tl.int32)
+            if (status == _OK) & (T != 0.0) & (tl.load(top_p_ptr + row) < 1.0):
+                p_lo = _key(tl.load(state_f + 0).to(cd), IS_F64) - 1
+                p_hi = _key(tl.load(state_f + 1).to(cd), IS_F64)
+                p_key = p_hi
+            tl.store(state_i + 0, p_key)
+            tl.store(state_i + 2, p_lo)
+            tl.store(state_i + 3, p_hi)
+
+
+@triton.jit(do_not_specialize=["V", "seg_cols", "segments", "want_lp"])
+def _count_segment_kernel(x_ptr, stride, V, seg_cols, segments, temp_ptr, log_min_p_ptr,
+                          fstate_ptr, istate_ptr, part_ptr, want_lp, IS_F64: tl.constexpr,
+                          BLOCK: tl.constexpr):
+    """The last pass before the race of a split row over one segment (grid: rows x
+    segments): the kept tokens' count, mass and (greedy) the count of ``max x`` in
+    ``part[row, segment, 0:3]``."""
+    row, row_ptr, lo, hi = _segment(x_ptr, stride, V, seg_cols)
+    cd = tl.float64 if IS_F64 else tl.float32
+    T = tl.load(temp_ptr + row)
+    if IS_F64:
+        T = T.to(tl.float64)
+    greedy = T == 0.0
+    state_f = fstate_ptr + row * _FSTATE
+    kept_count, mass, ties = _kept(
+        row_ptr, lo, hi, tl.where(greedy, 1.0, T), tl.load(state_f + 1),
+        tl.load(state_f + 0).to(cd), tl.load(istate_ptr + row * _ISTATE + 0),
+        tl.load(log_min_p_ptr + row), greedy, tl.load(state_f + 2).to(cd), want_lp, IS_F64,
+        BLOCK)
+    out = part_ptr + (row * segments + tl.program_id(1)) * _PARTS
+    tl.store(out + 0, kept_count.to(tl.float64))
+    tl.store(out + 1, mass)
+    tl.store(out + 2, ties.to(tl.float64))
+
+
+@triton.jit(do_not_specialize=["segments", "n"])
+def _count_reduce_kernel(status_ptr, fstate_ptr, istate_ptr, part_ptr, segments, n):
+    """The second stage of the last pass (one program per row): the segments' counts and
+    masses added in segment order; a row with fewer than ``n`` kept tokens is
+    ``_TOO_FEW``; ``log S_kept``, ``log ties`` and the start of the race to ``fstate``."""
+    row = tl.program_id(0).to(tl.int64)
+    kept_count = tl.zeros([], dtype=tl.float64)
+    mass = tl.zeros([], dtype=tl.float64)
+    ties = tl.zeros([], dtype=tl.float64)
+    for s in range(segments):
+        q = part_ptr + (row * segments + s) * _PARTS
+        kept_count += tl.load(q + 0)
+        mass += tl.load(q + 1)
+        ties += tl.load(q + 2)
+    status = tl.load(status_ptr + row).to(tl.int32)
+    status = tl.where((status == _OK) & (kept_count.to(tl.int32) < n), _TOO_FEW, status)
+    tl.store(status_ptr + row, status.to(tl.int8))
+    tl.store(fstate_ptr + row * _FSTATE + 3, _log_f64(mass))
+    tl.store(fstate_ptr + row * _FSTATE + 4, _log_f64(ties))
+    tl.store(fstate_ptr + row * _FSTATE + 5, float("inf"))
+    tl.store(istate_ptr + row * _ISTATE + 1, -1)
+
+
 @triton.jit(do_not_specialize=["V", "seg_cols", "segments"])
 def _race_segment_kernel(x_ptr, stride, V, seg_cols, segments, temp_ptr, log_min_p_ptr,
                          seeds_ptr, keys_ptr, status_ptr, fstate_ptr, istate_ptr, seg_score_ptr,
@@ -470,31 +750,25 @@ def _race_segment_kernel(x_ptr, stride, V, seg_cols, segments, temp_ptr, log_min
     """One race pass of a split row over one segment (grid: rows x segments): the
     segment's best ``(score, index, z)`` after the previous winner in ``fstate`` /
     ``istate``, scores and z widened to float64 (exactly)."""
-    row = tl.program_id(0).to(tl.int64)
-    seg = tl.program_id(1)
-    row_ptr = x_ptr + row * stride
+    row, row_ptr, lo, hi = _segment(x_ptr, stride, V, seg_cols)
     T = tl.load(temp_ptr + row)
     if IS_F64:
         T = T.to(tl.float64)
     greedy = T == 0.0
     div_t = tl.where(greedy, 1.0, T)
     cd = tl.float64 if IS_F64 else tl.float32
-    vk = tl.load(fstate_ptr + row * 6 + 0).to(cd)
-    m = tl.load(fstate_ptr + row * 6 + 1)
-    prev_score = tl.load(fstate_ptr + row * 6 + 5).to(cd)
-    p_key = tl.load(istate_ptr + row * 2 + 0)
-    prev_index = tl.load(istate_ptr + row * 2 + 1)
+    state_f = fstate_ptr + row * _FSTATE
+    state_i = istate_ptr + row * _ISTATE
     s0, s1, key_lo, key_hi = _seed_words(tl.load(seeds_ptr + row), tl.load(keys_ptr + row))
-    lo = seg.to(tl.int64) * seg_cols
-    hi = tl.minimum(lo + seg_cols, V)
     best_score = tl.full([], -float("inf"), dtype=cd)
     best_index = tl.full([], -1, dtype=tl.int64)
     best_z = tl.zeros([], dtype=cd)
     if tl.load(status_ptr + row) == _OK:
         best_score, best_index, best_z = _race_pass(
-            row_ptr, lo, hi, div_t, m, vk, p_key, tl.load(log_min_p_ptr + row), greedy, s0, s1,
-            key_lo, key_hi, prev_score, prev_index, IS_F64, BLOCK)
-    out = row * segments + seg
+            row_ptr, lo, hi, div_t, tl.load(state_f + 1), tl.load(state_f + 0).to(cd),
+            tl.load(state_i + 0), tl.load(log_min_p_ptr + row), greedy, s0, s1, key_lo, key_hi,
+            tl.load(state_f + 5).to(cd), tl.load(state_i + 1), IS_F64, BLOCK)
+    out = row * segments + tl.program_id(1)
     tl.store(seg_score_ptr + out, best_score.to(tl.float64))
     tl.store(seg_index_ptr + out, best_index)
     tl.store(seg_z_ptr + out, best_z.to(tl.float64))
@@ -523,12 +797,12 @@ def _race_reduce_kernel(temp_ptr, status_ptr, fstate_ptr, istate_ptr, seg_score_
     T = tl.load(temp_ptr + row)
     status = tl.load(status_ptr + row).to(tl.int32)
     cd = tl.float64 if IS_F64 else tl.float32
-    state = fstate_ptr + row * 6
+    state = fstate_ptr + row * _FSTATE
     _store_winner(tokens_ptr + row * n, lp_ptr + row * n, j, best_index, best_z.to(cd),
                   T == 0.0, status, tl.load(state + 2).to(cd), tl.load(state + 1),
                   tl.load(state + 3), tl.load(state + 4), want_lp, IS_F64)
-    tl.store(fstate_ptr + row * 6 + 5, top)
-    tl.store(istate_ptr + row * 2 + 1, best_index)
+    tl.store(state + 5, top)
+    tl.store(istate_ptr + row * _ISTATE + 1, best_index)
 
 
 def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
@@ -540,8 +814,8 @@ def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
     ``[B]`` controls of ``sampling._controls.Controls``, on the logits' device.
 
     Reads nothing back to the host (the launches depend on shapes only: one, or
-    ``1 + 2 n`` when ``_segments`` splits the race), so it can be captured in a CUDA
-    graph. float64 logits compute in float64, the others in float32.
+    ``launches(B, V, n, dtype)`` when ``_segments`` splits the rows), so it can be
+    captured in a CUDA graph. float64 logits compute in float64, the others in float32.
     """
     if x.dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
         raise ValueError(f"logits must be float32, bfloat16, float16 or float64, got {x.dtype}")
@@ -566,33 +840,86 @@ def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
     lp_out = lp if logprobs else torch.empty((1,), dtype=cd, device=device)
     is_f64 = x.dtype == torch.float64
     segments, seg_cols = _segments(rows, vocab, n)
-    fstate = torch.empty((rows if segments > 1 else 1, 6), dtype=torch.float64, device=device)
-    istate = torch.empty((rows if segments > 1 else 1, 2), dtype=torch.int64, device=device)
-    _sample_kernel[(rows,)](x, x.stride(0), vocab, temperature, top_k, top_p, log_min_p, seeds,
-                            keys, n, tokens, lp_out, status, int(logprobs), fstate, istate,
-                            IS_F64=is_f64, BLOCK=BLOCK, RACE=segments == 1, **COMPILE_OPTIONS)
-    if segments > 1:
-        seg_score = torch.empty((rows, segments), dtype=torch.float64, device=device)
-        seg_index = torch.empty((rows, segments), dtype=torch.int64, device=device)
-        seg_z = torch.empty((rows, segments), dtype=torch.float64, device=device)
-        for j in range(n):
-            _race_segment_kernel[(rows, segments)](
-                x, x.stride(0), vocab, seg_cols, segments, temperature, log_min_p, seeds, keys,
-                status, fstate, istate, seg_score, seg_index, seg_z, IS_F64=is_f64, BLOCK=BLOCK,
-                **COMPILE_OPTIONS)
-            _race_reduce_kernel[(rows,)](
-                temperature, status, fstate, istate, seg_score, seg_index, seg_z, segments, n, j,
-                tokens, lp_out, int(logprobs), IS_F64=is_f64, SEGS=MAX_SEGMENTS,
-                **COMPILE_OPTIONS)
+    if segments == 1:
+        wrap_triton(_sample_kernel)[(rows,)](
+            x, x.stride(0), vocab, temperature, top_k, top_p, log_min_p, seeds, keys, n, tokens,
+            lp_out, status, int(logprobs), IS_F64=is_f64, BLOCK=BLOCK, **COMPILE_OPTIONS)
+        return tokens, lp, status
+
+    # a split row: each pass over the row on (rows x segments) programs writing
+    # partial results to part, then one program per row reducing them in segment order
+    # and keeping the row's state in fstate / istate
+    fstate = torch.empty((rows, _FSTATE), dtype=torch.float64, device=device)
+    istate = torch.empty((rows, _ISTATE), dtype=torch.int64, device=device)
+    part = torch.empty((rows, segments, _PARTS), dtype=torch.float64, device=device)
+    grid = (rows, segments)
+    split = (x, x.stride(0), vocab, seg_cols, segments)
+    wrap_triton(_scan_segment_kernel)[grid](*split, part, IS_F64=is_f64, BLOCK=BLOCK,
+                                            **COMPILE_OPTIONS)
+    wrap_triton(_scan_reduce_kernel)[(rows,)](temperature, top_k, status, fstate, istate, part,
+                                              segments, IS_F64=is_f64, **COMPILE_OPTIONS)
+    steps = search_steps(x.dtype)
+    for top_p_search in (False, True):
+        for j in range(steps):
+            wrap_triton(_search_segment_kernel)[grid](
+                *split, temperature, fstate, istate, part, IS_F64=is_f64,
+                BLOCK=min(BLOCK, SEARCH_BLOCK),
+                TOP_P=top_p_search, **COMPILE_OPTIONS)
+            wrap_triton(_search_reduce_kernel)[(rows,)](
+                temperature, top_k, top_p, status, fstate, istate, part, segments, j, steps,
+                IS_F64=is_f64, TOP_P=top_p_search, **COMPILE_OPTIONS)
+    wrap_triton(_count_segment_kernel)[grid](
+        *split, temperature, log_min_p, fstate, istate, part, int(logprobs), IS_F64=is_f64,
+        BLOCK=BLOCK, **COMPILE_OPTIONS)
+    wrap_triton(_count_reduce_kernel)[(rows,)](status, fstate, istate, part, segments, n,
+                                               **COMPILE_OPTIONS)
+    seg_score = torch.empty((rows, segments), dtype=torch.float64, device=device)
+    seg_index = torch.empty((rows, segments), dtype=torch.int64, device=device)
+    seg_z = torch.empty((rows, segments), dtype=torch.float64, device=device)
+    for j in range(n):
+        wrap_triton(_race_segment_kernel)[grid](
+            *split, temperature, log_min_p, seeds, keys, status, fstate, istate, seg_score,
+            seg_index, seg_z, IS_F64=is_f64, BLOCK=BLOCK, **COMPILE_OPTIONS)
+        wrap_triton(_race_reduce_kernel)[(rows,)](
+            temperature, status, fstate, istate, seg_score, seg_index, seg_z, segments, n, j,
+            tokens, lp_out, int(logprobs), IS_F64=is_f64, SEGS=MAX_SEGMENTS, **COMPILE_OPTIONS)
     return tokens, lp, status
 
 
+def search_steps(dtype: torch.dtype) -> int:
+    """Steps of a split top-k or top-p search: the keys of float32 (float64) values span
+    fewer than ``2**32`` (``2**64``) integers, and each step keeps one of ``_PARTS`` = 16
+    parts of the interval, so 8 (16) steps narrow any interval to one key."""
+    return 16 if dtype == torch.float64 else 8
+
+
+def launches(rows: int, vocab: int, n: int, dtype: torch.dtype) -> int:
+    """Kernel launches of ``sample`` for ``[rows, vocab]`` logits of ``dtype`` and ``n``
+    tokens per row (``rows, vocab, n >= 0``): 0 for an empty batch, 1 unsplit; split
+    (``_segments``), two per pass (segments, then reduction), ``2 (2 + 2 steps + n)``:
+    the first pass, ``steps = search_steps(dtype)`` for top-k and as many for top-p,
+    the count and ``n`` race passes, whatever the controls.
+
+    >>> launches(1, 128_000, 1, torch.float32)  # a [1, 128000] row, one token
+    38
+    >>> launches(256, 128_000, 1, torch.float32)  # enough rows: one program per row
+    1
+    """
+    if rows == 0:
+        return 0
+    if _segments(rows, vocab, n)[0] == 1:
+        return 1
+    return 2 * (2 + 2 * search_steps(dtype) + n)
+
+
 def _segments(rows: int, vocab: int, n: int) -> tuple[int, int]:
-    """(segments per row, columns per segment) of the race, from shapes only: a row of
-    at least ``SPLIT_MIN_COLS`` columns in a batch of fewer than ``TARGET_PROGRAMS``
-    rows races in segments of at least ``SEGMENT_COLS`` columns (a multiple of
-    ``BLOCK``, so every block starts on a Philox counter), at most ``MAX_SEGMENTS``;
-    ``n`` passes above ``SPLIT_MAX_N`` stay unsplit (each pass costs two launches)."""
+    """(segments per row, columns per segment), from shapes only: a row of at least
+    ``SPLIT_MIN_COLS`` columns in a batch of fewer than ``TARGET_PROGRAMS`` rows is
+    split into segments of at least ``SEGMENT_COLS`` columns (a multiple of ``BLOCK``,
+    so every block starts on a Philox counter), at most ``MAX_SEGMENTS``; every pass
+    over the row (first pass, searches, count, race) then runs one program per segment.
+    More than ``SPLIT_MAX_N`` tokens per row stay unsplit (each race pass costs two
+    launches)."""
     if rows >= TARGET_PROGRAMS or vocab < SPLIT_MIN_COLS or n > SPLIT_MAX_N:
         return 1, vocab
     segments = min(MAX_SEGMENTS, triton.cdiv(TARGET_PROGRAMS, rows), vocab // SEGMENT_COLS)
@@ -607,39 +934,72 @@ _TRITON_DTYPES = {"fp32": False, "bf16": False, "fp16": False, "fp64": True}
 
 
 def specializations() -> list[Specialization]:
-    """Every form of the sampler kernels that ``sample`` launches, per logit dtype: the
-    whole-row kernel with its race (``sample``) and without it (``sample-split``), and
-    the split race's segment pass and reduction (one form per compute dtype)."""
+    """Every form of the sampler kernels that ``sample`` launches: the whole-row kernel
+    (``sample``) per logit dtype; for split rows, the segment pass of each pass per logit
+    dtype and its reduction per compute dtype (the count's reduction has one form)."""
     forms = []
-    row_args = {"stride": "i64", "V": "i32", "temp_ptr": "*fp32", "top_k_ptr": "*i64",
-                "top_p_ptr": "*fp64", "log_min_p_ptr": "*fp64", "seeds_ptr": "*i64",
-                "keys_ptr": "*i64", "n": "i32", "tokens_ptr": "*i64"}
+    seg_args = {"stride": "i64", "V": "i32", "seg_cols": "i32", "segments": "i32"}
+    state = {"fstate_ptr": "*fp64", "istate_ptr": "*i64"}
     for dtype, is_f64 in _TRITON_DTYPES.items():
         compute = "fp64" if is_f64 else "fp32"
-        for name, race in (("sample", True), ("sample-split", False)):
+        flags = {"IS_F64": is_f64, "BLOCK": BLOCK}
+        const = {"IS_F64": "constexpr", "BLOCK": "constexpr"}
+        forms.append(Specialization(
+            name=f"sample[{dtype}]", fn=_sample_kernel,
+            signature={"x_ptr": f"*{dtype}", "stride": "i64", "V": "i32", "temp_ptr": "*fp32",
+                       "top_k_ptr": "*i64", "top_p_ptr": "*fp64", "log_min_p_ptr": "*fp64",
+                       "seeds_ptr": "*i64", "keys_ptr": "*i64", "n": "i32",
+                       "tokens_ptr": "*i64", "lp_ptr": f"*{compute}", "status_ptr": "*i8",
+                       "want_lp": "i32", **const},
+            constexprs=flags))
+        forms.append(Specialization(
+            name=f"sample-scan-segment[{dtype}]", fn=_scan_segment_kernel,
+            signature={"x_ptr": f"*{dtype}", **seg_args, "part_ptr": "*fp64", **const},
+            constexprs=flags))
+        for search, top_p in (("topk", False), ("topp", True)):
             forms.append(Specialization(
-                name=f"{name}[{dtype}]", fn=_sample_kernel,
-                signature={"x_ptr": f"*{dtype}", **row_args, "lp_ptr": f"*{compute}",
-                           "status_ptr": "*i8", "want_lp": "i32", "fstate_ptr": "*fp64",
-                           "istate_ptr": "*i64", "IS_F64": "constexpr", "BLOCK": "constexpr",
-                           "RACE": "constexpr"},
-                constexprs={"IS_F64": is_f64, "BLOCK": BLOCK, "RACE": race}))
+                name=f"sample-{search}-segment[{dtype}]", fn=_search_segment_kernel,
+                signature={"x_ptr": f"*{dtype}", **seg_args, "temp_ptr": "*fp32", **state,
+                           "part_ptr": "*fp64", **const, "TOP_P": "constexpr"},
+                constexprs={"IS_F64": is_f64, "BLOCK": SEARCH_BLOCK, "TOP_P": top_p}))
+        forms.append(Specialization(
+            name=f"sample-count-segment[{dtype}]", fn=_count_segment_kernel,
+            signature={"x_ptr": f"*{dtype}", **seg_args, "temp_ptr": "*fp32",
+                       "log_min_p_ptr": "*fp64", **state, "part_ptr": "*fp64",
+                       "want_lp": "i32", **const},
+            constexprs=flags))
         forms.append(Specialization(
             name=f"sample-race-segment[{dtype}]", fn=_race_segment_kernel,
-            signature={"x_ptr": f"*{dtype}", "stride": "i64", "V": "i32", "seg_cols": "i32",
-                       "segments": "i32", "temp_ptr": "*fp32", "log_min_p_ptr": "*fp64",
-                       "seeds_ptr": "*i64", "keys_ptr": "*i64", "status_ptr": "*i8",
-                       "fstate_ptr": "*fp64", "istate_ptr": "*i64", "seg_score_ptr": "*fp64",
-                       "seg_index_ptr": "*i64", "seg_z_ptr": "*fp64", "IS_F64": "constexpr",
-                       "BLOCK": "constexpr"},
-            constexprs={"IS_F64": is_f64, "BLOCK": BLOCK}))
+            signature={"x_ptr": f"*{dtype}", **seg_args, "temp_ptr": "*fp32",
+                       "log_min_p_ptr": "*fp64", "seeds_ptr": "*i64", "keys_ptr": "*i64",
+                       "status_ptr": "*i8", **state, "seg_score_ptr": "*fp64",
+                       "seg_index_ptr": "*i64", "seg_z_ptr": "*fp64", **const},
+            constexprs=flags))
     for compute, is_f64 in (("fp32", False), ("fp64", True)):
         forms.append(Specialization(
+            name=f"sample-scan-reduce[{compute}]", fn=_scan_reduce_kernel,
+            signature={"temp_ptr": "*fp32", "top_k_ptr": "*i64", "status_ptr": "*i8", **state,
+                       "part_ptr": "*fp64", "segments": "i32", "IS_F64": "constexpr"},
+            constexprs={"IS_F64": is_f64}))
+        for search, top_p in (("topk", False), ("topp", True)):
+            forms.append(Specialization(
+                name=f"sample-{search}-reduce[{compute}]", fn=_search_reduce_kernel,
+                signature={"temp_ptr": "*fp32", "top_k_ptr": "*i64", "top_p_ptr": "*fp64",
+                           "status_ptr": "*i8", **state, "part_ptr": "*fp64",
+                           "segments": "i32", "j": "i32", "steps": "i32",
+                           "IS_F64": "constexpr", "TOP_P": "constexpr"},
+                constexprs={"IS_F64": is_f64, "TOP_P": top_p}))
+        forms.append(Specialization(
             name=f"sample-race-reduce[{compute}]", fn=_race_reduce_kernel,
-            signature={"temp_ptr": "*fp32", "status_ptr": "*i8", "fstate_ptr": "*fp64",
-                       "istate_ptr": "*i64", "seg_score_ptr": "*fp64", "seg_index_ptr": "*i64",
-                       "seg_z_ptr": "*fp64", "segments": "i32", "n": "i32", "j": "i32",
-                       "tokens_ptr": "*i64", "lp_ptr": f"*{compute}", "want_lp": "i32",
-                       "IS_F64": "constexpr", "SEGS": "constexpr"},
+            signature={"temp_ptr": "*fp32", "status_ptr": "*i8", **state,
+                       "seg_score_ptr": "*fp64", "seg_index_ptr": "*i64", "seg_z_ptr": "*fp64",
+                       "segments": "i32", "n": "i32", "j": "i32", "tokens_ptr": "*i64",
+                       "lp_ptr": f"*{compute}", "want_lp": "i32", "IS_F64": "constexpr",
+                       "SEGS": "constexpr"},
             constexprs={"IS_F64": is_f64, "SEGS": MAX_SEGMENTS}))
+    forms.append(Specialization(
+        name="sample-count-reduce", fn=_count_reduce_kernel,
+        signature={"status_ptr": "*i8", **state, "part_ptr": "*fp64", "segments": "i32",
+                   "n": "i32"},
+        constexprs={}))
     return forms
