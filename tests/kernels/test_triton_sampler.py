@@ -105,19 +105,21 @@ def test_launch_rejects_an_integer_dtype():
 
 
 class _Recorder:
-    """Stands in for ``wrap_triton``: records ``(kernel name, grid, keyword arguments)``
-    of every launch and runs nothing."""
+    """Stands in for every kernel of ``triton_sampler``: records ``(kernel name, grid,
+    keyword arguments)`` of every launch and runs nothing."""
 
-    def __init__(self):
+    def __init__(self, monkeypatch):
         self.launches = []
+        for name, value in vars(triton_sampler).items():
+            if isinstance(value, triton.runtime.JITFunction) and name.endswith("_kernel"):
+                monkeypatch.setattr(triton_sampler, name, self._kernel(name))
 
-    def __call__(self, kernel):
+    def _kernel(self, name):
         recorder = self
 
         class Launch:
             def __getitem__(self, grid):
-                return lambda *args, **kwargs: recorder.launches.append(
-                    (kernel.__name__, grid, kwargs))
+                return lambda *args, **kwargs: recorder.launches.append((name, grid, kwargs))
 
         return Launch()
 
@@ -125,8 +127,7 @@ class _Recorder:
 def test_launch_reads_nothing_back(monkeypatch):
     """The launcher's arguments depend on shapes only: with every host read of a
     tensor forbidden it still launches (recorded here: no kernel runs)."""
-    recorder = _Recorder()
-    monkeypatch.setattr(triton_sampler, "wrap_triton", recorder)
+    recorder = _Recorder(monkeypatch)
     x = torch.randn(3, 40, dtype=torch.bfloat16)
     ctl = _row_controls(3)
     with no_host_reads():
@@ -144,8 +145,7 @@ def test_split_launch_reads_nothing_back(monkeypatch, dtype):
     followed by a reduction per row: the first pass, a fixed number of steps per
     search (8 for 32-bit keys, 16 for 64-bit ones), the count and per token a race
     pass, a number of launches fixed by the shapes, none reading anything back."""
-    recorder = _Recorder()
-    monkeypatch.setattr(triton_sampler, "wrap_triton", recorder)
+    recorder = _Recorder(monkeypatch)
     x = torch.randn(2, 128_000, dtype=dtype)
     ctl = _row_controls(2)
     with no_host_reads():

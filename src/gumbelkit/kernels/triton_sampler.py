@@ -100,7 +100,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import wrap_triton
 
 from .triton_kernels import (
     COMPILE_OPTIONS,
@@ -841,7 +840,7 @@ def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
     is_f64 = x.dtype == torch.float64
     segments, seg_cols = _segments(rows, vocab, n)
     if segments == 1:
-        wrap_triton(_sample_kernel)[(rows,)](
+        _sample_kernel[(rows,)](
             x, x.stride(0), vocab, temperature, top_k, top_p, log_min_p, seeds, keys, n, tokens,
             lp_out, status, int(logprobs), IS_F64=is_f64, BLOCK=BLOCK, **COMPILE_OPTIONS)
         return tokens, lp, status
@@ -854,33 +853,33 @@ def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
     part = torch.empty((rows, segments, _PARTS), dtype=torch.float64, device=device)
     grid = (rows, segments)
     split = (x, x.stride(0), vocab, seg_cols, segments)
-    wrap_triton(_scan_segment_kernel)[grid](*split, part, IS_F64=is_f64, BLOCK=BLOCK,
+    _scan_segment_kernel[grid](*split, part, IS_F64=is_f64, BLOCK=BLOCK,
                                             **COMPILE_OPTIONS)
-    wrap_triton(_scan_reduce_kernel)[(rows,)](temperature, top_k, status, fstate, istate, part,
+    _scan_reduce_kernel[(rows,)](temperature, top_k, status, fstate, istate, part,
                                               segments, IS_F64=is_f64, **COMPILE_OPTIONS)
     steps = search_steps(x.dtype)
     for top_p_search in (False, True):
         for j in range(steps):
-            wrap_triton(_search_segment_kernel)[grid](
+            _search_segment_kernel[grid](
                 *split, temperature, fstate, istate, part, IS_F64=is_f64,
                 BLOCK=min(BLOCK, SEARCH_BLOCK),
                 TOP_P=top_p_search, **COMPILE_OPTIONS)
-            wrap_triton(_search_reduce_kernel)[(rows,)](
+            _search_reduce_kernel[(rows,)](
                 temperature, top_k, top_p, status, fstate, istate, part, segments, j, steps,
                 IS_F64=is_f64, TOP_P=top_p_search, **COMPILE_OPTIONS)
-    wrap_triton(_count_segment_kernel)[grid](
+    _count_segment_kernel[grid](
         *split, temperature, log_min_p, fstate, istate, part, int(logprobs), IS_F64=is_f64,
         BLOCK=BLOCK, **COMPILE_OPTIONS)
-    wrap_triton(_count_reduce_kernel)[(rows,)](status, fstate, istate, part, segments, n,
+    _count_reduce_kernel[(rows,)](status, fstate, istate, part, segments, n,
                                                **COMPILE_OPTIONS)
     seg_score = torch.empty((rows, segments), dtype=torch.float64, device=device)
     seg_index = torch.empty((rows, segments), dtype=torch.int64, device=device)
     seg_z = torch.empty((rows, segments), dtype=torch.float64, device=device)
     for j in range(n):
-        wrap_triton(_race_segment_kernel)[grid](
+        _race_segment_kernel[grid](
             *split, temperature, log_min_p, seeds, keys, status, fstate, istate, seg_score,
             seg_index, seg_z, IS_F64=is_f64, BLOCK=BLOCK, **COMPILE_OPTIONS)
-        wrap_triton(_race_reduce_kernel)[(rows,)](
+        _race_reduce_kernel[(rows,)](
             temperature, status, fstate, istate, seg_score, seg_index, seg_z, segments, n, j,
             tokens, lp_out, int(logprobs), IS_F64=is_f64, SEGS=MAX_SEGMENTS, **COMPILE_OPTIONS)
     return tokens, lp, status
