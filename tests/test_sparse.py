@@ -10,7 +10,7 @@ import torch
 
 import gumbelkit
 from gumbelkit import _rng, sparse
-from gumbelkit.kernels import _lib, library
+from gumbelkit.kernels import _lib, library, row_reference
 from gumbelkit.sparse import sparse_gumbel_softmax, sparse_to_dense
 
 SEEDS = [7, torch.arange(12).reshape(3, 4) * 1000 + 5]
@@ -107,7 +107,7 @@ def test_hard_forward_is_one_hot_over_the_k_slots_with_soft_gradient():
 def test_chunked_noise_equals_one_block(monkeypatch):
     logits = torch.randn(2, 9, 300)
     whole = sparse_gumbel_softmax(logits, 5, seed=9)
-    monkeypatch.setattr(sparse, "CHUNK_ELEMENTS", 700)  # two rows per chunk
+    monkeypatch.setattr(row_reference, "TOP_K_CHUNK_ELEMENTS", 700)  # two rows per chunk
     chunked = sparse_gumbel_softmax(logits, 5, seed=9)
     assert torch.equal(whole[0], chunked[0]) and torch.equal(whole[1], chunked[1])
 

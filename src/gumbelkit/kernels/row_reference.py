@@ -149,3 +149,57 @@ def concrete_backward_rows(grad: Tensor, saved: Tensor, tau: Tensor, mode: int, 
     safe = torch.where(inside, y, 0.5)
     v = torch.where(inside, torch.log(safe) - torch.log1p(-safe), 0.0)
     return gx, -gv * v / t
+
+
+# Rows of the top-k reference handled at once: chunk_rows * cols stays near this many
+# elements, so its O(cols) temporaries never cover the whole batch.
+TOP_K_CHUNK_ELEMENTS = 1 << 21
+
+
+def check_top_k(k: int, cols: int) -> None:
+    """``1 <= k <= cols`` for ``ops.perturbed_top_k`` (a shape check: no tensor read)."""
+    if not 1 <= k <= cols:
+        raise ValueError(f"k must be in [1, {cols}] (the number of columns), got {k}")
+
+
+def _top_k_chunk(z: Tensor, k: int) -> Tensor:
+    """Columns (increasing) of the ``k`` largest values of each row of NaN-free ``z``;
+    ties at the k-th largest value go to the lowest columns."""
+    rows, cols = z.shape
+    kth = z.topk(k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
+    above = z > kth
+    tie = z == kth
+    # the k - count(above) lowest columns among the ties fill the row
+    need = k - above.sum(-1, keepdim=True)
+    take = above | (tie & (tie.cumsum(-1) <= need))
+    # each kept column goes to slot (number of kept columns before it); the others
+    # to a spare slot k, dropped
+    slot = torch.where(take, take.cumsum(-1) - 1, k)
+    column = torch.arange(cols, device=z.device).expand(rows, cols)
+    out = torch.empty((rows, k + 1), dtype=torch.int64, device=z.device)
+    return out.scatter_(-1, slot, column)[:, :k]
+
+
+def perturbed_top_k_rows(x: Tensor, seeds: Tensor, keys: Tensor,
+                         k: int) -> tuple[Tensor, Tensor]:
+    """``(indices, noise)`` of ``ops.perturbed_top_k``: per row, the columns of the ``k``
+    largest ``z = fl(x + G)`` in increasing order (ties at the k-th largest ``z``: the
+    lowest columns) and ``G`` there, with ``G`` the ``noise`` op's Gumbel noise (stream
+    0) in the compute dtype. Rows are handled in chunks of about
+    ``TOP_K_CHUNK_ELEMENTS`` elements; ``x`` must hold no NaN."""
+    rows, cols = int(x.shape[0]), int(x.shape[1])
+    check_top_k(k, cols)
+    dtype = compute_dtype(x.dtype)
+    seeds, keys = expand_rows(seeds, keys, rows)
+    seeds, keys = seeds.to(torch.int64), keys.to(torch.int64)
+    indices = torch.empty((rows, k), dtype=torch.int64, device=x.device)
+    noise_at = torch.empty((rows, k), dtype=dtype, device=x.device)
+    step = max(1, TOP_K_CHUNK_ELEMENTS // cols)
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        g = torch.ops.gumbelkit.noise(seeds[start:stop], keys[start:stop], cols, 0, "gumbel",
+                                      dtype)
+        top = _top_k_chunk(x[start:stop].detach().to(dtype) + g, k)
+        indices[start:stop] = top
+        noise_at[start:stop] = g.gather(-1, top)
+    return indices, noise_at
