@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+import gumbelkit
 from gumbelkit.kernels import row_reference
 
 TOP_K = torch.ops.gumbelkit.perturbed_top_k
@@ -53,15 +54,19 @@ def test_random_k_is_the_dense_top_k_of_x_plus_noise(dtype):
 
 
 def test_ties_at_the_kth_value_take_the_lowest_columns():
-    x = torch.full((3, 10), -INF)
+    x = torch.full((4, 10), -INF)
     x[0, [2, 7]] = 0.0  # two finite: k = 5 adds the three lowest masked columns
     x[1] = 1.0          # all finite
     x[2, 9] = 0.5       # one finite, the last column
-    seeds, keys = _seeds(3)
+    x[3] = 0.0
+    x[3, [1, 4, 6, 8, 9]] = 1e30  # x + G rounds to x: five equal values for four slots
+    x[3, 6] = 2e30
+    seeds, keys = _seeds(4)
     index, _ = TOP_K(x, seeds, keys, 5)
     assert index[0].tolist() == [0, 1, 2, 3, 7]
     assert index[2].tolist() == [0, 1, 2, 3, 9]
-    assert torch.equal(index, row_reference.perturbed_top_k_rows(x, seeds, keys, 5)[0])
+    index, _ = TOP_K(x, seeds, keys, 4)
+    assert index[3].tolist() == [1, 4, 6, 8]
 
 
 def test_compact_seeds_and_keys_equal_per_row_ones():
@@ -101,3 +106,33 @@ def test_fake_implementation_gives_shapes_and_dtypes():
     assert index.shape == (4, 7) and index.dtype == torch.int64
     assert noise.shape == (4, 7) and noise.dtype == torch.float32
 
+
+
+def test_vmap_is_one_batched_call(monkeypatch):
+    """One call for the whole batch (no per-element fallback), each element with the
+    noise it has alone: sparse_gumbel_softmax mapped over rows with per-row seeds, and
+    the op mapped over batches of rows with one seed for every row."""
+    x = _logits(5, 30, torch.float32, 6)
+    seeds = torch.arange(10, 15)
+
+    def sample(x, seed):
+        return gumbelkit.sparse_gumbel_softmax(x, 4, 0.5, seed=seed)
+
+    batched = sample(x, seeds)
+    calls = []
+    reference = row_reference.perturbed_top_k_rows
+
+    def recorded(x, *args):
+        calls.append(tuple(x.shape))
+        return reference(x, *args)
+
+    monkeypatch.setattr(row_reference, "perturbed_top_k_rows", recorded)
+    mapped = torch.func.vmap(sample)(x, seeds)
+    assert calls == [(5, 30)]
+    assert torch.equal(mapped[0], batched[0]) and torch.equal(mapped[1], batched[1])
+    stacked = torch.stack([x[:3], x[2:]])
+    one_seed, row_keys = torch.tensor([77]), torch.empty(0, dtype=torch.int64)
+    nested = torch.func.vmap(lambda x: TOP_K(x, one_seed, row_keys, 3))(stacked)
+    for b in range(2):
+        alone = TOP_K(stacked[b], one_seed, row_keys, 3)
+        assert torch.equal(nested[0][b], alone[0]) and torch.equal(nested[1][b], alone[1])

@@ -826,3 +826,20 @@ def _(x, seeds, keys, k):
     rows = x.shape[0]
     return (x.new_empty((rows, k), dtype=torch.int64),
             x.new_empty((rows, k), dtype=compute_dtype(x.dtype)))
+
+
+@perturbed_top_k.register_vmap
+def _(info, in_dims, x, seeds, keys, k):
+    """One call for the whole batch. Compact seeds ([1]) and keys ([0]: row r keyed by r)
+    are spelled out per row first, so every batch element keeps the noise it has alone."""
+    batch = info.batch_size
+    x = _batched(x, in_dims[0], batch)
+    rows = x.shape[1]
+    seeds = _batched(seeds, in_dims[1], batch).expand(batch, rows)
+    keys = _batched(keys, in_dims[2], batch)
+    if keys.shape[1] == 0:
+        keys = torch.arange(rows, dtype=torch.int64, device=keys.device).expand(batch, rows)
+    keys = keys.expand(batch, rows)
+    indices, noise_at = torch.ops.gumbelkit.perturbed_top_k(
+        x.reshape(batch * rows, x.shape[2]), seeds.reshape(-1), keys.reshape(-1), k)
+    return (indices.reshape(batch, rows, k), noise_at.reshape(batch, rows, k)), (0, 0)

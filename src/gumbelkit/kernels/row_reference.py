@@ -165,19 +165,27 @@ def check_top_k(k: int, cols: int) -> None:
 def _top_k_chunk(z: Tensor, k: int) -> Tensor:
     """Columns (increasing) of the ``k`` largest values of each row of NaN-free ``z``;
     ties at the k-th largest value go to the lowest columns."""
-    rows, cols = z.shape
-    kth = z.topk(k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
-    above = z > kth
-    tie = z == kth
-    # the k - count(above) lowest columns among the ties fill the row
+    cols = z.shape[1]
+    values, index = z.topk(k, dim=-1, sorted=False)
+    kth = values.amin(-1, keepdim=True)
+    # topk keeps every value above kth and some of its ties (which ones is its own
+    # choice); where it leaves ties out, the lowest tied columns replace the ones it
+    # kept. On CPU a host read skips that work when no row leaves a tie out (it
+    # changes nothing then); elsewhere it would stall the device, so it always runs.
+    if z.device.type == "cpu" and not bool(((z == kth).sum(-1)
+                                            > (values == kth).sum(-1)).any()):
+        return index.sort(dim=-1).values
+    above = values > kth
     need = k - above.sum(-1, keepdim=True)
-    take = above | (tie & (tie.cumsum(-1) <= need))
-    # each kept column goes to slot (number of kept columns before it); the others
-    # to a spare slot k, dropped
-    slot = torch.where(take, take.cumsum(-1) - 1, k)
-    column = torch.arange(cols, device=z.device).expand(rows, cols)
-    out = torch.empty((rows, k + 1), dtype=torch.int64, device=z.device)
-    return out.scatter_(-1, slot, column)[:, :k]
+    # the lowest tied columns: a topk of their column numbers (exact in float32 up to
+    # 2**24 columns)
+    column = torch.arange(cols, device=z.device,
+                          dtype=torch.float32 if cols <= 2**24 else torch.float64)
+    tied = torch.where(z == kth, column, math.inf).topk(k, dim=-1, largest=False).indices
+    slot = torch.arange(k, device=z.device)
+    # column number cols marks an unused entry; exactly k entries are used
+    kept = torch.cat([torch.where(above, index, cols), torch.where(slot < need, tied, cols)], -1)
+    return kept.sort(dim=-1).values[:, :k]
 
 
 def perturbed_top_k_rows(x: Tensor, seeds: Tensor, keys: Tensor,
