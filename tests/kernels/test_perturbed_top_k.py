@@ -136,3 +136,19 @@ def test_vmap_is_one_batched_call(monkeypatch):
     for b in range(2):
         alone = TOP_K(stacked[b], one_seed, row_keys, 3)
         assert torch.equal(nested[0][b], alone[0]) and torch.equal(nested[1][b], alone[1])
+
+
+def test_the_fix_up_other_devices_run_on_every_row_changes_no_untied_row():
+    """Off the CPU the reference runs the lowest-ties fix-up on every row instead of
+    the rows a host read names: it gives the CPU's result on rows with and without a
+    left-out tie."""
+    z = _logits(6, 200, torch.float32, 8)
+    z[1, 10:60] = 50.0  # 50 equal values, the largest of the row
+    z[2, :] = -INF
+    z[2, 150] = 0.0
+    z[4, 3:6] = z[4].max() + 1  # equal, but all kept
+    for k in (1, 5, 30):
+        values, index = z.topk(k + 1, dim=-1)
+        every_row = row_reference._with_lowest_ties(z, values[:, :k], index[:, :k])
+        assert torch.equal(every_row, row_reference._top_k_chunk(z, k)), k
+    assert row_reference._top_k_chunk(z, 5)[1].tolist() == [10, 11, 12, 13, 14]

@@ -162,19 +162,13 @@ def check_top_k(k: int, cols: int) -> None:
         raise ValueError(f"k must be in [1, {cols}] (the number of columns), got {k}")
 
 
-def _top_k_chunk(z: Tensor, k: int) -> Tensor:
-    """Columns (increasing) of the ``k`` largest values of each row of NaN-free ``z``;
-    ties at the k-th largest value go to the lowest columns."""
+def _with_lowest_ties(z: Tensor, values: Tensor, index: Tensor) -> Tensor:
+    """Rows of ``index`` (the columns of the ``k`` largest ``z``, ``values`` in decreasing
+    order, some choice of ties at the k-th) with their ties at the k-th value replaced
+    by the lowest tied columns, in increasing order."""
     cols = z.shape[1]
-    values, index = z.topk(k, dim=-1, sorted=False)
-    kth = values.amin(-1, keepdim=True)
-    # topk keeps every value above kth and some of its ties (which ones is its own
-    # choice); where it leaves ties out, the lowest tied columns replace the ones it
-    # kept. On CPU a host read skips that work when no row leaves a tie out (it
-    # changes nothing then); elsewhere it would stall the device, so it always runs.
-    if z.device.type == "cpu" and not bool(((z == kth).sum(-1)
-                                            > (values == kth).sum(-1)).any()):
-        return index.sort(dim=-1).values
+    k = index.shape[1]
+    kth = values[:, k - 1:]
     above = values > kth
     need = k - above.sum(-1, keepdim=True)
     # the lowest tied columns: a topk of their column numbers (exact in float32 up to
@@ -186,6 +180,29 @@ def _top_k_chunk(z: Tensor, k: int) -> Tensor:
     # column number cols marks an unused entry; exactly k entries are used
     kept = torch.cat([torch.where(above, index, cols), torch.where(slot < need, tied, cols)], -1)
     return kept.sort(dim=-1).values[:, :k]
+
+
+def _top_k_chunk(z: Tensor, k: int) -> Tensor:
+    """Columns (increasing) of the ``k`` largest values of each row of NaN-free ``z``;
+    ties at the k-th largest value go to the lowest columns."""
+    rows, cols = z.shape
+    if k == cols:
+        return torch.arange(cols, device=z.device).expand(rows, cols).clone()
+    # the k + 1 largest, in decreasing order: topk keeps every value above the k-th and
+    # some of its ties (which ones is its own choice), and the (k + 1)-th equals the
+    # k-th exactly where a tie is left out
+    values, index = z.topk(k + 1, dim=-1)
+    left_out = values[:, k] == values[:, k - 1]
+    values, index = values[:, :k], index[:, :k]
+    if z.device.type != "cpu":
+        # a host read of left_out would stall the device: every row takes the fix-up
+        # (which changes nothing in a row without a left-out tie)
+        return _with_lowest_ties(z, values, index)
+    top = index.sort(dim=-1).values
+    fix = left_out.nonzero()[:, 0]
+    if fix.numel() > 0:
+        top[fix] = _with_lowest_ties(z[fix], values[fix], index[fix])
+    return top
 
 
 def perturbed_top_k_rows(x: Tensor, seeds: Tensor, keys: Tensor,
