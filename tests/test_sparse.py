@@ -134,6 +134,7 @@ def test_seed_generator_and_global_rng_reproduce():
 def test_masked_categories_fill_short_rows_with_weight_and_gradient_zero():
     logits = torch.tensor([[0.0, -math.inf, 1.0, -math.inf]], requires_grad=True)
     idx, w = sparse_gumbel_softmax(logits, 3, seed=0)
+    assert idx.tolist() == [[0, 1, 2]]  # the lowest-index masked category fills the row
     masked = torch.isinf(logits.detach()).gather(-1, idx)
     assert masked.sum() == 1 and w[masked].item() == 0
     w.sum().backward()

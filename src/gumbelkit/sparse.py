@@ -76,7 +76,8 @@ def sparse_gumbel_softmax(logits: torch.Tensor, k: int, tau: Temperature = 1.0,
     Args:
         logits: floating tensor, categories along ``dim``; finite or ``-inf``
             (masked: a masked category is selected only when a row has fewer
-            than ``k`` unmasked ones, and then has weight and gradient 0).
+            than ``k`` unmasked ones, the lowest-index masked ones first, and
+            then has weight and gradient 0).
         k: kept categories per row, 1 <= k <= V.
         tau: temperature > 0 and finite: a float, or a tensor broadcasting
             against ``logits`` with size 1 along ``dim``.
