@@ -7,9 +7,10 @@ everything saved for backward is O(k) per position. The O(V) part, choosing
 the ``k`` categories, is one op (``torch.ops.gumbelkit.perturbed_top_k``): on
 CPU it draws the noise in row chunks of bounded size, so the transient O(V)
 work never covers the whole batch at once; on CUDA (with Triton) it is one
-fused kernel that forms the noise in registers, finds each row's k-th largest
-``logits + G`` by a search over integer keys and writes only the ``k``
-indices and their noise, so no [rows, V] tensor exists at all.
+fused kernel (a fixed sequence of them for a small batch of long rows) that
+forms the noise in registers, finds each row's k-th largest ``logits + G`` by
+a search over integer keys and writes only the ``k`` indices and their
+noise, so no [rows, V] tensor exists at all.
 """
 
 from __future__ import annotations

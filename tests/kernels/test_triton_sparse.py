@@ -1,6 +1,6 @@
-"""The Triton kernel of ``perturbed_top_k`` (``kernels/triton_sparse.py``): indices and
-noise bit-identical to the CPU path, one launch traced from shapes alone, compiled
-ahead of time for sm_80 and sm_90 without a GPU.
+"""The Triton kernels of ``perturbed_top_k`` (``kernels/triton_sparse.py``): indices and
+noise bit-identical to the CPU path, launches traced from shapes alone (one, or a fixed
+number for a split row), compiled ahead of time for sm_80 and sm_90 without a GPU.
 
 The comparison runs the kernel in Triton's interpreter in a subprocess
 (``triton_sparse_check.py``: the interpreter must be chosen before Triton is
@@ -42,9 +42,12 @@ def test_interpreted_kernel_is_bit_identical_to_the_cpu_path():
     assert result.stdout.strip() == "all checks passed"
 
 
-def test_every_logit_dtype_has_an_exact_form():
-    assert sorted(FORMS) == [f"perturbed_top_k[{dtype}]"
-                             for dtype in ("bf16", "fp16", "fp32", "fp64")]
+def test_every_launched_kernel_has_an_exact_form_per_logit_dtype():
+    kernels = ("perturbed_top_k", "perturbed_top_k-count-segment", "perturbed_top_k-split-at",
+               "perturbed_top_k-write-segment")
+    assert sorted(FORMS) == sorted(
+        [f"{kernel}[{dtype}]" for kernel in kernels for dtype in ("bf16", "fp16", "fp32", "fp64")]
+        + ["perturbed_top_k-narrow"])
     assert all(form.exact and form.options == triton_kernels.COMPILE_OPTIONS
                for form in FORMS.values())
     assert "triton_sparse" in triton_compile.MODULES
@@ -58,22 +61,46 @@ def test_float32_form_compiles_exact_without_spills():
     assert result.spill_stores == 0 and result.spill_loads == 0
 
 
-def test_launch_traces_from_shapes_alone():
-    """With fake tensors and every host read forbidden, the launcher traces to one
-    kernel launch over one program per row, compiled without contraction."""
-    x = torch.randn(40, 3, dtype=torch.bfloat16).t()
-
+def _launches(x: torch.Tensor, k: int) -> list:
+    """The kernel launches of the launcher traced with fake tensors, every host read
+    forbidden."""
     def launch(x, seeds):
-        return triton_sparse.perturbed_top_k(x, seeds, NO_KEYS, 5)
+        return triton_sparse.perturbed_top_k(x, seeds, NO_KEYS, k)
 
     with no_host_reads():
         graph = make_fx(launch, tracing_mode="fake")(x, torch.tensor([7]))
-    launches = [node for node in graph.graph.nodes
-                if node.target is torch.ops.higher_order.triton_kernel_wrapper_mutation]
-    assert len(launches) == 1
-    kwargs = launches[0].kwargs
-    assert kwargs["grid"] == [(3, 1, 1)] and kwargs["kwargs"]["enable_fp_fusion"] is False
-    assert kwargs["kwargs"]["xcs"] == 3 and kwargs["kwargs"]["row_keys"] == 1
+    return [node.kwargs for node in graph.graph.nodes
+            if node.target is torch.ops.higher_order.triton_kernel_wrapper_mutation]
+
+
+def test_launch_traces_from_shapes_alone():
+    """One launch over one program per row, compiled without contraction."""
+    x = torch.randn(40, 3, dtype=torch.bfloat16).t()
+    (launch,) = _launches(x, 5)
+    assert launch["grid"] == [(3, 1, 1)] and launch["kwargs"]["enable_fp_fusion"] is False
+    assert launch["kwargs"]["xcs"] == 3 and launch["kwargs"]["row_keys"] == 1
+
+
+@pytest.mark.parametrize("dtype, passes", [(torch.float32, 8), (torch.float16, 8),
+                                           (torch.float64, 16)])
+def test_a_long_row_in_a_small_batch_is_split_into_a_fixed_number_of_launches(dtype, passes):
+    """[2, 128000]: per search pass a segment count over rows x segments and a
+    per-row narrowing, then the split and the write; the same for any values."""
+    segments, seg_cols = triton_sparse._segments(2, 128_000)
+    assert 32 <= segments <= triton_sparse.MAX_SEGMENTS and seg_cols % triton_sparse.BLOCK == 0
+    assert (segments - 1) * seg_cols < 128_000 <= segments * seg_cols
+    launches = _launches(torch.randn(2, 128_000, dtype=dtype), 50)
+    assert triton_sparse._passes(dtype == torch.float64) == passes
+    assert [launch["grid"] for launch in launches] == (
+        [[(2, segments, 1)], [(2, 1, 1)]] * passes + [[(2, segments, 1)]] * 2)
+    assert all(launch["kwargs"]["enable_fp_fusion"] is False for launch in launches)
+
+
+def test_only_small_batches_of_long_rows_split():
+    assert triton_sparse._segments(1, triton_sparse.SPLIT_MIN_COLS)[0] > 1
+    assert triton_sparse._segments(1, triton_sparse.SPLIT_MIN_COLS - 1) == (
+        1, triton_sparse.SPLIT_MIN_COLS - 1)
+    assert triton_sparse._segments(triton_sparse.TARGET_PROGRAMS, 128_000)[0] == 1
 
 
 # ------------------------------------------------------- without Triton
@@ -105,7 +132,7 @@ def test_triton_backend_without_triton_is_an_error(without_triton, monkeypatch):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
-@pytest.mark.parametrize("shape", [(7, 5), (33, 1000), (1, 128000), (300, 32000)])
+@pytest.mark.parametrize("shape", [(7, 5), (33, 1000), (1, 128000), (3, 50000), (300, 32000)])
 def test_cuda_indices_and_noise_are_bit_identical_to_cpu(dtype, shape):
     rows, cols = shape
     g = torch.Generator().manual_seed(rows + cols)

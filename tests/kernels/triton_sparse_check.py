@@ -5,8 +5,9 @@ Run by ``test_triton_sparse.py`` in a subprocess with ``TRITON_INTERPRET=1`` and
 the op on CPU tensors runs the Triton kernel in Triton's interpreter; switching
 ``ops._TRITON_ON_CPU`` off gives the CPU kernel (the reference) in the same
 process. ``BLOCK`` is made small so that rows of a few dozen columns take several
-blocks, and every buffer the launcher allocates is poisoned (NaN, or -7 for
-integers) first. Prints one line per mismatch and exits 1 if there is any.
+blocks (and, in ``check_split``, several segments), and every buffer the launcher
+allocates is poisoned (NaN, or -7 for integers) first. Prints one line per
+mismatch and exits 1 if there is any.
 
 Indices and noise must be bit-identical, and ``sparse_gumbel_softmax`` must give
 the same indices and weights on both routes.
@@ -58,16 +59,17 @@ def compare(x, seeds, keys, k, what: str):
 
 def logits(rows: int, cols: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
     """Normal logits (scale 3) in non-contiguous columns (every second of a wider
-    tensor), with a masked entry, a row with fewer finite entries than most k, and
-    a block far below the rest (its noise is skipped in later passes)."""
+    tensor): row 0 with a masked entry and a block far below the rest (its noise is
+    skipped once the search passes above it), row 1 with fewer finite entries than
+    most k."""
     g = torch.Generator().manual_seed(seed)
     x = (torch.randn(rows, 2 * cols, generator=g, dtype=torch.float64) * 3).to(dtype)[:, ::2]
     x[0, 1] = -INF
     if rows > 1:
         x[1, :] = -INF
         x[1, [3, cols - 2]] = torch.tensor([0.5, -1.0], dtype=dtype)
-    if rows > 2 and cols >= 2 * BLOCK:
-        x[2, BLOCK:2 * BLOCK] = -100.0
+    if cols >= 2 * BLOCK:
+        x[0, BLOCK:2 * BLOCK] = -100.0
     return x
 
 
@@ -79,16 +81,14 @@ def seeds_and_keys(rows: int, form: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def check_dtypes_and_k() -> None:
-    """Every dtype the op reads, k from 1 to V, both seed forms."""
+    """Every dtype the op reads, k from 1 to V."""
     cases = {torch.float32: (1, 7, 70), torch.bfloat16: (9,), torch.float16: (5,),
              torch.float64: (1, 70)}
+    seeds, keys = seeds_and_keys(2, "per row")
     for dtype, ks in cases.items():
-        x = logits(3, 70, dtype, 70)
-        seeds, keys = seeds_and_keys(3, "per row")
+        x = logits(2, 70, dtype, 70)
         for k in ks:
-            compare(x, seeds, keys, k, f"{dtype} 3x70 k={k}")
-    seeds, keys = seeds_and_keys(3, "scalar")
-    compare(logits(3, 70, torch.float32, 71), seeds, keys, 7, "float32 3x70 scalar seed k=7")
+            compare(x, seeds, keys, k, f"{dtype} 2x70 k={k}")
 
 
 def check_layouts() -> None:
@@ -133,13 +133,37 @@ def check_default_block() -> None:
     triton_sparse.BLOCK = BLOCK
 
 
+def check_split() -> None:
+    """Rows split into segments (the block and split thresholds lowered so that 100
+    columns take 4 segments of 2 blocks): the same bits, with ties (equal huge values,
+    masked columns in a row with fewer than k finite ones) across segments, k up to V,
+    both compute dtypes, both seed forms."""
+    triton_sparse.BLOCK = 16
+    triton_sparse.SPLIT_MIN_COLS = 32
+    triton_sparse.SEGMENT_COLS = 16
+    seeds, keys = seeds_and_keys(2, "per row")
+    x = logits(2, 100, torch.float32, 100)
+    x[1, [5, 40, 70, 99]] = 9.0e30  # row 1: 6 finite, 4 equal in 3 segments
+    segments = triton_sparse._segments(2, 100)[0]
+    if segments != 4:
+        failures.append(f"split: {segments} segments")
+    for k in (3, 40, 100):
+        got = compare(x, seeds, keys, k, f"split float32 2x100 k={k}")
+        if k == 3 and got[0][1].tolist() != [5, 40, 70]:
+            failures.append(f"split ties: {got[0][1].tolist()} != [5, 40, 70]")
+    seeds, keys = seeds_and_keys(1, "scalar")
+    compare(logits(1, 100, torch.float64, 101), seeds, keys, 7, "split float64 1x100 k=7")
+    triton_sparse.SPLIT_MIN_COLS = 10**9
+    triton_sparse.BLOCK = BLOCK
+
+
 def check_sparse() -> None:
     """sparse_gumbel_softmax through the op on both routes: the same indices and the
     same weights, bit for bit (the O(k) softmax runs the same torch ops on the same
     logits and noise)."""
     x = logits(4, 45, torch.float64, 11).reshape(2, 2, 45)
-    for dtype, hard, seed in ((torch.float32, False, 9), (torch.bfloat16, True, 5),
-                              (torch.float64, False, torch.tensor([[3], [4]]))):
+    for dtype, hard, seed in ((torch.float32, False, 9),
+                              (torch.float64, True, torch.tensor([[3], [4]]))):
         y = x.to(dtype)
         got = on("triton", gumbelkit.sparse_gumbel_softmax, y, 5, 0.5, hard, seed=seed)
         ref = on("cpu", gumbelkit.sparse_gumbel_softmax, y, 5, 0.5, hard, seed=seed)
@@ -151,9 +175,10 @@ def check_sparse() -> None:
 def main() -> int:
     assert os.environ.get("TRITON_INTERPRET") == "1" and ops._TRITON_ON_CPU
     triton_sparse.BLOCK = BLOCK
+    triton_sparse.SPLIT_MIN_COLS = 10**9  # check_split splits; the other checks do not
     triton_sparse._empty = poisoned
     for check_part in (check_dtypes_and_k, check_layouts, check_ties, check_default_block,
-                       check_sparse):
+                       check_split, check_sparse):
         try:
             check_part()
         except Exception as error:  # noqa: BLE001 - a crash is one more mismatch to print
