@@ -43,8 +43,8 @@ def test_interpreted_kernel_is_bit_identical_to_the_cpu_path():
 
 
 def test_every_launched_kernel_has_an_exact_form_per_logit_dtype():
-    kernels = ("perturbed_top_k", "perturbed_top_k-count-segment", "perturbed_top_k-split-at",
-               "perturbed_top_k-write-segment")
+    kernels = ("perturbed_top_k", "perturbed_top_k-count", "perturbed_top_k-split-at",
+               "perturbed_top_k-write")
     assert sorted(FORMS) == sorted(
         [f"{kernel}[{dtype}]" for kernel in kernels for dtype in ("bf16", "fp16", "fp32", "fp64")]
         + ["perturbed_top_k-narrow"])

@@ -404,7 +404,7 @@ def specializations() -> list[Specialization]:
                            "noise_ptr": f"*{compute}", **shape, "PART_BITS": "constexpr"},
                 constexprs={**constexprs, "PART_BITS": PART_BITS}),
             Specialization(
-                name=f"perturbed_top_k-count-segment[{name}]", fn=_count_segment_kernel,
+                name=f"perturbed_top_k-count[{name}]", fn=_count_segment_kernel,
                 signature={**split, "state_ptr": "*i64", "counts_ptr": "*i32", **shape,
                            "PART_BITS": "constexpr"},
                 constexprs={**constexprs, "PART_BITS": PART_BITS}),
@@ -413,7 +413,7 @@ def specializations() -> list[Specialization]:
                 signature={**split, "state_ptr": "*i64", "found_ptr": "*i32", **shape},
                 constexprs=constexprs),
             Specialization(
-                name=f"perturbed_top_k-write-segment[{name}]", fn=_write_segment_kernel,
+                name=f"perturbed_top_k-write[{name}]", fn=_write_segment_kernel,
                 signature={**split, "k": "i32", "state_ptr": "*i64", "found_ptr": "*i32",
                            "index_ptr": "*i64", "noise_ptr": f"*{compute}", **shape,
                            "SEGS": "constexpr"},
