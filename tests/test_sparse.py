@@ -10,7 +10,7 @@ import torch
 
 import gumbelkit
 from gumbelkit import _rng, sparse
-from gumbelkit.kernels import _lib, library
+from gumbelkit.kernels import _lib, library, row_reference
 from gumbelkit.sparse import sparse_gumbel_softmax, sparse_to_dense
 
 SEEDS = [7, torch.arange(12).reshape(3, 4) * 1000 + 5]
@@ -107,7 +107,7 @@ def test_hard_forward_is_one_hot_over_the_k_slots_with_soft_gradient():
 def test_chunked_noise_equals_one_block(monkeypatch):
     logits = torch.randn(2, 9, 300)
     whole = sparse_gumbel_softmax(logits, 5, seed=9)
-    monkeypatch.setattr(sparse, "CHUNK_ELEMENTS", 700)  # two rows per chunk
+    monkeypatch.setattr(row_reference, "TOP_K_CHUNK_ELEMENTS", 700)  # two rows per chunk
     chunked = sparse_gumbel_softmax(logits, 5, seed=9)
     assert torch.equal(whole[0], chunked[0]) and torch.equal(whole[1], chunked[1])
 
@@ -134,6 +134,7 @@ def test_seed_generator_and_global_rng_reproduce():
 def test_masked_categories_fill_short_rows_with_weight_and_gradient_zero():
     logits = torch.tensor([[0.0, -math.inf, 1.0, -math.inf]], requires_grad=True)
     idx, w = sparse_gumbel_softmax(logits, 3, seed=0)
+    assert idx.tolist() == [[0, 1, 2]]  # the lowest-index masked category fills the row
     masked = torch.isinf(logits.detach()).gather(-1, idx)
     assert masked.sum() == 1 and w[masked].item() == 0
     w.sum().backward()

@@ -3,9 +3,14 @@
 For a vocabulary of ``V`` tokens the dense relaxation keeps ``V`` numbers per
 position (and autograd keeps them again for the backward pass). Here only the
 ``k`` categories with the largest ``logits + G`` survive, so the output and
-everything saved for backward is O(k) per position; the noise itself is drawn
-in row chunks of bounded size, so the transient O(V) work never covers the
-whole batch at once.
+everything saved for backward is O(k) per position. The O(V) part, choosing
+the ``k`` categories, is one op (``torch.ops.gumbelkit.perturbed_top_k``): on
+CPU it draws the noise in row chunks of bounded size, so the transient O(V)
+work never covers the whole batch at once; on CUDA (with Triton) it is one
+fused kernel (a fixed sequence of them for a small batch of long rows) that
+forms the noise in registers, finds each row's k-th largest ``logits + G`` by
+a search over integer keys and writes only the ``k`` indices and their
+noise, so no [rows, V] tensor exists at all.
 """
 
 from __future__ import annotations
@@ -28,41 +33,21 @@ from .functional import _check_overflow, gumbel_softmax
 __all__ = ["sparse_gumbel_softmax", "sparse_to_dense"]
 
 
-# Rows of noise drawn at once: chunk_rows * V stays near this many elements.
-CHUNK_ELEMENTS = 1 << 21
-
-
-def _gumbel_rows(seeds: torch.Tensor, keys: torch.Tensor, n_cols: int,
-                 dtype: torch.dtype) -> torch.Tensor:
-    """Gumbel noise [rows, n_cols] for rows with the given 64-bit seeds and row keys,
-    on their device (the op ``noise``: bit-identical on every path)."""
-    return torch.ops.gumbelkit.noise(seeds, keys, n_cols, 0, "gumbel", dtype)
-
-
 def _top_k_perturbed(logits: torch.Tensor, k: int, seed: _rng.Seed
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (ascending) of the k largest ``logits + G`` per row, and G there.
 
-    ``logits`` is [rows..., V] with categories last (a detached view). The
-    noise of row r is the same as the dense path draws for row r: the rows are
-    handed to :func:`gumbelkit._rng.noise` with their own seeds and row keys.
+    ``logits`` is [rows..., V] with categories last (a detached view, checked: no NaN
+    or +inf, no row all -inf). The noise of row r is the same as the dense path draws
+    for row r: the op ``perturbed_top_k`` draws it with the row's own seed and row key
+    (ties at the k-th value, i.e. masked categories in rows with fewer than k unmasked
+    ones, go to the lowest indices).
     """
     batch_shape = tuple(logits.shape[:-1])
     n_cols = logits.shape[-1]
-    flat = logits.reshape(-1, n_cols)
-    rows = flat.shape[0]
-    dtype = _rng.noise_dtype(logits.dtype)
     seeds, keys = _rng.row_keys_and_seeds(seed, batch_shape, logits.device)
-    indices = torch.empty(rows, k, dtype=torch.int64, device=logits.device)
-    noise_at = torch.empty(rows, k, dtype=dtype, device=logits.device)
-    step = max(1, CHUNK_ELEMENTS // max(n_cols, 1))
-    for start in range(0, rows, step):
-        stop = min(rows, start + step)
-        g = _gumbel_rows(seeds[start:stop], keys[start:stop], n_cols, dtype)
-        perturbed = flat[start:stop].to(dtype) + g
-        top = perturbed.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values
-        indices[start:stop] = top
-        noise_at[start:stop] = g.gather(-1, top)
+    indices, noise_at = torch.ops.gumbelkit.perturbed_top_k(logits.reshape(-1, n_cols), seeds,
+                                                           keys, k)
     return indices.reshape(*batch_shape, k), noise_at.reshape(*batch_shape, k)
 
 
@@ -92,7 +77,8 @@ def sparse_gumbel_softmax(logits: torch.Tensor, k: int, tau: Temperature = 1.0,
     Args:
         logits: floating tensor, categories along ``dim``; finite or ``-inf``
             (masked: a masked category is selected only when a row has fewer
-            than ``k`` unmasked ones, and then has weight and gradient 0).
+            than ``k`` unmasked ones, the lowest-index masked ones first, and
+            then has weight and gradient 0).
         k: kept categories per row, 1 <= k <= V.
         tau: temperature > 0 and finite: a float, or a tensor broadcasting
             against ``logits`` with size 1 along ``dim``.

@@ -784,3 +784,67 @@ def sample_fused(x: Tensor, temperature: Tensor, top_k: Tensor, top_p: Tensor,
     library().gk_sample_f32(_ptr(x), rows, vocab, x.stride(0), *(_ptr(c) for c in controls), n,
                             _ptr(tokens), _ptr(lp), _ptr(status), threads or _threads(rows, vocab))
     return tokens, lp, status
+
+
+# ------------------------------------------------------- perturbed top-k
+
+
+@torch.library.custom_op("gumbelkit::perturbed_top_k", mutates_args=())
+def perturbed_top_k(x: Tensor, seeds: Tensor, keys: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``(indices [rows, k] int64, noise [rows, k])``: per row, the columns of the ``k``
+    largest ``fl(x + G)`` in increasing order and ``G`` there (the ``noise`` op's Gumbel
+    noise for the row's seed and key, in the compute dtype). Ties at the k-th largest
+    value (``-inf`` logits, kept when a row has fewer than ``k`` finite ones) go to the
+    lowest columns; ``1 <= k <= cols``; ``x`` holds no NaN (the caller checks).
+
+    This body is the PyTorch reference (``row_reference``, O(cols) per chunk of rows),
+    which is also the CPU kernel; the ``cuda`` kernel is ``triton_sparse.perturbed_top_k``.
+    """
+    return row_reference.perturbed_top_k_rows(x, seeds, keys, k)
+
+
+def _triton_top_k():
+    """The Triton kernel of the ``perturbed_top_k`` op, or None when Triton is not
+    installed."""
+    kernels = _triton("triton_sparse")
+    return None if kernels is None else kernels.perturbed_top_k
+
+
+@perturbed_top_k.register_kernel("cuda")
+def _perturbed_top_k_cuda(x, seeds, keys, k):
+    kernel = _triton_top_k()
+    if kernel is None:
+        return row_reference.perturbed_top_k_rows(x, seeds, keys, k)
+    return kernel(x, seeds, keys, k)
+
+
+@perturbed_top_k.register_kernel("cpu")
+def _(x, seeds, keys, k):
+    if _TRITON_ON_CPU:
+        return _triton_top_k()(x, seeds, keys, k)
+    return row_reference.perturbed_top_k_rows(x, seeds, keys, k)
+
+
+@perturbed_top_k.register_fake
+def _(x, seeds, keys, k):
+    row_reference.check_top_k(k, x.shape[1])
+    rows = x.shape[0]
+    return (x.new_empty((rows, k), dtype=torch.int64),
+            x.new_empty((rows, k), dtype=compute_dtype(x.dtype)))
+
+
+@perturbed_top_k.register_vmap
+def _(info, in_dims, x, seeds, keys, k):
+    """One call for the whole batch. Compact seeds ([1]) and keys ([0]: row r keyed by r)
+    are spelled out per row first, so every batch element keeps the noise it has alone."""
+    batch = info.batch_size
+    x = _batched(x, in_dims[0], batch)
+    rows = x.shape[1]
+    seeds = _batched(seeds, in_dims[1], batch).expand(batch, rows)
+    keys = _batched(keys, in_dims[2], batch)
+    if keys.shape[1] == 0:
+        keys = torch.arange(rows, dtype=torch.int64, device=keys.device).expand(batch, rows)
+    keys = keys.expand(batch, rows)
+    indices, noise_at = torch.ops.gumbelkit.perturbed_top_k(
+        x.reshape(batch * rows, x.shape[2]), seeds.reshape(-1), keys.reshape(-1), k)
+    return (indices.reshape(batch, rows, k), noise_at.reshape(batch, rows, k)), (0, 0)

@@ -135,3 +135,82 @@ def concrete_backward_rows(grad: Tensor, saved: Tensor, tau: Tensor, mode: int, 
     safe = torch.where(inside, y, 0.5)
     v = torch.where(inside, torch.log(safe) - torch.log1p(-safe), 0.0)
     return gx, -gv * v / t
+
+
+# Rows of the top-k reference handled at once: chunk_rows * cols stays near this many
+# elements, so its O(cols) temporaries never cover the whole batch.
+TOP_K_CHUNK_ELEMENTS = 1 << 21
+
+
+def check_top_k(k: int, cols: int) -> None:
+    """``1 <= k <= cols`` for ``ops.perturbed_top_k`` (a shape check: no tensor read)."""
+    if not 1 <= k <= cols:
+        raise ValueError(f"k must be in [1, {cols}] (the number of columns), got {k}")
+
+
+def _with_lowest_ties(z: Tensor, values: Tensor, index: Tensor) -> Tensor:
+    """Rows of ``index`` (the columns of the ``k`` largest ``z``, ``values`` in decreasing
+    order, some choice of ties at the k-th) with their ties at the k-th value replaced
+    by the lowest tied columns, in increasing order."""
+    cols = z.shape[1]
+    k = index.shape[1]
+    kth = values[:, k - 1:]
+    above = values > kth
+    need = k - above.sum(-1, keepdim=True)
+    # the lowest tied columns: a topk of their column numbers (exact in float32 up to
+    # 2**24 columns)
+    column = torch.arange(cols, device=z.device,
+                          dtype=torch.float32 if cols <= 2**24 else torch.float64)
+    tied = torch.where(z == kth, column, math.inf).topk(k, dim=-1, largest=False).indices
+    slot = torch.arange(k, device=z.device)
+    # column number cols marks an unused entry; exactly k entries are used
+    kept = torch.cat([torch.where(above, index, cols), torch.where(slot < need, tied, cols)], -1)
+    return kept.sort(dim=-1).values[:, :k]
+
+
+def _top_k_chunk(z: Tensor, k: int) -> Tensor:
+    """Columns (increasing) of the ``k`` largest values of each row of NaN-free ``z``;
+    ties at the k-th largest value go to the lowest columns."""
+    rows, cols = z.shape
+    if k == cols:
+        return torch.arange(cols, device=z.device).expand(rows, cols).clone()
+    # the k + 1 largest, in decreasing order: topk keeps every value above the k-th and
+    # some of its ties (which ones is its own choice), and the (k + 1)-th equals the
+    # k-th exactly where a tie is left out
+    values, index = z.topk(k + 1, dim=-1)
+    left_out = values[:, k] == values[:, k - 1]
+    values, index = values[:, :k], index[:, :k]
+    if z.device.type != "cpu":
+        # a host read of left_out would stall the device: every row takes the fix-up
+        # (which changes nothing in a row without a left-out tie)
+        return _with_lowest_ties(z, values, index)
+    top = index.sort(dim=-1).values
+    fix = left_out.nonzero()[:, 0]
+    if fix.numel() > 0:
+        top[fix] = _with_lowest_ties(z[fix], values[fix], index[fix])
+    return top
+
+
+def perturbed_top_k_rows(x: Tensor, seeds: Tensor, keys: Tensor,
+                         k: int) -> tuple[Tensor, Tensor]:
+    """``(indices, noise)`` of ``ops.perturbed_top_k``: per row, the columns of the ``k``
+    largest ``z = fl(x + G)`` in increasing order (ties at the k-th largest ``z``: the
+    lowest columns) and ``G`` there, with ``G`` the ``noise`` op's Gumbel noise (stream
+    0) in the compute dtype. Rows are handled in chunks of about
+    ``TOP_K_CHUNK_ELEMENTS`` elements; ``x`` must hold no NaN."""
+    rows, cols = int(x.shape[0]), int(x.shape[1])
+    check_top_k(k, cols)
+    dtype = compute_dtype(x.dtype)
+    seeds, keys = expand_rows(seeds, keys, rows)
+    seeds, keys = seeds.to(torch.int64), keys.to(torch.int64)
+    indices = torch.empty((rows, k), dtype=torch.int64, device=x.device)
+    noise_at = torch.empty((rows, k), dtype=dtype, device=x.device)
+    step = max(1, TOP_K_CHUNK_ELEMENTS // cols)
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        g = torch.ops.gumbelkit.noise(seeds[start:stop], keys[start:stop], cols, 0, "gumbel",
+                                      dtype)
+        top = _top_k_chunk(x[start:stop].detach().to(dtype) + g, k)
+        indices[start:stop] = top
+        noise_at[start:stop] = g.gather(-1, top)
+    return indices, noise_at

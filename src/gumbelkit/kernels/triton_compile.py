@@ -41,7 +41,7 @@ from triton.backends.compiler import GPUTarget
 from .triton_kernels import Specialization
 
 # the Triton modules of gumbelkit.kernels whose specializations() are compiled
-MODULES: tuple[str, ...] = ("triton_kernels", "triton_rows", "triton_sampler")
+MODULES: tuple[str, ...] = ("triton_kernels", "triton_rows", "triton_sampler", "triton_sparse")
 # compute capabilities compiled for: A100 (sm_80) and H100 (sm_90)
 ARCHS: tuple[int, ...] = (80, 90)
 # PTX opcodes that change the bits of an exact form: approximate division and

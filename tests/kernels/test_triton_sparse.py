@@ -1,0 +1,151 @@
+"""The Triton kernels of ``perturbed_top_k`` (``kernels/triton_sparse.py``): indices and
+noise bit-identical to the CPU path, launches traced from shapes alone (one, or a fixed
+number for a split row), compiled ahead of time for sm_80 and sm_90 without a GPU.
+
+The comparison runs the kernel in Triton's interpreter in a subprocess
+(``triton_sparse_check.py``: the interpreter must be chosen before Triton is
+imported). The ahead-of-time compile of every form, with the PTX check of the exact
+forms, is ``gumbelkit doctor --cuda-compile``'s test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+
+import gumbelkit
+from gumbelkit.kernels import ops, row_reference
+from host_reads import no_host_reads
+
+triton = pytest.importorskip("triton")
+
+from gumbelkit.kernels import triton_compile, triton_kernels, triton_sparse  # noqa: E402
+
+FORMS = {form.name: form for form in triton_sparse.specializations()}
+NO_KEYS = torch.empty(0, dtype=torch.int64)
+
+
+@pytest.mark.slow
+def test_interpreted_kernel_is_bit_identical_to_the_cpu_path():
+    env = dict(os.environ, TRITON_INTERPRET="1", GUMBELKIT_BACKEND="triton")
+    script = Path(__file__).with_name("triton_sparse_check.py")
+    result = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True,
+                            text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "all checks passed"
+
+
+def test_every_launched_kernel_has_an_exact_form_per_logit_dtype():
+    kernels = ("perturbed_top_k", "perturbed_top_k-count", "perturbed_top_k-split-at",
+               "perturbed_top_k-write")
+    assert sorted(FORMS) == sorted(
+        [f"{kernel}[{dtype}]" for kernel in kernels for dtype in ("bf16", "fp16", "fp32", "fp64")]
+        + ["perturbed_top_k-narrow"])
+    assert all(form.exact and form.options == triton_kernels.COMPILE_OPTIONS
+               for form in FORMS.values())
+    assert "triton_sparse" in triton_compile.MODULES
+
+
+def test_float32_form_compiles_exact_without_spills():
+    """The float32 form through the check ``gumbelkit doctor --cuda-compile`` runs on
+    every form (its test in tests/experiments/test_doctor_cuda.py compiles them all)."""
+    result = triton_compile.check_form("triton_sparse", FORMS["perturbed_top_k[fp32]"], 90)
+    assert result.error is None and result.inexact == ()
+    assert result.spill_stores == 0 and result.spill_loads == 0
+
+
+def _launches(x: torch.Tensor, k: int) -> list:
+    """The kernel launches of the launcher traced with fake tensors, every host read
+    forbidden."""
+    def launch(x, seeds):
+        return triton_sparse.perturbed_top_k(x, seeds, NO_KEYS, k)
+
+    with no_host_reads():
+        graph = make_fx(launch, tracing_mode="fake")(x, torch.tensor([7]))
+    return [node.kwargs for node in graph.graph.nodes
+            if node.target is torch.ops.higher_order.triton_kernel_wrapper_mutation]
+
+
+def test_launch_traces_from_shapes_alone():
+    """One launch over one program per row, compiled without contraction."""
+    x = torch.randn(40, 3, dtype=torch.bfloat16).t()
+    (launch,) = _launches(x, 5)
+    assert launch["grid"] == [(3, 1, 1)] and launch["kwargs"]["enable_fp_fusion"] is False
+    assert launch["kwargs"]["xcs"] == 3 and launch["kwargs"]["row_keys"] == 1
+
+
+@pytest.mark.parametrize("dtype, passes", [(torch.float32, 8), (torch.float16, 8),
+                                           (torch.float64, 16)])
+def test_a_long_row_in_a_small_batch_is_split_into_a_fixed_number_of_launches(dtype, passes):
+    """[2, 128000]: per search pass a segment count over rows x segments and a
+    per-row narrowing, then the split and the write; the same for any values."""
+    segments, seg_cols = triton_sparse._segments(2, 128_000)
+    assert 32 <= segments <= triton_sparse.MAX_SEGMENTS and seg_cols % triton_sparse.BLOCK == 0
+    assert (segments - 1) * seg_cols < 128_000 <= segments * seg_cols
+    launches = _launches(torch.randn(2, 128_000, dtype=dtype), 50)
+    assert triton_sparse._passes(dtype == torch.float64) == passes
+    assert [launch["grid"] for launch in launches] == (
+        [[(2, segments, 1)], [(2, 1, 1)]] * passes + [[(2, segments, 1)]] * 2)
+    assert all(launch["kwargs"]["enable_fp_fusion"] is False for launch in launches)
+
+
+def test_only_small_batches_of_long_rows_split():
+    assert triton_sparse._segments(1, triton_sparse.SPLIT_MIN_COLS)[0] > 1
+    assert triton_sparse._segments(1, triton_sparse.SPLIT_MIN_COLS - 1) == (
+        1, triton_sparse.SPLIT_MIN_COLS - 1)
+    assert triton_sparse._segments(triton_sparse.TARGET_PROGRAMS, 128_000)[0] == 1
+
+
+# ------------------------------------------------------- without Triton
+
+
+@pytest.fixture
+def without_triton(monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "triton" else find_spec(name, *args))
+
+
+def test_cuda_kernel_without_triton_runs_the_reference(without_triton):
+    x = torch.randn(3, 50)
+    seeds = torch.tensor([4, 5, 6])
+    got = ops._perturbed_top_k_cuda(x, seeds, NO_KEYS, 6)
+    ref = row_reference.perturbed_top_k_rows(x, seeds, NO_KEYS, 6)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+
+
+def test_triton_backend_without_triton_is_an_error(without_triton, monkeypatch):
+    monkeypatch.setattr(ops, "_TRITON_ON_CPU", True)
+    with pytest.raises(ImportError, match="GUMBELKIT_BACKEND=triton needs triton"):
+        torch.ops.gumbelkit.perturbed_top_k(torch.zeros(2, 3), torch.tensor([1]), NO_KEYS, 2)
+
+
+# ---------------------------------------------------------------- on a GPU
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("shape", [(7, 5), (33, 1000), (1, 128000), (3, 50000), (300, 32000)])
+def test_cuda_indices_and_noise_are_bit_identical_to_cpu(dtype, shape):
+    rows, cols = shape
+    g = torch.Generator().manual_seed(rows + cols)
+    x = (torch.randn(rows, 2 * cols, generator=g) * 3).to(dtype)[:, ::2]
+    x[0, :] = -float("inf")
+    x[0, cols - 1] = 0.0
+    seeds = torch.arange(rows, dtype=torch.int64) * 31 - 2**60
+    keys = torch.arange(rows, dtype=torch.int64)
+    for k in sorted({1, min(cols, 3), min(cols, 50), cols}):
+        cpu = torch.ops.gumbelkit.perturbed_top_k(x, seeds, keys, k)
+        gpu = torch.ops.gumbelkit.perturbed_top_k(x.cuda(), seeds.cuda(), keys.cuda(), k)
+        assert torch.equal(gpu[0].cpu(), cpu[0]) and torch.equal(gpu[1].cpu(), cpu[1])
+    idx, w = gumbelkit.sparse_gumbel_softmax(x.cuda(), min(cols, 8), 0.5, seed=seeds.cuda())
+    cpu_idx, cpu_w = gumbelkit.sparse_gumbel_softmax(x, min(cols, 8), 0.5, seed=seeds)
+    assert torch.equal(idx.cpu(), cpu_idx)
+    torch.testing.assert_close(w.cpu(), cpu_w)  # CUDA's softmax sums in its own order
