@@ -27,6 +27,7 @@ from host_reads import no_host_reads
 triton = pytest.importorskip("triton")
 
 from gumbelkit.kernels import triton_kernels, triton_sampler  # noqa: E402  (needs triton)
+from triton_launches import LaunchRecorder  # noqa: E402  (needs triton)
 
 CHECK = Path(__file__).with_name("triton_sampler_check.py")
 CUDA = pytest.mark.cuda
@@ -104,30 +105,10 @@ def test_launch_rejects_an_integer_dtype():
         triton_sampler.sample(torch.zeros(2, 3, dtype=torch.int32), *_row_controls(2), 1, False)
 
 
-class _Recorder:
-    """Stands in for every kernel of ``triton_sampler``: records ``(kernel name, grid,
-    keyword arguments)`` of every launch and runs nothing."""
-
-    def __init__(self, monkeypatch):
-        self.launches = []
-        for name, value in vars(triton_sampler).items():
-            if isinstance(value, triton.runtime.JITFunction) and name.endswith("_kernel"):
-                monkeypatch.setattr(triton_sampler, name, self._kernel(name))
-
-    def _kernel(self, name):
-        recorder = self
-
-        class Launch:
-            def __getitem__(self, grid):
-                return lambda *args, **kwargs: recorder.launches.append((name, grid, kwargs))
-
-        return Launch()
-
-
 def test_launch_reads_nothing_back(monkeypatch):
     """The launcher's arguments depend on shapes only: with every host read of a
     tensor forbidden it still launches (recorded here: no kernel runs)."""
-    recorder = _Recorder(monkeypatch)
+    recorder = LaunchRecorder(monkeypatch, triton_sampler)
     x = torch.randn(3, 40, dtype=torch.bfloat16)
     ctl = _row_controls(3)
     with no_host_reads():
@@ -145,7 +126,7 @@ def test_split_launch_reads_nothing_back(monkeypatch, dtype):
     followed by a reduction per row: the first pass, a fixed number of steps per
     search (8 for 32-bit keys, 16 for 64-bit ones), the count and per token a race
     pass, a number of launches fixed by the shapes, none reading anything back."""
-    recorder = _Recorder(monkeypatch)
+    recorder = LaunchRecorder(monkeypatch, triton_sampler)
     x = torch.randn(2, 128_000, dtype=dtype)
     ctl = _row_controls(2)
     with no_host_reads():

@@ -1,5 +1,5 @@
 """The Triton kernels of ``perturbed_top_k`` (``kernels/triton_sparse.py``): indices and
-noise bit-identical to the CPU path, launches traced from shapes alone (one, or a fixed
+noise bit-identical to the CPU path, launches recorded from shapes alone (one, or a fixed
 number for a split row), compiled ahead of time for sm_80 and sm_90 without a GPU.
 
 The comparison runs the kernel in Triton's interpreter in a subprocess
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.fx.experimental.proxy_tensor import make_fx
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 import gumbelkit
 from gumbelkit.kernels import ops, row_reference
@@ -27,6 +27,7 @@ from host_reads import no_host_reads
 triton = pytest.importorskip("triton")
 
 from gumbelkit.kernels import triton_compile, triton_kernels, triton_sparse  # noqa: E402
+from triton_launches import LaunchRecorder  # noqa: E402  (needs triton)
 
 FORMS = {form.name: form for form in triton_sparse.specializations()}
 NO_KEYS = torch.empty(0, dtype=torch.int64)
@@ -61,39 +62,41 @@ def test_float32_form_compiles_exact_without_spills():
     assert result.spill_stores == 0 and result.spill_loads == 0
 
 
-def _launches(x: torch.Tensor, k: int) -> list:
-    """The kernel launches of the launcher traced with fake tensors, every host read
-    forbidden."""
-    def launch(x, seeds):
-        return triton_sparse.perturbed_top_k(x, seeds, NO_KEYS, k)
-
-    with no_host_reads():
-        graph = make_fx(launch, tracing_mode="fake")(x, torch.tensor([7]))
-    return [node.kwargs for node in graph.graph.nodes
-            if node.target is torch.ops.higher_order.triton_kernel_wrapper_mutation]
+def _launches(monkeypatch, x: torch.Tensor, k: int) -> list:
+    """``(kernel, grid, arguments)`` of every launch of the launcher, run on fake tensors
+    with every host read forbidden (recorded: no kernel runs)."""
+    recorder = LaunchRecorder(monkeypatch, triton_sparse)
+    with FakeTensorMode() as mode, no_host_reads():
+        triton_sparse.perturbed_top_k(mode.from_tensor(x), mode.from_tensor(torch.tensor([7])),
+                                      mode.from_tensor(NO_KEYS), k)
+    return recorder.launches
 
 
-def test_launch_traces_from_shapes_alone():
+def test_launch_traces_from_shapes_alone(monkeypatch):
     """One launch over one program per row, compiled without contraction."""
     x = torch.randn(40, 3, dtype=torch.bfloat16).t()
-    (launch,) = _launches(x, 5)
-    assert launch["grid"] == [(3, 1, 1)] and launch["kwargs"]["enable_fp_fusion"] is False
-    assert launch["kwargs"]["xcs"] == 3 and launch["kwargs"]["row_keys"] == 1
+    ((name, grid, arguments),) = _launches(monkeypatch, x, 5)
+    assert name == "_top_k_kernel" and grid == (3,)
+    assert arguments["enable_fp_fusion"] is False
+    assert arguments["xcs"] == 3 and arguments["row_keys"] == 1
 
 
 @pytest.mark.parametrize("dtype, passes", [(torch.float32, 8), (torch.float16, 8),
                                            (torch.float64, 16)])
-def test_a_long_row_in_a_small_batch_is_split_into_a_fixed_number_of_launches(dtype, passes):
+def test_a_long_row_in_a_small_batch_is_split_into_a_fixed_number_of_launches(
+        monkeypatch, dtype, passes):
     """[2, 128000]: per search pass a segment count over rows x segments and a
     per-row narrowing, then the split and the write; the same for any values."""
     segments, seg_cols = triton_sparse._segments(2, 128_000)
     assert 32 <= segments <= triton_sparse.MAX_SEGMENTS and seg_cols % triton_sparse.BLOCK == 0
     assert (segments - 1) * seg_cols < 128_000 <= segments * seg_cols
-    launches = _launches(torch.randn(2, 128_000, dtype=dtype), 50)
+    launches = _launches(monkeypatch, torch.randn(2, 128_000, dtype=dtype), 50)
     assert triton_sparse._passes(dtype == torch.float64) == passes
-    assert [launch["grid"] for launch in launches] == (
-        [[(2, segments, 1)], [(2, 1, 1)]] * passes + [[(2, segments, 1)]] * 2)
-    assert all(launch["kwargs"]["enable_fp_fusion"] is False for launch in launches)
+    split, rows = (2, segments), (2,)
+    assert [(name, grid) for name, grid, _ in launches] == (
+        [("_count_segment_kernel", split), ("_narrow_kernel", rows)] * passes
+        + [("_split_at_kernel", split), ("_write_segment_kernel", split)])
+    assert all(arguments["enable_fp_fusion"] is False for _, _, arguments in launches)
 
 
 def test_only_small_batches_of_long_rows_split():

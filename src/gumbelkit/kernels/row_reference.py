@@ -11,6 +11,8 @@ indices and one-hots exactly.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 

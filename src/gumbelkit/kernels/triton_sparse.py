@@ -53,7 +53,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import wrap_triton
 
 from .row_reference import check_top_k, compute_dtype
 from .triton_kernels import COMPILE_OPTIONS, Specialization
@@ -356,7 +355,7 @@ def perturbed_top_k(x: torch.Tensor, seeds: torch.Tensor, keys: torch.Tensor,
     seed_args = _seed_args(seeds, keys)
     segments, seg_cols = _segments(rows, cols)
     if segments == 1:
-        wrap_triton(_top_k_kernel)[(rows,)](
+        _top_k_kernel[(rows,)](
             *row_args, *seed_args, k, indices, noise, IS_F64=is_f64, BLOCK=BLOCK,
             PART_BITS=PART_BITS, **COMPILE_OPTIONS)
         return indices, noise
@@ -369,15 +368,15 @@ def perturbed_top_k(x: torch.Tensor, seeds: torch.Tensor, keys: torch.Tensor,
     split_args = (*row_args, seg_cols, segments, *seed_args)
     grid = (rows, segments)
     for _ in range(_passes(is_f64)):
-        wrap_triton(_count_segment_kernel)[grid](
+        _count_segment_kernel[grid](
             *split_args, state, counts, IS_F64=is_f64, BLOCK=BLOCK, PART_BITS=PART_BITS,
             **COMPILE_OPTIONS)
-        wrap_triton(_narrow_kernel)[(rows,)](
+        _narrow_kernel[(rows,)](
             state, counts, segments, k, PART_BITS=PART_BITS, SEGS=MAX_SEGMENTS,
             **COMPILE_OPTIONS)
-    wrap_triton(_split_at_kernel)[grid](
+    _split_at_kernel[grid](
         *split_args, state, found, IS_F64=is_f64, BLOCK=BLOCK, **COMPILE_OPTIONS)
-    wrap_triton(_write_segment_kernel)[grid](
+    _write_segment_kernel[grid](
         *split_args, k, state, found, indices, noise, IS_F64=is_f64, BLOCK=BLOCK,
         SEGS=MAX_SEGMENTS, **COMPILE_OPTIONS)
     return indices, noise
