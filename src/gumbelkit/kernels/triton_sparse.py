@@ -44,8 +44,7 @@ contraction: every launch passes ``enable_fp_fusion=False``), and everything
 else is exact comparisons of the same ``z``, so indices and noise are
 bit-identical to the CPU path. ``TRITON_INTERPRET=1`` runs the kernels on CPU
 tensors, which is how the tests check that without a GPU. The launches depend
-on shapes only and read nothing back, so the launcher traces with fake
-tensors and captures in a CUDA graph.
+on shapes only and read nothing back, so they capture in a CUDA graph.
 """
 
 from __future__ import annotations
