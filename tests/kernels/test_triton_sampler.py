@@ -216,3 +216,21 @@ def test_cuda_op_on_full_vocabulary_rows_is_bit_identical_to_cpu(scale):
     check.compare(f"N(0, {scale}^2) rows", x, ctl, 1, failures, device="cuda")
     check.compare(f"N(0, {scale}^2) rows, n=4", x, ctl, 4, failures, device="cuda")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("rows, vocab", [(3, 40), (1, 128_000)])
+def test_forms_declare_the_integer_types_that_launches_pass(monkeypatch, rows, vocab):
+    """The ahead-of-time forms are the launched ones: every integer argument of every
+    launch (whole-row and split) has the type its form declares (the JIT passes
+    integers below 2**31 as i32)."""
+    signatures = {form.fn.fn.__name__: form.signature for form in FORMS.values()}
+    recorder = LaunchRecorder(monkeypatch, triton_sampler)
+    triton_sampler.sample(torch.zeros(rows, vocab), *_row_controls(rows), 1, True)
+    assert {name for name, _, _ in recorder.launches} == (
+        {"_sample_kernel"} if vocab == 40 else set(signatures) - {"_sample_kernel"})
+    for name, _, kwargs in recorder.launches:
+        for arg, declared in signatures[name].items():
+            if declared != "constexpr" and not declared.startswith("*"):
+                value = kwargs[arg]
+                launched = "i32" if -2**31 <= value < 2**31 else "i64"
+                assert declared == launched, (name, arg, value)

@@ -937,7 +937,7 @@ def specializations() -> list[Specialization]:
     (``sample``) per logit dtype; for split rows, the segment pass of each pass per logit
     dtype and its reduction per compute dtype (the count's reduction has one form)."""
     forms = []
-    seg_args = {"stride": "i64", "V": "i32", "seg_cols": "i32", "segments": "i32"}
+    seg_args = {"stride": "i32", "V": "i32", "seg_cols": "i32", "segments": "i32"}
     state = {"fstate_ptr": "*fp64", "istate_ptr": "*i64"}
     for dtype, is_f64 in _TRITON_DTYPES.items():
         compute = "fp64" if is_f64 else "fp32"
@@ -945,7 +945,7 @@ def specializations() -> list[Specialization]:
         const = {"IS_F64": "constexpr", "BLOCK": "constexpr"}
         forms.append(Specialization(
             name=f"sample[{dtype}]", fn=_sample_kernel,
-            signature={"x_ptr": f"*{dtype}", "stride": "i64", "V": "i32", "temp_ptr": "*fp32",
+            signature={"x_ptr": f"*{dtype}", "stride": "i32", "V": "i32", "temp_ptr": "*fp32",
                        "top_k_ptr": "*i64", "top_p_ptr": "*fp64", "log_min_p_ptr": "*fp64",
                        "seeds_ptr": "*i64", "keys_ptr": "*i64", "n": "i32",
                        "tokens_ptr": "*i64", "lp_ptr": f"*{compute}", "status_ptr": "*i8",
