@@ -7,8 +7,10 @@ interpreter. Every case compares tokens and status bit for bit, and
 log-probabilities to float32 rounding (float64 rows to 1e-12), with both the C
 kernel (float32/bfloat16/float16 logits) and the PyTorch reference; the split
 cases (every pass on segment programs, thresholds lowered so that short rows
-split) also with the unsplit kernel. Prints one line per mismatch and exits 1 if
-there is any.
+split) also with the unsplit kernel. Every buffer the launcher allocates (outputs
+and the split rows' scratch state) is poisoned first (NaN, or -7 for integers), so
+a read of an entry that no launch wrote shows as a mismatch. Prints one line per
+mismatch and exits 1 if there is any.
 """
 
 from __future__ import annotations
@@ -90,6 +92,11 @@ def _lp_close(a: torch.Tensor, b: torch.Tensor, rtol: float) -> bool:
                                                                           b[torch.isinf(b)])
     fin = torch.isfinite(a)
     return same_inf and torch.allclose(a[fin], b[fin], rtol=rtol, atol=rtol)
+
+
+def poisoned(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    fill = float("nan") if dtype.is_floating_point else -7
+    return torch.full(shape, fill, dtype=dtype, device=device)
 
 
 def compare(name: str, x: torch.Tensor, ctl: _controls.Controls, n: int,
@@ -294,6 +301,7 @@ def split_cases(failures: list[str]) -> None:
 
 def main() -> int:
     assert os.environ.get("TRITON_INTERPRET") == "1" and ops._TRITON_ON_CPU
+    triton_sampler._empty = poisoned
     failures: list[str] = []
     exp_case(failures)
     op_cases(failures)

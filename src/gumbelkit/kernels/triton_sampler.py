@@ -77,6 +77,12 @@ programs, so every step is a launch of its own):
   same order for every ``t``, one monotone non-increasing function of ``t``
   (rounding is monotone and a term leaving the sum becomes ``+0``), and the
   search is well defined; ``S = B(key(v_k) - 1)`` is lane 0 of the first step.
+  (Triton lowers a reduction alike for every output element: each thread's
+  elements in register order, then across lanes, then across warps. Were two
+  lanes' trees to differ, ``B`` would still be within rounding of one monotone
+  function, the search would still end at a key where the computed ``B``
+  crosses ``p S``, and only a token whose preceding mass lies within that
+  rounding of ``p S`` could change: the exception above, nothing worse.)
   Its order is not the unsplit kernel's, so top-p keeps the exception above;
 * ``_count_segment_kernel`` / ``_count_reduce_kernel``: the kept tokens'
   count (too few: ``_TOO_FEW``), mass and ties;
@@ -804,6 +810,12 @@ def _race_reduce_kernel(temp_ptr, status_ptr, fstate_ptr, istate_ptr, seg_score_
     tl.store(istate_ptr + row * _ISTATE + 1, best_index)
 
 
+def _empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Every buffer the kernels write or read back comes from here (the interpreter
+    check poisons it, so that a read of an entry no launch wrote shows)."""
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
 def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
            top_p: torch.Tensor, log_min_p: torch.Tensor, seeds: torch.Tensor,
            keys: torch.Tensor, n: int, logprobs: bool
@@ -821,9 +833,9 @@ def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
     rows, vocab = int(x.shape[0]), int(x.shape[1])
     cd = torch.float64 if x.dtype == torch.float64 else torch.float32
     device = x.device
-    tokens = torch.empty((rows, n), dtype=torch.int64, device=device)
-    lp = torch.empty((rows, n if logprobs else 0), dtype=cd, device=device)
-    status = torch.empty((rows,), dtype=torch.int8, device=device)
+    tokens = _empty((rows, n), torch.int64, device)
+    lp = _empty((rows, n if logprobs else 0), cd, device)
+    status = _empty((rows,), torch.int8, device)
     if rows == 0:
         return tokens, lp, status
     x = x.detach()
@@ -836,7 +848,7 @@ def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
     log_min_p = log_min_p.to(device, torch.float64).contiguous()
     seeds = seeds.to(device, torch.int64).contiguous()
     keys = keys.to(device, torch.int64).contiguous()
-    lp_out = lp if logprobs else torch.empty((1,), dtype=cd, device=device)
+    lp_out = lp if logprobs else _empty((1,), cd, device)
     is_f64 = x.dtype == torch.float64
     segments, seg_cols = _segments(rows, vocab, n)
     if segments == 1:
@@ -848,9 +860,9 @@ def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
     # a split row: each pass over the row on (rows x segments) programs writing
     # partial results to part, then one program per row reducing them in segment order
     # and keeping the row's state in fstate / istate
-    fstate = torch.empty((rows, _FSTATE), dtype=torch.float64, device=device)
-    istate = torch.empty((rows, _ISTATE), dtype=torch.int64, device=device)
-    part = torch.empty((rows, segments, _PARTS), dtype=torch.float64, device=device)
+    fstate = _empty((rows, _FSTATE), torch.float64, device)
+    istate = _empty((rows, _ISTATE), torch.int64, device)
+    part = _empty((rows, segments, _PARTS), torch.float64, device)
     grid = (rows, segments)
     split = (x, x.stride(0), vocab, seg_cols, segments)
     _scan_segment_kernel[grid](*split, part, IS_F64=is_f64, BLOCK=BLOCK,
@@ -872,9 +884,9 @@ def sample(x: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
         BLOCK=BLOCK, **COMPILE_OPTIONS)
     _count_reduce_kernel[(rows,)](status, fstate, istate, part, segments, n,
                                                **COMPILE_OPTIONS)
-    seg_score = torch.empty((rows, segments), dtype=torch.float64, device=device)
-    seg_index = torch.empty((rows, segments), dtype=torch.int64, device=device)
-    seg_z = torch.empty((rows, segments), dtype=torch.float64, device=device)
+    seg_score = _empty((rows, segments), torch.float64, device)
+    seg_index = _empty((rows, segments), torch.int64, device)
+    seg_z = _empty((rows, segments), torch.float64, device)
     for j in range(n):
         _race_segment_kernel[grid](
             *split, temperature, log_min_p, seeds, keys, status, fstate, istate, seg_score,
