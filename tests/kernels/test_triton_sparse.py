@@ -99,6 +99,29 @@ def test_a_long_row_in_a_small_batch_is_split_into_a_fixed_number_of_launches(
     assert all(arguments["enable_fp_fusion"] is False for _, _, arguments in launches)
 
 
+@pytest.mark.parametrize("shape, transpose", [((3, 40), False), ((40, 3), True),
+                                              ((2, 128_000), False)])
+def test_launches_compile_the_declared_forms(monkeypatch, shape, transpose):
+    """Every integer argument of every launch (whole-row and split; contiguous rows,
+    whose column stride is 1, and transposed ones, whose row stride is 1) reaches the
+    kernel as the i32 its form declares: the JIT would compile an argument equal to 1
+    that it may specialize into a constant, a form the ahead-of-time check never sees
+    (the whole-row float32 kernel with a constant column stride spills 8 bytes a
+    thread on sm_80 for rows whose length is not a multiple of 16)."""
+    x = torch.randn(*shape)
+    x = x.t() if transpose else x
+    signatures = {form.fn: form.signature for form in FORMS.values()}
+    kernels = {name: value for name, value in vars(triton_sparse).items()
+               if name.endswith("_kernel")}
+    for name, _, arguments in _launches(monkeypatch, x, 2):
+        kernel = kernels[name]
+        fixed = {param.name for param in kernel.params if param.do_not_specialize}
+        for arg, declared in signatures[kernel].items():
+            if declared == "i32":
+                assert -2**31 <= arguments[arg] < 2**31, (name, arg)
+                assert arguments[arg] != 1 or arg in fixed, (name, arg)
+
+
 def test_only_small_batches_of_long_rows_split():
     assert triton_sparse._segments(1, triton_sparse.SPLIT_MIN_COLS)[0] > 1
     assert triton_sparse._segments(1, triton_sparse.SPLIT_MIN_COLS - 1) == (

@@ -74,6 +74,11 @@ MAX_SEGMENTS = 64
 _G_HIGH = tl.constexpr(24.0)
 _NO_KEY = tl.constexpr(-0x7FFFFFFFFFFFFFFF - 1)
 
+# integer arguments the JIT would turn into constants when 1 (and so compile forms the
+# ahead-of-time check never sees): the strides too, whose constant column stride 1
+# makes the float32 whole-row kernel spill 8 bytes a thread on sm_80
+_RUNTIME_INTS = ["xrs", "xcs", "V", "seed_stride", "key_stride", "row_keys"]
+
 _TRITON_DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16",
                   torch.float64: "fp64"}
 
@@ -176,7 +181,7 @@ def _row_words(seeds_ptr, seed_stride, keys_ptr, key_stride, row_keys, row):
     return _seed_words(seed, rkey)
 
 
-@triton.jit(do_not_specialize=["V", "k", "seed_stride", "key_stride", "row_keys"])
+@triton.jit(do_not_specialize=_RUNTIME_INTS + ["k"])
 def _top_k_kernel(x_ptr, xrs, xcs, V, seeds_ptr, seed_stride, keys_ptr, key_stride, row_keys,
                   k, index_ptr, noise_ptr, IS_F64: tl.constexpr, BLOCK: tl.constexpr,
                   PART_BITS: tl.constexpr):
@@ -202,8 +207,7 @@ def _top_k_kernel(x_ptr, xrs, xcs, V, seeds_ptr, seed_stride, keys_ptr, key_stri
            key_lo, key_hi, IS_F64, BLOCK)
 
 
-@triton.jit(do_not_specialize=["V", "seg_cols", "segments", "seed_stride", "key_stride",
-                               "row_keys"])
+@triton.jit(do_not_specialize=_RUNTIME_INTS + ["seg_cols", "segments"])
 def _count_segment_kernel(x_ptr, xrs, xcs, V, seg_cols, segments, seeds_ptr, seed_stride,
                           keys_ptr, key_stride, row_keys, state_ptr, counts_ptr,
                           IS_F64: tl.constexpr, BLOCK: tl.constexpr, PART_BITS: tl.constexpr):
@@ -248,8 +252,7 @@ def _narrow_kernel(state_ptr, counts_ptr, segments, k, PART_BITS: tl.constexpr,
         tl.store(state_ptr + row * 3 + 2, at_hi.to(tl.int64))
 
 
-@triton.jit(do_not_specialize=["V", "seg_cols", "segments", "seed_stride", "key_stride",
-                               "row_keys"])
+@triton.jit(do_not_specialize=_RUNTIME_INTS + ["seg_cols", "segments"])
 def _split_at_kernel(x_ptr, xrs, xcs, V, seg_cols, segments, seeds_ptr, seed_stride,
                      keys_ptr, key_stride, row_keys, state_ptr, found_ptr,
                      IS_F64: tl.constexpr, BLOCK: tl.constexpr):
@@ -276,8 +279,7 @@ def _split_at_kernel(x_ptr, xrs, xcs, V, seg_cols, segments, seeds_ptr, seed_str
     tl.store(found_ptr + (row * segments + seg) * 2 + 1, ties)
 
 
-@triton.jit(do_not_specialize=["V", "seg_cols", "segments", "seed_stride", "key_stride",
-                               "row_keys", "k"])
+@triton.jit(do_not_specialize=_RUNTIME_INTS + ["seg_cols", "segments", "k"])
 def _write_segment_kernel(x_ptr, xrs, xcs, V, seg_cols, segments, seeds_ptr, seed_stride,
                           keys_ptr, key_stride, row_keys, k, state_ptr, found_ptr, index_ptr,
                           noise_ptr, IS_F64: tl.constexpr, BLOCK: tl.constexpr,
