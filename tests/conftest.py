@@ -1,3 +1,4 @@
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -15,6 +16,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def without_triton(monkeypatch):
+    """Triton looks uninstalled (``gumbelkit.kernels.ops`` asks ``find_spec`` on each
+    call), so the ``cuda`` kernels run the ops' PyTorch bodies."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "triton" else find_spec(name, *args))
 
 
 def pytest_collection_modifyitems(config, items):

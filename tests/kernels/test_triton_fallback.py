@@ -4,20 +4,11 @@ clear error instead of a silent switch back to the C kernel."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
 from gumbelkit import _rng
 from gumbelkit.kernels import ops
-
-
-@pytest.fixture
-def without_triton(monkeypatch):
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "triton" else find_spec(name, *args))
 
 
 def test_cuda_kernel_without_triton_runs_the_reference(without_triton):

@@ -15,15 +15,13 @@ contraction.
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from gumbelkit import _rng
+from interpreted import run_interpreted
 
 triton = pytest.importorskip("triton")
 
@@ -32,12 +30,8 @@ from gumbelkit.kernels import triton_compile, triton_kernels  # noqa: E402  (nee
 
 @pytest.mark.slow
 def test_interpreted_kernel_is_bit_identical_to_reference():
-    env = dict(os.environ, TRITON_INTERPRET="1", GUMBELKIT_BACKEND="triton")
-    script = Path(__file__).with_name("triton_noise_check.py")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            env=env, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "all bit-identical"
+    assert run_interpreted(Path(__file__).with_name("triton_noise_check.py")) == \
+        "all bit-identical"
 
 
 def test_fusion_check_detects_contraction():

@@ -12,10 +12,6 @@ test.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +19,7 @@ import torch
 
 import gumbelkit
 from gumbelkit.kernels import ops, row_reference
+from interpreted import run_interpreted
 
 triton = pytest.importorskip("triton")
 
@@ -33,12 +30,8 @@ FORMS = {form.name: form for form in triton_rows.specializations()}
 
 @pytest.mark.slow
 def test_interpreted_kernels_match_the_cpu_path():
-    env = dict(os.environ, TRITON_INTERPRET="1", GUMBELKIT_BACKEND="triton")
-    script = Path(__file__).with_name("triton_rows_check.py")
-    result = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True,
-                            text=True, env=env, timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "all checks passed"
+    assert run_interpreted(Path(__file__).with_name("triton_rows_check.py")) == \
+        "all checks passed"
 
 
 def test_an_exact_form_compiles_without_inexact_instructions():
@@ -86,13 +79,6 @@ def test_a_long_row_in_a_small_batch_is_split():
 
 
 # ------------------------------------------------------- without Triton
-
-
-@pytest.fixture
-def without_triton(monkeypatch):
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "triton" else find_spec(name, *args))
 
 
 def test_cuda_kernels_without_triton_run_the_reference(without_triton):

@@ -10,10 +10,7 @@ chosen before Triton is imported; on a GPU the same cases run on the device.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from gumbelkit.kernels import ops, sampler_reference
 from gumbelkit.sampling import _controls
 from host_reads import no_host_reads
+from interpreted import run_interpreted
 
 triton = pytest.importorskip("triton")
 
@@ -42,11 +40,7 @@ def _check_module():
 
 @pytest.mark.slow
 def test_interpreted_kernel_is_bit_identical_to_the_cpu_path():
-    env = dict(os.environ, TRITON_INTERPRET="1", GUMBELKIT_BACKEND="triton")
-    result = subprocess.run([sys.executable, str(CHECK)], capture_output=True, text=True,
-                            env=env, timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "all bit-identical"
+    assert run_interpreted(CHECK) == "all bit-identical"
 
 
 FORMS = {form.name: form for form in triton_sampler.specializations()}
@@ -171,13 +165,6 @@ def test_race_splits_only_small_batches_of_long_rows():
     assert triton_sampler._segments(triton_sampler.TARGET_PROGRAMS, 128_000, 1)[0] == 1
     assert triton_sampler._segments(1, 128_000, triton_sampler.SPLIT_MAX_N + 1)[0] == 1
     assert triton_sampler._segments(1, 128_000, 1)[0] <= triton_sampler.MAX_SEGMENTS
-
-
-@pytest.fixture
-def without_triton(monkeypatch):
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "triton" else find_spec(name, *args))
 
 
 def test_cuda_kernel_without_triton_runs_the_reference(without_triton):

@@ -10,10 +10,6 @@ forms, is ``gumbelkit doctor --cuda-compile``'s test.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +19,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import gumbelkit
 from gumbelkit.kernels import ops, row_reference
 from host_reads import no_host_reads
+from interpreted import run_interpreted
 
 triton = pytest.importorskip("triton")
 
@@ -35,12 +32,8 @@ NO_KEYS = torch.empty(0, dtype=torch.int64)
 
 @pytest.mark.slow
 def test_interpreted_kernel_is_bit_identical_to_the_cpu_path():
-    env = dict(os.environ, TRITON_INTERPRET="1", GUMBELKIT_BACKEND="triton")
-    script = Path(__file__).with_name("triton_sparse_check.py")
-    result = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True,
-                            text=True, env=env, timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "all checks passed"
+    assert run_interpreted(Path(__file__).with_name("triton_sparse_check.py")) == \
+        "all checks passed"
 
 
 def test_every_launched_kernel_has_an_exact_form_per_logit_dtype():
@@ -130,13 +123,6 @@ def test_only_small_batches_of_long_rows_split():
 
 
 # ------------------------------------------------------- without Triton
-
-
-@pytest.fixture
-def without_triton(monkeypatch):
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "triton" else find_spec(name, *args))
 
 
 def test_cuda_kernel_without_triton_runs_the_reference(without_triton):

@@ -173,6 +173,22 @@ def _batched(t: Tensor, dim: int | None, batch: int) -> Tensor:
     return t.movedim(dim, 0) if dim is not None else t.expand(batch, *t.shape)
 
 
+def _batched_rows(in_dims: tuple, batch: int, x: Tensor, seeds: Tensor, keys: Tensor
+                  ) -> tuple[Tensor, Tensor, Tensor, int]:
+    """``x`` as ``[batch * rows, cols]``, its per-row ``seeds`` and ``keys``, and
+    ``rows``, for the vmap rule of a row op taking ``(x, seeds, keys, ...)``: compact
+    seeds ([1]: one for every row) and keys ([0]: row r keyed by r) are spelled out per
+    row first, so every batch element keeps the noise it has alone."""
+    x = _batched(x, in_dims[0], batch)
+    rows = x.shape[1]
+    seeds = _batched(seeds, in_dims[1], batch).expand(batch, rows)
+    keys = _batched(keys, in_dims[2], batch)
+    if keys.shape[1] == 0:
+        keys = torch.arange(rows, dtype=torch.int64, device=keys.device).expand(batch, rows)
+    keys = keys.expand(batch, rows)
+    return x.reshape(batch * rows, x.shape[2]), seeds.reshape(-1), keys.reshape(-1), rows
+
+
 @noise.register_vmap
 def _(info, in_dims, seeds, keys, cols, stream, kind, dtype):
     """One call for the whole batch: rows of every batch element, their own seeds and keys."""
@@ -478,20 +494,10 @@ def _(x, seeds, keys, batch_shape, dim):
 
 @gumbel_max.register_vmap
 def _(info, in_dims, x, seeds, keys, batch_shape, dim):
-    """One call for the whole batch. Compact seeds ([1]: one for every row) and keys
-    ([0]: row r keyed by r) are spelled out per row first, so every batch element keeps
-    the noise it has alone."""
+    """One call for the whole batch (``_batched_rows``)."""
     batch = info.batch_size
-    x = _batched(x, in_dims[0], batch)
-    rows = x.shape[1]
-    seeds = _batched(seeds, in_dims[1], batch).expand(batch, rows)
-    keys = _batched(keys, in_dims[2], batch)
-    if keys.shape[1] == 0:
-        keys = torch.arange(rows, dtype=torch.int64, device=keys.device).expand(batch, rows)
-    keys = keys.expand(batch, rows)
-    index = torch.ops.gumbelkit.gumbel_max(x.reshape(batch * rows, x.shape[2]),
-                                           seeds.reshape(-1), keys.reshape(-1), [batch * rows],
-                                           dim)
+    x, seeds, keys, rows = _batched_rows(in_dims, batch, x, seeds, keys)
+    index = torch.ops.gumbelkit.gumbel_max(x, seeds, keys, [batch * rows], dim)
     return index.reshape(batch, rows), 0
 
 
@@ -835,16 +841,8 @@ def _(x, seeds, keys, k):
 
 @perturbed_top_k.register_vmap
 def _(info, in_dims, x, seeds, keys, k):
-    """One call for the whole batch. Compact seeds ([1]) and keys ([0]: row r keyed by r)
-    are spelled out per row first, so every batch element keeps the noise it has alone."""
+    """One call for the whole batch (``_batched_rows``)."""
     batch = info.batch_size
-    x = _batched(x, in_dims[0], batch)
-    rows = x.shape[1]
-    seeds = _batched(seeds, in_dims[1], batch).expand(batch, rows)
-    keys = _batched(keys, in_dims[2], batch)
-    if keys.shape[1] == 0:
-        keys = torch.arange(rows, dtype=torch.int64, device=keys.device).expand(batch, rows)
-    keys = keys.expand(batch, rows)
-    indices, noise_at = torch.ops.gumbelkit.perturbed_top_k(
-        x.reshape(batch * rows, x.shape[2]), seeds.reshape(-1), keys.reshape(-1), k)
+    x, seeds, keys, rows = _batched_rows(in_dims, batch, x, seeds, keys)
+    indices, noise_at = torch.ops.gumbelkit.perturbed_top_k(x, seeds, keys, k)
     return (indices.reshape(batch, rows, k), noise_at.reshape(batch, rows, k)), (0, 0)
