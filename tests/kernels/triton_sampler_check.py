@@ -126,6 +126,36 @@ def compare(name: str, x: torch.Tensor, ctl: _controls.Controls, n: int,
         assert lp.shape == (x.shape[0], 0)
 
 
+def _equal_and_masked_rows() -> tuple[torch.Tensor, _controls.Controls]:
+    """Six rows of 40: all equal (two levels), -inf masks leaving half or 5 tokens,
+    finfo.min rows (masked where x / T is -inf), with per-row controls."""
+    special = torch.zeros(6, 40)
+    special[1] = 2.5
+    special[2, ::2] = -INF
+    special[3, :35] = -INF
+    special[4, 5:] = torch.finfo(torch.float32).min
+    special[5, 1:] = torch.finfo(torch.float32).min
+    special[5, 0] = 1.0
+    ctl = _controls_for(6, temperature=torch.tensor([1.0, 0.5, 1.0, 2.0, 0.5, 1.0]),
+                        top_k=torch.tensor([3, 0, 4, 2, 0, 0]),
+                        top_p=torch.tensor([1.0, 0.5, 0.9, 1.0, 1.0, 0.9]),
+                        min_p=torch.tensor([0.0, 0.0, 0.1, 0.0, 0.5, 0.0]))
+    return special, ctl
+
+
+def _invalid_rows(cols: int, gen: torch.Generator) -> torch.Tensor:
+    """Seven rows of ``cols``: NaN, +inf, all -inf, 3e38 (overflows x / T for T < 1),
+    two finite tokens, one finite token, and a good row last."""
+    bad = torch.randn(7, cols, generator=gen)
+    bad[0, 4] = math.nan
+    bad[1, 9] = INF
+    bad[2] = -INF
+    bad[3, 2] = 3e38
+    bad[4, 2:] = -INF
+    bad[5, 1:] = -INF
+    return bad
+
+
 def op_cases(failures: list[str], device: str = "cpu") -> None:
     """Every case of the op on ``device`` against the CPU path."""
     gen = torch.Generator().manual_seed(0)
@@ -160,29 +190,13 @@ def op_cases(failures: list[str], device: str = "cpu") -> None:
     compare("tied levels n=4", levels, ctl, 4, failures, device=device, block=16)
 
     # all-equal rows, and rows with -inf masks (and finfo.min, masked where x / T is -inf)
-    special = torch.zeros(6, 40)
-    special[1] = 2.5
-    special[2, ::2] = -INF
-    special[3, :35] = -INF
-    special[4, 5:] = torch.finfo(torch.float32).min
-    special[5, 1:] = torch.finfo(torch.float32).min
-    special[5, 0] = 1.0
-    ctl = _controls_for(6, temperature=torch.tensor([1.0, 0.5, 1.0, 2.0, 0.5, 1.0]),
-                        top_k=torch.tensor([3, 0, 4, 2, 0, 0]),
-                        top_p=torch.tensor([1.0, 0.5, 0.9, 1.0, 1.0, 0.9]),
-                        min_p=torch.tensor([0.0, 0.0, 0.1, 0.0, 0.5, 0.0]))
+    special, ctl = _equal_and_masked_rows()
     compare("equal and masked rows n=1", special, ctl, 1, failures, device=device)
     compare("equal and masked rows n=3", special, ctl, 3, failures, device=device)
 
     # invalid rows: NaN, +inf, all -inf, overflowing x / T, too few tokens (sampled and
     # greedy), and a good row beside them
-    bad = torch.randn(7, 30, generator=gen)
-    bad[0, 4] = math.nan
-    bad[1, 9] = INF
-    bad[2] = -INF
-    bad[3, 2] = 3e38
-    bad[4, 2:] = -INF
-    bad[5, 1:] = -INF
+    bad = _invalid_rows(30, gen)
     ctl = _controls_for(7, temperature=torch.tensor([1.0, 1.0, 1.0, 0.5, 1.0, 0.0, 1.0]),
                         top_k=torch.tensor([0, 0, 0, 0, 0, 0, 1]))
     compare("invalid rows n=1", bad, ctl, 1, failures, device=device)
@@ -266,25 +280,9 @@ def split_cases(failures: list[str]) -> None:
 
         # -inf masks (a segment with no kept token), finfo.min, and invalid rows: NaN,
         # +inf, all -inf, overflowing x / T, too few tokens (sampled and greedy)
-        special = torch.zeros(6, 40)
-        special[1] = 2.5
-        special[2, ::2] = -INF
-        special[3, :35] = -INF
-        special[4, 5:] = torch.finfo(torch.float32).min
-        special[5, 1:] = torch.finfo(torch.float32).min
-        special[5, 0] = 1.0
-        ctl = _controls_for(6, temperature=torch.tensor([1.0, 0.5, 1.0, 2.0, 0.5, 1.0]),
-                            top_k=torch.tensor([3, 0, 4, 2, 0, 0]),
-                            top_p=torch.tensor([1.0, 0.5, 0.9, 1.0, 1.0, 0.9]),
-                            min_p=torch.tensor([0.0, 0.0, 0.1, 0.0, 0.5, 0.0]))
+        special, ctl = _equal_and_masked_rows()
         split("equal and masked rows n=3", special, ctl, 3, 8)
-        bad = torch.randn(7, 32, generator=gen)
-        bad[0, 4] = math.nan
-        bad[1, 9] = INF
-        bad[2] = -INF
-        bad[3, 2] = 3e38
-        bad[4, 2:] = -INF
-        bad[5, 1:] = -INF
+        bad = _invalid_rows(32, gen)
         ctl = _controls_for(7, temperature=torch.tensor([1.0, 1.0, 1.0, 0.5, 1.0, 0.0, 1.0]),
                             top_k=torch.tensor([0, 0, 0, 0, 3, 0, 1]),
                             top_p=torch.tensor([0.9, 1.0, 0.9, 1.0, 0.9, 1.0, 0.9]))
