@@ -128,9 +128,15 @@ def _noise_tile(seed, key, c0, KIND: tl.constexpr, IS_F64: tl.constexpr,
 
 
 @triton.jit
-def _tile_rows(pid, segments, ROWS: tl.constexpr):
-    """The segment and the rows (``[ROWS]``) of program ``pid``."""
-    return pid % segments, (pid // segments) * ROWS + tl.arange(0, ROWS).to(tl.int64)
+def _tile_rows(rows, cols, seg_cols, segments, ROWS: tl.constexpr):
+    """This program's segment, its rows (``[ROWS]``) and which of them exist, and the
+    segment's columns ``[start, end)``: the programs run over row tiles, each tile's
+    segments side by side."""
+    pid = tl.program_id(0).to(tl.int64)
+    seg = pid % segments
+    r1 = (pid // segments) * ROWS + tl.arange(0, ROWS).to(tl.int64)
+    start = seg * seg_cols
+    return seg, r1, r1 < rows, start, tl.minimum(start + seg_cols, cols)
 
 
 # ---------------------------------------------------------- Gumbel-Softmax
@@ -146,15 +152,11 @@ def _softmax_stats_kernel(x_ptr, xrs, xcs, tau_ptr, tau_stride, seeds_ptr, seed_
     ``want_soft``, ``s = z / tau`` into ``s_ptr`` with its max ``m`` and
     ``sum exp(s - m)``."""
     dtype = tl.float64 if IS_F64 else tl.float32
-    pid = tl.program_id(0).to(tl.int64)
-    seg, r1 = _tile_rows(pid, segments, ROWS)
-    r, rm1 = r1[:, None], r1 < rows
-    rmask = rm1[:, None]
+    seg, r1, rm1, start, end = _tile_rows(rows, cols, seg_cols, segments, ROWS)
+    r, rmask = r1[:, None], rm1[:, None]
     seed, key = _row_seeds(seeds_ptr, seed_stride, keys_ptr, key_stride, row_keys, r, rmask)
     tau = tl.load(tau_ptr + r * tau_stride, mask=rmask, other=1.0)
     inv = _div(tl.full(tau.shape, 1.0, dtype), tau, IS_F64)
-    start = seg * seg_cols
-    end = tl.minimum(start + seg_cols, cols)
     best = tl.full([ROWS], float("-inf"), dtype)
     arg = tl.full([ROWS], -1, tl.int64)
     bad = tl.zeros([ROWS], dtype=tl.int32)
@@ -197,10 +199,8 @@ def _softmax_finish_kernel(tau_ptr, tau_stride, s_ptr, y_ptr, index_ptr, state_p
     program writes the index and state; the relaxed sample ``exp(s - M) / S`` is
     normalized in place and the one-hot written for rows in the OK state."""
     dtype = tl.float64 if IS_F64 else tl.float32
-    pid = tl.program_id(0).to(tl.int64)
-    seg, r1 = _tile_rows(pid, segments, ROWS)
-    r, rm1 = r1[:, None], r1 < rows
-    rmask = rm1[:, None]
+    seg, r1, rm1, start, end = _tile_rows(rows, cols, seg_cols, segments, ROWS)
+    r, rmask = r1[:, None], rm1[:, None]
     j = tl.arange(0, SEGS)[None, :]
     at = r * segments + j
     used = rmask & (j < segments)
@@ -225,8 +225,6 @@ def _softmax_finish_kernel(tau_ptr, tau_stride, s_ptr, y_ptr, index_ptr, state_p
         weight = tl.where(seg_best == float("-inf"), 0.0, _exp(seg_m - top[:, None], IS_F64))
         total = tl.sum(seg_total * weight, 1)
         scale = _div(tl.full(total.shape, 1.0, dtype), total, IS_F64)
-    start = seg * seg_cols
-    end = tl.minimum(start + seg_cols, cols)
     for c0 in range(start, end, BLOCK):
         c = c0 + tl.arange(0, BLOCK)[None, :].to(tl.int64)
         live = ok & (c < end)
@@ -329,12 +327,8 @@ def _softmax_dot_kernel(g_ptr, grs, gcs, y_ptr, yrs, ycs, dot_ptr, rows, cols, s
                         BLOCK: tl.constexpr):
     """``<g, y>`` over one segment of ``ROWS`` rows."""
     dtype = tl.float64 if IS_F64 else tl.float32
-    pid = tl.program_id(0).to(tl.int64)
-    seg, r1 = _tile_rows(pid, segments, ROWS)
-    r, rm1 = r1[:, None], r1 < rows
-    rmask = rm1[:, None]
-    start = seg * seg_cols
-    end = tl.minimum(start + seg_cols, cols)
+    seg, r1, rm1, start, end = _tile_rows(rows, cols, seg_cols, segments, ROWS)
+    r, rmask = r1[:, None], rm1[:, None]
     acc = tl.zeros([ROWS], dtype=dtype)
     for c0 in range(start, end, BLOCK):
         c = c0 + tl.arange(0, BLOCK)[None, :].to(tl.int64)
@@ -353,17 +347,13 @@ def _softmax_grad_kernel(g_ptr, grs, gcs, y_ptr, yrs, ycs, tau_ptr, tau_stride, 
     """``gx = y (g - <g, y>) / tau`` over one segment and, if ``need_tau``, the
     segment's part of ``gtau = -sum gx log y`` (terms with y = 0 left out)."""
     dtype = tl.float64 if IS_F64 else tl.float32
-    pid = tl.program_id(0).to(tl.int64)
-    seg, r1 = _tile_rows(pid, segments, ROWS)
-    r, rm1 = r1[:, None], r1 < rows
-    rmask = rm1[:, None]
+    seg, r1, rm1, start, end = _tile_rows(rows, cols, seg_cols, segments, ROWS)
+    r, rmask = r1[:, None], rm1[:, None]
     j = tl.arange(0, SEGS)[None, :]
     dot = tl.sum(tl.load(dot_ptr + r * segments + j, mask=rmask & (j < segments), other=0.0),
                  1)[:, None]
     tau = tl.load(tau_ptr + r * tau_stride, mask=rmask, other=1.0).to(dtype)
     inv = _div(tl.full(tau.shape, 1.0, dtype), tau, IS_F64)
-    start = seg * seg_cols
-    end = tl.minimum(start + seg_cols, cols)
     acc = tl.zeros([ROWS], dtype=dtype)
     for c0 in range(start, end, BLOCK):
         c = c0 + tl.arange(0, BLOCK)[None, :].to(tl.int64)

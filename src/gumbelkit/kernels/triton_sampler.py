@@ -217,6 +217,30 @@ def _mid(lo, hi):
 
 
 @triton.jit
+def _quarters(lo, hi):
+    """The three keys ``t1 <= t2 <= t3`` that split ``(lo, hi]`` into quarters."""
+    t2 = _mid(lo, hi)
+    return _mid(lo, t2), t2, _mid(t2, hi)
+
+
+@triton.jit
+def _narrow(lo, hi, t1, t2, t3, turned1, turned2, turned3):
+    """``(lo, hi]`` narrowed to the quarter where a monotone test turns true, from the
+    tests at its ``_quarters`` (``turned_i``: true at ``t_i``)."""
+    if turned1:
+        hi = t1
+    elif turned2:
+        lo = t1
+        hi = t2
+    elif turned3:
+        lo = t2
+        hi = t3
+    else:
+        lo = t3
+    return lo, hi
+
+
+@triton.jit
 def _block(row_ptr, start, V, T, IS_F64: tl.constexpr, BLOCK: tl.constexpr):
     """Columns ``start .. start + BLOCK`` of a row: the logits ``x`` in the compute dtype
     (0 outside the row), ``z = fl(x / T)``, ``key(z)``, the column indices and the mask
@@ -370,20 +394,9 @@ def _sample_kernel(x_ptr, stride, V, temp_ptr, top_k_ptr, top_p_ptr, log_min_p_p
         lo = _key(xmin, IS_F64)  # count(key >= lo) >= k
         hi = _key(xmax, IS_F64) + 1  # count(key >= hi) = 0 < k
         while lo + 1 < hi:
-            t2 = _mid(lo, hi)
-            t1 = _mid(lo, t2)
-            t3 = _mid(t2, hi)
+            t1, t2, t3 = _quarters(lo, hi)
             c1, c2, c3 = _count_at_least(row_ptr, V, t1, t2, t3, IS_F64, BLOCK)
-            if c1 < k:
-                hi = t1
-            elif c2 < k:
-                lo = t1
-                hi = t2
-            elif c3 < k:
-                lo = t2
-                hi = t3
-            else:
-                lo = t3
+            lo, hi = _narrow(lo, hi, t1, t2, t3, c1 < k, c2 < k, c3 < k)
         vk = _div(_from_key(lo, IS_F64), T, IS_F64)
 
     # top-p: the smallest key t of z with B(t) < p S; kept: key(z) >= t
@@ -395,20 +408,9 @@ def _sample_kernel(x_ptr, stride, V, temp_ptr, top_k_ptr, top_p_ptr, log_min_p_p
         target = p * total
         hi = _key(zmax, IS_F64)  # B(hi) = 0 < p S
         while lo + 1 < hi:
-            t2 = _mid(lo, hi)
-            t1 = _mid(lo, t2)
-            t3 = _mid(t2, hi)
+            t1, t2, t3 = _quarters(lo, hi)
             b1, b2, b3 = _mass_above(row_ptr, V, div_t, m, vk, t1, t2, t3, IS_F64, BLOCK)
-            if b1 < target:
-                hi = t1
-            elif b2 < target:
-                lo = t1
-                hi = t2
-            elif b3 < target:
-                lo = t2
-                hi = t3
-            else:
-                lo = t3
+            lo, hi = _narrow(lo, hi, t1, t2, t3, b1 < target, b2 < target, b3 < target)
         p_key = hi
 
     kept_count, mass, ties = _kept(row_ptr, 0, V, div_t, m, vk, p_key, log_min_p, greedy, xmax,
